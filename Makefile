@@ -1,0 +1,37 @@
+# Two commands matter: `make dev` (virtualenv with the project and its dev
+# extras) and `make test` (lint, type-check, every test tier).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: dev test lint typecheck unit crds proto clean control-plane
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+dev: $(VENV)/.installed
+
+control-plane:
+	bash hack/build-control-plane.sh
+
+lint: dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: dev
+	$(BIN)/mypy
+
+# crds/ must be exactly what the models generate.
+crds: dev
+	$(BIN)/switchboard crds --check --reference docs/crd-reference.md
+
+test: dev control-plane lint typecheck crds
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

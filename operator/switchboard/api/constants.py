@@ -1,0 +1,95 @@
+"""The contract's names: API group, kinds, labels, annotations, conditions.
+
+Every other module takes these names from here. The router finds plugin pods
+by these labels, the operator writes them, and the CRDs are generated with
+them, so a rename happens in exactly one place.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+GROUP: Final = "switchboard.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+CATEGORY: Final = "switchboard"
+
+COMMUNICATION_PLUGIN: Final = "CommunicationPlugin"
+COMMUNICATION_PLUGINS: Final = "communicationplugins"
+VENDOR_INTEGRATION: Final = "VendorIntegration"
+VENDOR_INTEGRATIONS: Final = "vendorintegrations"
+
+#: Prefix of every label and annotation Switchboard writes.
+PREFIX: Final = GROUP
+
+# Labels on every child object and plugin pod. The router selects by these.
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_KIND: Final = f"{PREFIX}/kind"
+LABEL_PLUGIN: Final = f"{PREFIX}/plugin"
+LABEL_CHANNEL_TYPE: Final = f"{PREFIX}/channel-type"
+LABEL_VENDOR: Final = f"{PREFIX}/vendor"
+MANAGED_BY: Final = "switchboard-operator"
+COMPONENT_PLUGIN: Final = "plugin"
+COMPONENT_ROUTER: Final = "router"
+
+# Annotations.
+ANNOTATION_CONFIG_CHECKSUM: Final = f"{PREFIX}/config-checksum"
+ANNOTATION_SECRET_CHECKSUM: Final = f"{PREFIX}/secret-checksum"
+#: kopf keeps its progress and last-handled state under this prefix.
+ANNOTATION_KOPF_PREFIX: Final = PREFIX
+
+#: The gRPC port every plugin container listens on.
+PLUGIN_GRPC_PORT: Final = 50051
+PLUGIN_PORT_NAME: Final = "grpc"
+#: Where the operator mounts a plugin's rendered config and its Secret.
+PLUGIN_CONFIG_PATH: Final = "/etc/switchboard/config/config.json"
+PLUGIN_SECRETS_DIR: Final = "/etc/switchboard/secrets"
+
+
+class ConditionType(StrEnum):
+    """Condition types, adjectives in the Kubernetes API convention."""
+
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    CONFIG_VALID = "ConfigValid"
+    SECRETS_READY = "SecretsReady"
+    LICENSED = "Licensed"
+    DEPENDENCIES_READY = "DependenciesReady"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Reason(StrEnum):
+    """Condition reasons: one CamelCase word each."""
+
+    RECONCILING = "Reconciling"
+    DEPLOYED = "Deployed"
+    AVAILABLE = "Available"
+    PODS_NOT_READY = "PodsNotReady"
+    ROLLING_OUT = "RollingOut"
+    DISABLED = "Disabled"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_KEY_MISSING = "SecretKeyMissing"
+    SECRETS_FOUND = "SecretsFound"
+    NO_SECRETS_REQUIRED = "NoSecretsRequired"
+    CONFIG_ACCEPTED = "ConfigAccepted"
+    CONFIG_REJECTED = "ConfigRejected"
+    IMAGE_REFUSED = "ImageRefused"
+    LICENSE_VALID = "LicenseValid"
+    LICENSE_IN_GRACE = "LicenseInGracePeriod"
+    LICENSE_EXPIRED = "LicenseExpired"
+    LICENSE_INVALID = "LicenseInvalid"
+    LICENSE_NOT_REQUIRED = "LicenseNotRequired"
+    WAITING_FOR_DEPENDENCY = "WaitingForDependency"
+    DEPENDENCY_CYCLE = "DependencyCycle"
+    DEPENDENCIES_MET = "DependenciesMet"
+    NO_DEPENDENCIES = "NoDependencies"

@@ -1,0 +1,79 @@
+"""The `switchboard` command: one CLI, `--help` everywhere."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from switchboard import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="switchboard")
+def main() -> None:
+    """Run communication channels and vendor integrations as plugins."""
+
+
+@main.command()
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("crds"),
+    show_default=True,
+    help="Directory to write the CustomResourceDefinitions into.",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Write nothing; exit 1 if the files in --output differ from what the models generate.",
+)
+@click.option(
+    "--reference",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write (or with --check, compare) the Markdown field reference at this path.",
+)
+def crds(output: Path, check: bool, reference: Path | None) -> None:
+    """Generate the CRDs (and optionally their Markdown reference) from the API models."""
+    from switchboard.api.crdgen import render_crds, render_reference
+
+    rendered = {output / name: text for name, text in render_crds().items()}
+    if reference is not None:
+        rendered[reference] = render_reference()
+    if check:
+        stale = [
+            str(path)
+            for path, text in rendered.items()
+            if not path.is_file() or path.read_text() != text
+        ]
+        if stale:
+            click.echo(
+                f"{', '.join(stale)} differ from the models; run "
+                f"`switchboard crds --output {output}"
+                + (f" --reference {reference}" if reference else "")
+                + "` and commit the result.",
+                err=True,
+            )
+            sys.exit(1)
+        click.echo(f"{len(rendered)} generated files match the models.")
+        return
+    for path, text in rendered.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        click.echo(f"Wrote {path}")
+
+
+def _register_plugin_commands() -> None:
+    # The plugin SDK owns `switchboard plugin ...`; it is optional only while
+    # the SDK is being built.
+    try:
+        from switchboard.sdk._cli import plugin
+    except ImportError:  # pragma: no cover
+        return
+    main.add_command(plugin)
+
+
+_register_plugin_commands()
