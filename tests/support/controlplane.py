@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,7 @@ from cryptography.x509.oid import NameOID
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane.sh"
+KWOK_STAGES = Path(__file__).with_name("kwok-stages.yaml")
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 FAKE_NODES = 3
@@ -276,13 +278,12 @@ class ControlPlane:
                 f"--secure-port={free_port()}",
             ],
         )
-        kwok_config = self.workdir / "kwok.yaml"
-        kwok_config.write_text("")
         self._spawn(
             "kwok",
             [
                 f"--kubeconfig={self.kubeconfig}",
-                f"--config={kwok_config}",
+                f"--config={KWOK_STAGES}",
+                "--node-lease-duration-seconds=40",
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 f"--cidr={POD_CIDR}",
@@ -312,15 +313,18 @@ class ControlPlane:
     def kubectl(
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        """Run kubectl against this cluster as the admin."""
-        return subprocess.run(
+        """Run kubectl against this cluster as the admin; a failure carries kubectl's stderr."""
+        result = subprocess.run(
             [self.binary("kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
             input=input,
             capture_output=True,
             text=True,
-            check=check,
+            check=False,
             timeout=timeout,
         )
+        if check and result.returncode != 0:
+            raise KubectlError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
 
     def apply(self, obj: dict[str, Any] | str) -> subprocess.CompletedProcess[str]:
         text = obj if isinstance(obj, str) else yaml.safe_dump(obj)
@@ -353,12 +357,9 @@ class ControlPlane:
         raise TimeoutError(f"Timed out waiting for {what}")
 
     def _client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.server,
-            verify=str(self.pki / "ca.crt"),
-            cert=(str(self.pki / "admin.crt"), str(self.pki / "admin.key")),
-            timeout=5,
-        )
+        context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        context.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        return httpx.Client(base_url=self.server, verify=context, timeout=5)
 
     def _api_ready(self) -> bool:
         try:
@@ -407,6 +408,10 @@ class ControlPlane:
             "current-context": "test",
         }
         self.kubeconfig.write_text(yaml.safe_dump(config))
+
+
+class KubectlError(RuntimeError):
+    """kubectl exited non-zero; the message holds its stderr."""
 
 
 def _http_ok(url: str) -> bool:

@@ -71,6 +71,16 @@ def _vi(case_id: str, field: str, **spec: Any) -> InvalidCase:
 
 
 INVALID_CASES: list[InvalidCase] = [
+    InvalidCase(
+        "name-starts-with-digit",
+        merged(communication_plugin(), {"metadata": {"name": "1sms"}}),
+        "metadata.name",
+    ),
+    InvalidCase(
+        "name-too-long-for-children",
+        merged(vendor_integration(), {"metadata": {"name": "v" * 51}}),
+        "metadata.name",
+    ),
     _cp("priority-zero", "spec.priority", priority=0),
     _cp("priority-not-a-number", "spec.priority", priority="high"),
     _cp("weight-above-1000", "spec.weight", weight=1001),

@@ -60,6 +60,10 @@ class ConditionType(StrEnum):
     SECRETS_READY = "SecretsReady"
     LICENSED = "Licensed"
     DEPENDENCIES_READY = "DependenciesReady"
+    #: kstatus' abnormal-true pair, read by Flux and cli-utils: mirrors
+    #: Progressing, and says when progress needs a person.
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
 
 
 class ConditionStatus(StrEnum):

@@ -19,6 +19,7 @@ from switchboard.api.models import (
     RESOURCE_MODELS,
     CommunicationPlugin,
     CrossFieldRule,
+    ObjectMeta,
     PluginStatus,
     VendorIntegration,
 )
@@ -110,7 +111,13 @@ def crd(model: type[CommunicationPlugin] | type[VendorIntegration]) -> dict[str,
                 "description": "Versioned schema of this object: switchboard.dev/v1alpha1.",
             },
             "kind": {"type": "string", "description": f"Always {model.kind_name}."},
-            "metadata": {"type": "object"},
+            # The only metadata a CRD may constrain is the name.
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": structural(ObjectMeta.model_json_schema())["properties"]["name"]
+                },
+            },
             "spec": spec_schema,
             "status": status_schema,
         },

@@ -28,6 +28,11 @@ from switchboard.api import constants
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 #: A DNS-1123 subdomain: Secret and ServiceAccount names.
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+#: A plugin resource's name: a DNS label that starts with a letter, as Service names must.
+RESOURCE_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+#: Longest resource name: child objects append a suffix of up to 12 characters
+#: and must stay within the 63 characters of a DNS label.
+MAX_NAME_LENGTH = 50
 #: A key of a Secret's data: what Kubernetes accepts as a file name in a Secret volume.
 SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
 #: A container image reference: [registry[:port]/]path[:tag][@sha256:digest].
@@ -454,9 +459,16 @@ class PluginStatus(_Model):
 class ObjectMeta(BaseModel):
     """The part of Kubernetes object metadata Switchboard reads."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True, alias_generator=to_camel)
+    model_config = ConfigDict(
+        extra="allow",
+        populate_by_name=True,
+        alias_generator=to_camel,
+        use_attribute_docstrings=True,
+    )
 
-    name: Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
+    name: Annotated[str, Field(pattern=RESOURCE_NAME, min_length=1, max_length=MAX_NAME_LENGTH)]
+    """Name of the resource: starts with a letter and has at most 50 characters, so
+    the names of its Service and Deployment (the name plus a suffix) are valid."""
     namespace: Annotated[str, Field(pattern=DNS_LABEL, max_length=63)] | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
