@@ -66,6 +66,23 @@ def crds(output: Path, check: bool, reference: Path | None) -> None:
         click.echo(f"Wrote {path}")
 
 
+@main.command()
+@click.option(
+    "--kubeconfig",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Kubeconfig to use outside a cluster (default: in-cluster, then ~/.kube/config).",
+)
+def operator(kubeconfig: str | None) -> None:
+    """Run the operator: reconcile CommunicationPlugins and VendorIntegrations.
+
+    Settings come from SWITCHBOARD_* environment variables (docs/operations.md).
+    """
+    from switchboard.controller.main import run
+
+    run(kubeconfig)
+
+
 def _register_plugin_commands() -> None:
     # The plugin SDK owns `switchboard plugin ...`; it is optional only while
     # the SDK is being built.

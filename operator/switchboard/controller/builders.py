@@ -1,0 +1,389 @@
+"""Pure functions from a plugin resource to the objects it becomes.
+
+Nothing here talks to the API server: each builder takes the resource, the
+operator's settings and what the handler looked up (checksums), and returns a
+manifest dict ready for server-side apply. Tests check them without a cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from switchboard.api import constants
+from switchboard.api.models import (
+    CommunicationPlugin,
+    SecurityLevel,
+    VendorIntegration,
+)
+from switchboard.controller.settings import OperatorSettings
+
+PluginResource = CommunicationPlugin | VendorIntegration
+
+#: Suffix of every child object's name, by kind, so a CommunicationPlugin and a
+#: VendorIntegration of the same name never collide.
+CHILD_SUFFIX = {
+    constants.COMMUNICATION_PLUGIN: "-plugin",
+    constants.VENDOR_INTEGRATION: "-integration",
+}
+CONFIG_FILE = constants.PLUGIN_CONFIG_PATH.rsplit("/", 1)[-1]
+CONFIG_DIR = constants.PLUGIN_CONFIG_PATH.rsplit("/", 1)[0]
+PLUGIN_UID = 65532
+
+#: TCP ports a plugin may reach outside the cluster, by security level; None: any.
+EGRESS_PORTS: dict[SecurityLevel, list[int] | None] = {
+    SecurityLevel.MINIMAL: [443],
+    SecurityLevel.STANDARD: [443, 80, 25, 465, 587],
+    SecurityLevel.ELEVATED: None,
+    SecurityLevel.SYSTEM: None,
+}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a handler looked up that the builders need besides the resource."""
+
+    secret_checksum: str = ""
+    """Hash of the referenced Secret's data; a change rolls the pods."""
+
+
+def child_name(resource: PluginResource) -> str:
+    return resource.metadata.name + CHILD_SUFFIX[resource.kind]
+
+
+def kind_label(resource: PluginResource) -> str:
+    return resource.kind.lower()
+
+
+def selector_labels(resource: PluginResource) -> dict[str, str]:
+    """The immutable Deployment selector: which pods belong to this resource."""
+    return {
+        constants.LABEL_KIND: kind_label(resource),
+        constants.LABEL_PLUGIN: resource.metadata.name,
+    }
+
+
+def labels(resource: PluginResource) -> dict[str, str]:
+    """Labels of every child object and pod; the router selects by these."""
+    out = {
+        constants.LABEL_NAME: "switchboard-plugin",
+        constants.LABEL_INSTANCE: resource.metadata.name,
+        constants.LABEL_COMPONENT: constants.COMPONENT_PLUGIN,
+        constants.LABEL_MANAGED_BY: constants.MANAGED_BY,
+        **selector_labels(resource),
+    }
+    if isinstance(resource, CommunicationPlugin):
+        out[constants.LABEL_CHANNEL_TYPE] = resource.spec.channel_type
+    else:
+        out[constants.LABEL_VENDOR] = resource.spec.vendor
+    return out
+
+
+def owner_reference(resource: PluginResource) -> dict[str, Any]:
+    assert resource.metadata.uid, "an owner must have been read from the API server"
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": resource.kind,
+        "name": resource.metadata.name,
+        "uid": resource.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(resource: PluginResource, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": child_name(resource),
+        "namespace": resource.metadata.namespace,
+        "labels": labels(resource),
+        "ownerReferences": [owner_reference(resource)],
+        **extra,
+    }
+
+
+def checksum(data: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_checksum(resource: PluginResource) -> str:
+    """Hash of the plugin's config; a change rolls the pods."""
+    return checksum({"config": resource.spec.config})
+
+
+def security_level(resource: PluginResource) -> SecurityLevel:
+    if isinstance(resource, VendorIntegration):
+        return resource.spec.security_level
+    return SecurityLevel.STANDARD
+
+
+# --- children ---------------------------------------------------------------------
+
+
+def config_map(resource: PluginResource) -> dict[str, Any]:
+    """The rendered config. `${KEY}` references stay as written: the plugin
+    resolves them from its mounted Secret, so no secret value lands here."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(resource),
+        "data": {CONFIG_FILE: json.dumps(resource.spec.config, sort_keys=True, indent=2)},
+    }
+
+
+def service_account(resource: PluginResource) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(resource),
+        "automountServiceAccountToken": security_level(resource) is SecurityLevel.SYSTEM,
+    }
+
+
+def service(resource: PluginResource) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(resource),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(resource),
+            "ports": [
+                {
+                    "name": constants.PLUGIN_PORT_NAME,
+                    "port": constants.PLUGIN_GRPC_PORT,
+                    "targetPort": constants.PLUGIN_PORT_NAME,
+                    "protocol": "TCP",
+                    "appProtocol": "grpc",
+                }
+            ],
+        },
+    }
+
+
+def replicas(resource: PluginResource, settings: OperatorSettings) -> int:
+    if resource.spec.replicas is not None:
+        return resource.spec.replicas
+    if isinstance(resource, VendorIntegration):
+        return settings.preset(resource.spec.environment).replicas
+    return 1
+
+
+def _resources(resource: PluginResource, settings: OperatorSettings) -> dict[str, Any]:
+    if resource.spec.resources is not None:
+        return resource.spec.resources.to_wire()
+    if isinstance(resource, VendorIntegration):
+        return settings.preset(resource.spec.environment).resources
+    return settings.default_resources
+
+
+def _log_level(resource: PluginResource, settings: OperatorSettings) -> str:
+    if isinstance(resource, VendorIntegration):
+        return settings.preset(resource.spec.environment).log_level
+    return settings.default_log_level
+
+
+def _probe(resource: PluginResource, *, liveness: bool) -> dict[str, Any]:
+    check = resource.spec.health_check if isinstance(resource, VendorIntegration) else None
+    period = check.period_seconds if check else 10
+    return {
+        "grpc": {"port": constants.PLUGIN_GRPC_PORT, "service": ""},
+        "periodSeconds": period,
+        "timeoutSeconds": check.timeout_seconds if check else 5,
+        "failureThreshold": (check.failure_threshold if check else 3) * (2 if liveness else 1),
+        **({"initialDelaySeconds": 10} if liveness else {}),
+    }
+
+
+def deployment(
+    resource: PluginResource, settings: OperatorSettings, inputs: Inputs
+) -> dict[str, Any]:
+    """The plugin's Deployment, at the `restricted` pod security level."""
+    spec = resource.spec
+    namespace = resource.metadata.namespace or ""
+    env = [
+        {"name": "SWITCHBOARD_PLUGIN_PORT", "value": str(constants.PLUGIN_GRPC_PORT)},
+        {"name": "SWITCHBOARD_PLUGIN_CONFIG", "value": constants.PLUGIN_CONFIG_PATH},
+        {"name": "SWITCHBOARD_PLUGIN_SECRETS_DIR", "value": constants.PLUGIN_SECRETS_DIR},
+        {"name": "SWITCHBOARD_LOG_LEVEL", "value": _log_level(resource, settings)},
+        {"name": "SWITCHBOARD_TENANT", "value": namespace},
+        {
+            "name": "SWITCHBOARD_RESOURCE",
+            "value": f"{kind_label(resource)}/{resource.metadata.name}",
+        },
+        {"name": "TMPDIR", "value": "/tmp"},  # noqa: S108 - a private emptyDir
+        *(e.to_wire() for e in spec.env),
+    ]
+    mounts = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a private emptyDir
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": child_name(resource)}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+    ]
+    if spec.secret_ref is not None:
+        mounts.append(
+            {"name": "secrets", "mountPath": constants.PLUGIN_SECRETS_DIR, "readOnly": True}
+        )
+        volumes.append(
+            {
+                "name": "secrets",
+                "secret": {"secretName": spec.secret_ref.name, "defaultMode": 0o440},
+            }
+        )
+    container: dict[str, Any] = {
+        "name": "plugin",
+        "image": spec.image,
+        "ports": [
+            {
+                "name": constants.PLUGIN_PORT_NAME,
+                "containerPort": constants.PLUGIN_GRPC_PORT,
+                "protocol": "TCP",
+            }
+        ],
+        "env": env,
+        "resources": _resources(resource, settings),
+        "volumeMounts": mounts,
+        "readinessProbe": _probe(resource, liveness=False),
+        "livenessProbe": _probe(resource, liveness=True),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if spec.image_pull_policy is not None:
+        container["imagePullPolicy"] = spec.image_pull_policy.value
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": spec.service_account_name or child_name(resource),
+        "automountServiceAccountToken": security_level(resource) is SecurityLevel.SYSTEM,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": PLUGIN_UID,
+            "runAsGroup": PLUGIN_UID,
+            "fsGroup": PLUGIN_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = spec.node_selector
+    if spec.tolerations:
+        pod_spec["tolerations"] = [t.to_wire() for t in spec.tolerations]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(resource),
+        "spec": {
+            "replicas": replicas(resource, settings),
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector_labels(resource)},
+            # Surge before removing a pod, so a config change or a secret
+            # rotation never lowers the number of ready plugin pods.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels(resource),
+                    "annotations": {
+                        constants.ANNOTATION_CONFIG_CHECKSUM: config_checksum(resource),
+                        constants.ANNOTATION_SECRET_CHECKSUM: inputs.secret_checksum,
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def network_policy(resource: PluginResource, settings: OperatorSettings) -> dict[str, Any]:
+    """Only the router (and the operator, for Describe) may reach a plugin;
+    what a plugin may reach follows its security level."""
+    peers = [
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": settings.router_namespace}
+            },
+            "podSelector": {"matchLabels": pod_labels},
+        }
+        for pod_labels in (settings.router_pod_labels, settings.operator_pod_labels)
+    ]
+    dns = {
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    ports = EGRESS_PORTS[security_level(resource)]
+    egress: list[dict[str, Any]] = [dns]
+    if ports is None:
+        egress = [{}]  # any destination, any port
+    else:
+        egress.append({"ports": [{"protocol": "TCP", "port": p} for p in ports]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(resource),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(resource)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": peers,
+                    "ports": [{"protocol": "TCP", "port": constants.PLUGIN_GRPC_PORT}],
+                }
+            ],
+            "egress": egress,
+        },
+    }
+
+
+def pod_disruption_budget(
+    resource: PluginResource, settings: OperatorSettings
+) -> dict[str, Any] | None:
+    """A PodDisruptionBudget when there is more than one pod to keep."""
+    if replicas(resource, settings) <= 1:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(resource),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(resource)},
+        },
+    }
+
+
+def children(
+    resource: PluginResource, settings: OperatorSettings, inputs: Inputs
+) -> list[dict[str, Any]]:
+    """Every child object, in the order they should be applied."""
+    objects = [
+        service_account(resource) if resource.spec.service_account_name is None else None,
+        config_map(resource),
+        service(resource),
+        network_policy(resource, settings),
+        pod_disruption_budget(resource, settings),
+        deployment(resource, settings, inputs),
+    ]
+    return [o for o in objects if o is not None]
+
+
+#: Every kind of child, as (apiVersion, kind), for watching and pruning.
+CHILD_KINDS: tuple[tuple[str, str], ...] = (
+    ("v1", "ServiceAccount"),
+    ("v1", "ConfigMap"),
+    ("v1", "Service"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("apps/v1", "Deployment"),
+)

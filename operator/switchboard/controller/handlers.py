@@ -1,0 +1,119 @@
+"""kopf handlers: thin triggers that hand a resource key to the runtime.
+
+One `register_*` function per kind keeps the handlers of a kind together and
+lets `switchboard operator` and `kopf run -m switchboard.controller.kopf_main`
+register the same handlers. Every handler only decides *which* resource to
+reconcile; the reconcile itself is level-based and lives in `reconciler`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from switchboard.api import constants
+from switchboard.controller.reconciler import Key
+from switchboard.controller.runtime import OperatorRuntime
+
+_MANAGED = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}
+_KIND_BY_LABEL = {
+    constants.COMMUNICATION_PLUGIN.lower(): constants.COMMUNICATION_PLUGIN,
+    constants.VENDOR_INTEGRATION.lower(): constants.VENDOR_INTEGRATION,
+}
+
+
+def _references(spec: dict[str, Any]) -> tuple[set[str], set[str]]:
+    secrets = {ref["name"]} if (ref := spec.get("secretRef")) else set()
+    if license_ref := spec.get("license"):
+        secrets.add(license_ref["secretName"])
+    return secrets, set(spec.get("dependsOn") or [])
+
+
+def register_communication_plugins(
+    registry: kopf.OperatorRegistry, runtime: OperatorRuntime, resync_seconds: float
+) -> None:
+    kind = constants.COMMUNICATION_PLUGIN
+
+    @kopf.on.event(
+        constants.GROUP, constants.VERSION, constants.COMMUNICATION_PLUGINS, registry=registry
+    )
+    async def communication_plugin_event(
+        type: str, name: str, namespace: str | None, spec: kopf.Spec, **_: Any
+    ) -> None:
+        key = Key(kind, namespace or "", name)
+        secrets, _deps = _references(dict(spec))
+        runtime.remember_references(key, secrets, set(), deleted=type == "DELETED")
+        if type != "DELETED":
+            await runtime.request(key)
+
+    @kopf.timer(
+        constants.GROUP,
+        constants.VERSION,
+        constants.COMMUNICATION_PLUGINS,
+        interval=resync_seconds,
+        registry=registry,
+    )
+    async def communication_plugin_resync(name: str, namespace: str | None, **_: Any) -> None:
+        await runtime.request(Key(kind, namespace or "", name))
+
+
+def register_vendor_integrations(
+    registry: kopf.OperatorRegistry, runtime: OperatorRuntime, resync_seconds: float
+) -> None:
+    kind = constants.VENDOR_INTEGRATION
+
+    @kopf.on.event(
+        constants.GROUP, constants.VERSION, constants.VENDOR_INTEGRATIONS, registry=registry
+    )
+    async def vendor_integration_event(
+        type: str, name: str, namespace: str | None, spec: kopf.Spec, **_: Any
+    ) -> None:
+        key = Key(kind, namespace or "", name)
+        secrets, depends_on = _references(dict(spec))
+        runtime.remember_references(key, secrets, depends_on, deleted=type == "DELETED")
+        if type != "DELETED":
+            await runtime.request(key)
+        # Whatever happened to this one may unblock (or block) its dependents.
+        for dependent in list(runtime.dependents.get((namespace or "", name), ())):
+            await runtime.request(dependent)
+
+    @kopf.timer(
+        constants.GROUP,
+        constants.VERSION,
+        constants.VENDOR_INTEGRATIONS,
+        interval=resync_seconds,
+        registry=registry,
+    )
+    async def vendor_integration_resync(name: str, namespace: str | None, **_: Any) -> None:
+        await runtime.request(Key(kind, namespace or "", name))
+
+
+def register_dependents(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) -> None:
+    """Children, pods, endpoints and Secrets: changes there reconcile their owner."""
+
+    async def owner_changed(labels: dict[str, str], namespace: str) -> None:
+        kind = _KIND_BY_LABEL.get(labels.get(constants.LABEL_KIND, ""))
+        name = labels.get(constants.LABEL_PLUGIN)
+        if kind and name:
+            await runtime.request(Key(kind, namespace or "", name))
+
+    for group_version, plural in (
+        ("apps/v1", "deployments"),
+        ("v1", "services"),
+        ("v1", "configmaps"),
+        ("v1", "serviceaccounts"),
+        ("networking.k8s.io/v1", "networkpolicies"),
+        ("policy/v1", "poddisruptionbudgets"),
+        ("v1", "pods"),
+        ("discovery.k8s.io/v1", "endpointslices"),
+    ):
+
+        @kopf.on.event(group_version, plural, labels=_MANAGED, registry=registry)
+        async def child_event(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+            await owner_changed(dict(labels), namespace or "")
+
+    @kopf.on.event("v1", "secrets", registry=registry)
+    async def secret_event(name: str, namespace: str | None, **_: Any) -> None:
+        for user in list(runtime.secret_users.get((namespace or "", name), ())):
+            await runtime.request(user)

@@ -1,0 +1,137 @@
+"""Start the operator: kopf settings, handler registration, the run loop.
+
+`switchboard operator` calls `run()`; `kopf run -m switchboard.controller.kopf_main`
+registers the same handlers into kopf's default registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import kopf
+
+from switchboard.api import constants
+from switchboard.api.models import ReportedPlugin
+from switchboard.controller.handlers import (
+    register_communication_plugins,
+    register_dependents,
+    register_vendor_integrations,
+)
+from switchboard.controller.kube import Kube
+from switchboard.controller.reconciler import Describer, Reconciler
+from switchboard.controller.runtime import OperatorRuntime
+from switchboard.controller.settings import OperatorSettings
+
+log = logging.getLogger("switchboard.operator")
+
+
+def describe_over_grpc(timeout: float) -> Describer:
+    """A Describer that calls the plugin's Service inside the cluster."""
+
+    def describe(namespace: str, service: str) -> ReportedPlugin | None:
+        from switchboard.sdk import PluginClient
+
+        async def call() -> ReportedPlugin:
+            target = f"{service}.{namespace}.svc:{constants.PLUGIN_GRPC_PORT}"
+            async with PluginClient(target, timeout=timeout) as client:
+                reply = await client.describe()
+            return ReportedPlugin(
+                name=reply.name,
+                version=reply.version,
+                capabilities=list(reply.capabilities),
+                operations=[op.name for op in reply.operations],
+            )
+
+        try:
+            return asyncio.run(call())
+        except Exception as error:
+            log.info("Could not describe %s/%s: %s", namespace, service, error)
+            return None
+
+    return describe
+
+
+def connection_info(kube: Kube) -> kopf.ConnectionInfo:
+    """kopf talks to the API server as the same identity as our own client."""
+    config = kube.api_client.configuration
+    bearer = config.get_api_key_with_prefix("authorization") or ""
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+        token=bearer.removeprefix("Bearer ") or None,
+    )
+
+
+def configure_kopf(settings: kopf.OperatorSettings, operator: OperatorSettings) -> None:
+    """kopf's bookkeeping under our annotation prefix; its events only for errors."""
+    prefix = constants.ANNOTATION_KOPF_PREFIX
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=prefix, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{prefix}/finalizer"
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    if operator.peering:
+        settings.peering.name = operator.peering
+        settings.peering.mandatory = True
+    else:
+        settings.peering.standalone = True
+
+
+def build_registry(
+    settings: OperatorSettings, kube: Kube, describer: Describer | None
+) -> tuple[kopf.OperatorRegistry, OperatorRuntime]:
+    registry = kopf.OperatorRegistry()
+    runtime = OperatorRuntime(Reconciler(kube, settings, describer))
+
+    @kopf.on.startup(registry=registry)
+    async def operator_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings, operator_settings)
+
+    @kopf.on.login(registry=registry)
+    def operator_login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(kube)
+
+    operator_settings = settings
+    register_communication_plugins(registry, runtime, settings.resync_seconds)
+    register_vendor_integrations(registry, runtime, settings.resync_seconds)
+    register_dependents(registry, runtime)
+    return registry, runtime
+
+
+async def operate(
+    settings: OperatorSettings,
+    kube: Kube,
+    *,
+    describer: Describer | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+) -> None:
+    """Run the operator until `stop_flag` is set."""
+    registry, _runtime = build_registry(settings, kube, describer)
+    namespaces = [settings.namespace] if settings.namespace else []
+    await kopf.operator(
+        registry=registry,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+        standalone=not settings.peering,
+        peering_name=settings.peering,
+    )
+
+
+def run(kubeconfig: str | None = None) -> None:
+    """The `switchboard operator` command."""
+    settings = OperatorSettings()
+    kube = Kube.from_environment(settings.field_manager, kubeconfig)
+    describer = describe_over_grpc(settings.describe_timeout_seconds)
+    asyncio.run(operate(settings, kube, describer=describer))

@@ -1,0 +1,522 @@
+"""The operator against a real control plane: what `kubectl` users see."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from switchboard.api import constants
+from switchboard.controller import licensing
+from switchboard.controller.kube import Kube
+from switchboard.controller.reconciler import Key, Reconciler
+from tests.cluster.conftest import RunningOperator
+from tests.support.controlplane import ControlPlane
+from tests.support.resources import communication_plugin, vendor_integration
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.cluster
+
+GVK_PLURAL = {
+    "CommunicationPlugin": constants.COMMUNICATION_PLUGINS,
+    "VendorIntegration": constants.VENDOR_INTEGRATIONS,
+}
+SUFFIX = {"CommunicationPlugin": "-plugin", "VendorIntegration": "-integration"}
+
+
+class Cluster:
+    """What a test does to the cluster, as a user would with kubectl."""
+
+    def __init__(self, plane: ControlPlane, api: k8s.ApiClient, namespace: str) -> None:
+        self.plane, self.api, self.namespace = plane, api, namespace
+        self.core = k8s.CoreV1Api(api)
+        self.apps = k8s.AppsV1Api(api)
+        self.custom = k8s.CustomObjectsApi(api)
+
+    def apply(self, resource: dict[str, Any]) -> None:
+        self.plane.kubectl(
+            "apply",
+            "--server-side",
+            "-n",
+            self.namespace,
+            "-f",
+            "-",
+            input=yaml.safe_dump(resource),
+        )
+
+    def secret(self, name: str, **data: str) -> None:
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name},
+                "stringData": data,
+            }
+        )
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            constants.GROUP, constants.VERSION, self.namespace, GVK_PLURAL[kind], name
+        )
+        return obj
+
+    def condition(self, kind: str, name: str, type_: str) -> dict[str, Any] | None:
+        status = self.get(kind, name).get("status") or {}
+        return next((c for c in status.get("conditions", []) if c["type"] == type_), None)
+
+    def wait_condition(
+        self,
+        kind: str,
+        name: str,
+        type_: str,
+        status: str,
+        reason: str | None = None,
+        timeout: float = 45,
+    ) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            c = self.condition(kind, name, type_)
+            ok = c and c["status"] == status and (reason is None or c["reason"] == reason)
+            return c if ok else None
+
+        return wait_for(probe, timeout, what=f"{kind}/{name} {type_}={status} {reason or ''}")
+
+    def deployment(self, kind: str, name: str) -> k8s.V1Deployment | None:
+        try:
+            return self.apps.read_namespaced_deployment(name + SUFFIX[kind], self.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def pods(self, name: str) -> list[k8s.V1Pod]:
+        selector = f"{constants.LABEL_PLUGIN}={name}"
+        return list(self.core.list_namespaced_pod(self.namespace, label_selector=selector).items)
+
+    def set_pod_status(self, pod: str, status: dict[str, Any]) -> None:
+        """Play the kubelet: write a pod's status as a node would."""
+        self.plane.kubectl(
+            "patch",
+            "pod",
+            pod,
+            "-n",
+            self.namespace,
+            "--subresource=status",
+            "--type=strategic",
+            "-p",
+            json.dumps({"status": status}),
+        )
+
+
+@pytest.fixture
+def cluster(
+    operator: RunningOperator,
+    control_plane: ControlPlane,
+    api_client: k8s.ApiClient,
+    namespace: str,
+) -> Cluster:
+    return Cluster(control_plane, api_client, namespace)
+
+
+def _sms(name: str = "sms", **spec: Any) -> dict[str, Any]:
+    spec.setdefault("image", "ghcr.io/switchboard-dev/plugin-twilio-sms:0.1.0")
+    return communication_plugin(name, **spec)
+
+
+# --- children and their security ---------------------------------------------------
+
+
+def test_plugin_becomes_ready_with_secured_owned_children(cluster: Cluster) -> None:
+    cluster.secret("twilio", TWILIO_AUTH_TOKEN="s3cr3t-value")
+    cluster.apply(
+        _sms(secretRef={"name": "twilio"}, requiredSecrets=["TWILIO_AUTH_TOKEN"], config={"a": 1})
+    )
+    out = cluster.plane.kubectl(
+        "wait",
+        "--for=condition=Ready",
+        "communicationplugin/sms",
+        "-n",
+        cluster.namespace,
+        "--timeout=60s",
+    )
+    assert "condition met" in out.stdout
+
+    plugin = cluster.get("CommunicationPlugin", "sms")
+    status = plugin["status"]
+    assert status["observedGeneration"] == plugin["metadata"]["generation"]
+    assert all(
+        c["observedGeneration"] == plugin["metadata"]["generation"] for c in status["conditions"]
+    )
+    assert (status["replicas"], status["readyReplicas"]) == (1, 1)
+    types = {c["type"]: c["status"] for c in status["conditions"]}
+    assert types["SecretsReady"] == "True" and types["ConfigValid"] == "True"
+    assert types["Progressing"] == "False" and types["Degraded"] == "False"
+    assert types["Stalled"] == "False" and types["Reconciling"] == "False"
+    assert "kopf" not in status
+
+    deployment = cluster.deployment("CommunicationPlugin", "sms")
+    assert deployment is not None
+    owner = deployment.metadata.owner_references[0]
+    assert (owner.kind, owner.name, owner.controller) == ("CommunicationPlugin", "sms", True)
+    pod_spec = deployment.spec.template.spec
+    assert pod_spec.security_context.run_as_non_root is True
+    assert pod_spec.security_context.seccomp_profile.type == "RuntimeDefault"
+    assert pod_spec.automount_service_account_token is False
+    container = pod_spec.containers[0]
+    assert container.security_context.read_only_root_filesystem is True
+    assert container.security_context.allow_privilege_escalation is False
+    assert container.security_context.capabilities.drop == ["ALL"]
+    assert container.readiness_probe.grpc.port == constants.PLUGIN_GRPC_PORT
+    assert container.liveness_probe.grpc.port == constants.PLUGIN_GRPC_PORT
+    assert container.termination_message_policy == "FallbackToLogsOnError"
+    secret_mount = next(m for m in container.volume_mounts if m.name == "secrets")
+    assert secret_mount.read_only and secret_mount.mount_path == constants.PLUGIN_SECRETS_DIR
+    assert deployment.spec.strategy.rolling_update.max_unavailable == 0
+
+    # Pods were admitted under enforce=restricted and kwok made them ready.
+    pods = cluster.pods("sms")
+    assert len(pods) == 1 and pods[0].status.phase == "Running"
+
+    service = cluster.core.read_namespaced_service("sms-plugin", cluster.namespace)
+    assert [p.port for p in service.spec.ports] == [constants.PLUGIN_GRPC_PORT]
+    config = cluster.core.read_namespaced_config_map("sms-plugin", cluster.namespace)
+    assert json.loads(config.data["config.json"]) == {"a": 1}
+    policy = k8s.NetworkingV1Api(cluster.api).read_namespaced_network_policy(
+        "sms-plugin", cluster.namespace
+    )
+    assert policy.spec.policy_types == ["Ingress", "Egress"]
+    account = cluster.core.read_namespaced_service_account("sms-plugin", cluster.namespace)
+    assert account.automount_service_account_token is False
+    # No secret value in any child the operator wrote.
+    dumped = json.dumps(
+        [cluster.api.sanitize_for_serialization(o) for o in (deployment, config, service, policy)]
+    )
+    assert "s3cr3t-value" not in dumped
+    assert wait_for(
+        lambda: (
+            (cluster.get("CommunicationPlugin", "sms")["status"].get("endpoints") or {}).get(
+                "ready"
+            )
+            == 1
+        ),
+        what="one ready endpoint in status",
+    )
+
+
+def test_ready_follows_the_pods(cluster: Cluster) -> None:
+    cluster.apply(_sms())
+    cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "True")
+    pod = cluster.pods("sms")[0].metadata.name
+    cluster.set_pod_status(pod, {"conditions": [{"type": "Ready", "status": "False"}]})
+    ready = cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "False", "PodsNotReady")
+    assert "0/1 plugin pods ready" in ready["message"]
+    assert cluster.condition("CommunicationPlugin", "sms", "Degraded")["status"] == "True"  # type: ignore[index]
+    cluster.set_pod_status(pod, {"conditions": [{"type": "Ready", "status": "True"}]})
+    cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "True")
+
+
+def test_disruption_budget_exists_only_with_more_than_one_replica(cluster: Cluster) -> None:
+    policy = k8s.PolicyV1Api(cluster.api)
+    cluster.apply(_sms(replicas=2))
+    cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "True")
+    assert policy.read_namespaced_pod_disruption_budget("sms-plugin", cluster.namespace)
+    cluster.apply(_sms(replicas=1))
+
+    def gone() -> bool:
+        try:
+            policy.read_namespaced_pod_disruption_budget("sms-plugin", cluster.namespace)
+        except ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_for(gone, what="the PodDisruptionBudget to be removed")
+
+
+def test_deleting_the_resource_garbage_collects_children(cluster: Cluster) -> None:
+    cluster.apply(_sms())
+    cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "True")
+    cluster.plane.kubectl("delete", "communicationplugin", "sms", "-n", cluster.namespace)
+    wait_for(lambda: cluster.deployment("CommunicationPlugin", "sms") is None, 60, what="GC")
+
+
+def test_a_deleted_or_edited_child_is_restored(cluster: Cluster) -> None:
+    cluster.apply(_sms(config={"region": "eu"}))
+    cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "True")
+    ns = cluster.namespace
+    cluster.plane.kubectl("delete", "service", "sms-plugin", "-n", ns)
+    wait_for(
+        lambda: (
+            cluster.plane.kubectl("get", "service", "sms-plugin", "-n", ns, check=False).returncode
+            == 0
+        ),
+        what="the Service to come back",
+    )
+    cluster.plane.kubectl("scale", "deployment", "sms-plugin", "--replicas=4", "-n", ns)
+    wait_for(
+        lambda: cluster.deployment("CommunicationPlugin", "sms").spec.replicas == 1,  # type: ignore[union-attr]
+        what="the Deployment to be scaled back to 1",
+    )
+    cluster.plane.kubectl(
+        "patch", "configmap", "sms-plugin", "-n", ns, "-p", '{"data":{"config.json":"{}"}}'
+    )
+    wait_for(
+        lambda: (
+            json.loads(
+                cluster.core.read_namespaced_config_map("sms-plugin", ns).data["config.json"]
+            )
+            == {"region": "eu"}
+        ),
+        what="the ConfigMap to be restored",
+    )
+
+
+# --- hot reload ----------------------------------------------------------------------
+
+
+def _template_annotations(cluster: Cluster, name: str) -> dict[str, str]:
+    deployment = cluster.deployment("CommunicationPlugin", name)
+    assert deployment is not None
+    return dict(deployment.spec.template.metadata.annotations)
+
+
+def test_config_change_and_secret_rotation_each_roll_exactly_one_deployment(
+    cluster: Cluster,
+) -> None:
+    cluster.secret("creds-a", TOKEN="one")
+    cluster.secret("creds-b", TOKEN="one")
+    cluster.apply(_sms("sms-a", secretRef={"name": "creds-a"}, config={"from": "A"}))
+    cluster.apply(_sms("sms-b", priority=2, secretRef={"name": "creds-b"}, config={"from": "B"}))
+    cluster.wait_condition("CommunicationPlugin", "sms-a", "Ready", "True")
+    cluster.wait_condition("CommunicationPlugin", "sms-b", "Ready", "True")
+    before_a = _template_annotations(cluster, "sms-a")
+    b_version = cluster.deployment("CommunicationPlugin", "sms-b").metadata.resource_version  # type: ignore[union-attr]
+
+    cluster.apply(_sms("sms-a", secretRef={"name": "creds-a"}, config={"from": "A2"}))
+    after_config = wait_for(
+        lambda: (
+            (a := _template_annotations(cluster, "sms-a"))[constants.ANNOTATION_CONFIG_CHECKSUM]
+            != before_a[constants.ANNOTATION_CONFIG_CHECKSUM]
+            and a
+        ),
+        what="the config checksum to change",
+    )
+    assert (
+        after_config[constants.ANNOTATION_SECRET_CHECKSUM]
+        == before_a[constants.ANNOTATION_SECRET_CHECKSUM]
+    )
+    cluster.secret("creds-a", TOKEN="two")
+    wait_for(
+        lambda: (
+            _template_annotations(cluster, "sms-a")[constants.ANNOTATION_SECRET_CHECKSUM]
+            != after_config[constants.ANNOTATION_SECRET_CHECKSUM]
+        ),
+        what="the secret checksum to change",
+    )
+    cluster.wait_condition("CommunicationPlugin", "sms-a", "Ready", "True")
+    deployment_b = cluster.deployment("CommunicationPlugin", "sms-b")
+    assert deployment_b is not None and deployment_b.metadata.resource_version == b_version
+
+
+# --- gates ---------------------------------------------------------------------------
+
+
+def test_missing_secret_blocks_deployment_and_recovers_when_fixed(cluster: Cluster) -> None:
+    cluster.apply(_sms(secretRef={"name": "twilio"}, requiredSecrets=["SID", "TOKEN"]))
+    missing = cluster.wait_condition(
+        "CommunicationPlugin", "sms", "SecretsReady", "False", "SecretNotFound"
+    )
+    assert "'twilio'" in missing["message"]
+    ready = cluster.condition("CommunicationPlugin", "sms", "Ready")
+    assert ready and ready["status"] == "False" and ready["reason"] == "SecretNotFound"
+    assert cluster.deployment("CommunicationPlugin", "sms") is None
+
+    cluster.secret("twilio", SID="AC123")
+    lacking = cluster.wait_condition(
+        "CommunicationPlugin", "sms", "SecretsReady", "False", "SecretKeyMissing"
+    )
+    assert "TOKEN" in lacking["message"] and "SID" not in lacking["message"].split("key(s)")[1]
+    assert cluster.deployment("CommunicationPlugin", "sms") is None
+
+    cluster.secret("twilio", SID="AC123", TOKEN="t")
+    cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "True")
+    events = cluster.core.list_namespaced_event(cluster.namespace).items
+    reasons = {(e.reason, e.involved_object.name) for e in events}
+    assert ("SecretNotFound", "sms") in reasons and ("Available", "sms") in reasons
+
+
+def test_image_policy_refuses_unlisted_registry_and_tag_only_production_image(
+    cluster: Cluster,
+) -> None:
+    cluster.apply(_sms(image="docker.io/someone/sms:latest"))
+    refused = cluster.wait_condition(
+        "CommunicationPlugin", "sms", "ConfigValid", "False", "ImageRefused"
+    )
+    assert "allowed registry" in refused["message"]
+    assert cluster.condition("CommunicationPlugin", "sms", "Stalled")["status"] == "True"  # type: ignore[index]
+    cluster.apply(
+        vendor_integration("voltha", image="registry.test/voltha:1.0", environment="production")
+    )
+    refused = cluster.wait_condition(
+        "VendorIntegration", "voltha", "ConfigValid", "False", "ImageRefused"
+    )
+    assert "digest-pinned" in refused["message"]
+    assert cluster.deployment("VendorIntegration", "voltha") is None
+    pinned = "registry.test/voltha@sha256:" + "a" * 64
+    cluster.apply(vendor_integration("voltha", image=pinned, environment="production"))
+    cluster.wait_condition("VendorIntegration", "voltha", "Ready", "True")
+    deployment = cluster.deployment("VendorIntegration", "voltha")
+    assert deployment is not None and deployment.spec.replicas == 3  # the production preset
+
+
+def test_termination_message_of_a_rejected_config_surfaces_as_config_valid_false(
+    cluster: Cluster,
+) -> None:
+    cluster.apply(_sms(config={"port": "not-a-number"}))
+    cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "True")
+    pod = cluster.pods("sms")[0].metadata.name
+    cluster.set_pod_status(
+        pod,
+        {
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [
+                {
+                    "name": "plugin",
+                    "image": "ghcr.io/switchboard-dev/plugin-twilio-sms:0.1.0",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 3,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {
+                        "terminated": {
+                            "exitCode": 2,
+                            "reason": "Error",
+                            "message": "config.port: 'not-a-number' is not of type 'integer'",
+                        }
+                    },
+                }
+            ],
+        },
+    )
+    rejected = cluster.wait_condition(
+        "CommunicationPlugin", "sms", "ConfigValid", "False", "ConfigRejected"
+    )
+    assert "config.port: 'not-a-number' is not of type 'integer'" in rejected["message"]
+    ready = cluster.condition("CommunicationPlugin", "sms", "Ready")
+    assert ready and ready["status"] == "False" and ready["reason"] == "ConfigRejected"
+
+
+# --- VendorIntegration ---------------------------------------------------------------
+
+
+def _vi(name: str, **spec: Any) -> dict[str, Any]:
+    spec.setdefault("image", "registry.test/plugin-voltha:1.0")
+    return vendor_integration(name, **spec)
+
+
+def test_dependencies_deploy_in_order(cluster: Cluster) -> None:
+    cluster.apply(
+        _vi("analytics", vendor="analytics", integrationType="analytics", dependsOn=["voltha"])
+    )
+    waiting = cluster.wait_condition(
+        "VendorIntegration", "analytics", "DependenciesReady", "False", "WaitingForDependency"
+    )
+    assert "'voltha'" in waiting["message"]
+    assert cluster.deployment("VendorIntegration", "analytics") is None
+    cluster.apply(_vi("voltha"))
+    cluster.wait_condition("VendorIntegration", "voltha", "Ready", "True")
+    cluster.wait_condition("VendorIntegration", "analytics", "Ready", "True")
+    met = cluster.condition("VendorIntegration", "analytics", "DependenciesReady")
+    assert met and met["reason"] == "DependenciesMet"
+
+
+def test_dependency_cycle_is_rejected_naming_the_cycle(cluster: Cluster) -> None:
+    cluster.apply(_vi("alpha", dependsOn=["beta"]))
+    cluster.apply(_vi("beta", dependsOn=["alpha"]))
+    cycle = cluster.wait_condition(
+        "VendorIntegration", "alpha", "DependenciesReady", "False", "DependencyCycle"
+    )
+    assert "alpha → beta → alpha" in cycle["message"]
+    assert cluster.condition("VendorIntegration", "alpha", "Stalled")["status"] == "True"  # type: ignore[index]
+    assert cluster.deployment("VendorIntegration", "alpha") is None
+
+
+def _license(
+    operator: RunningOperator,
+    namespace: str,
+    expires_in: datetime.timedelta,
+    plugin: str = "voltha",
+) -> str:
+    expires = datetime.datetime.now(datetime.UTC) + expires_in
+    return licensing.sign(operator.license_key, plugin, namespace, expires)
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "reason"),
+    [
+        ("valid", "True", "LicenseValid"),
+        ("in-grace", "True", "LicenseInGracePeriod"),
+        ("expired", "False", "LicenseExpired"),
+        ("forged", "False", "LicenseInvalid"),
+        ("other-tenant", "False", "LicenseInvalid"),
+    ],
+)
+def test_licence_is_checked(
+    cluster: Cluster, operator: RunningOperator, case: str, status: str, reason: str
+) -> None:
+    ns = cluster.namespace
+    token = {
+        "valid": lambda: _license(operator, ns, datetime.timedelta(days=30)),
+        "in-grace": lambda: _license(operator, ns, datetime.timedelta(hours=-2)),
+        "expired": lambda: _license(operator, ns, datetime.timedelta(days=-3)),
+        "forged": lambda: licensing.sign(
+            licensing.Ed25519PrivateKey.generate(),
+            "voltha",
+            ns,
+            datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30),
+        ),
+        "other-tenant": lambda: _license(operator, "someone-else", datetime.timedelta(days=30)),
+    }[case]()
+    cluster.secret("voltha-license", license=token)
+    cluster.apply(_vi("voltha", license={"secretName": "voltha-license"}))
+    condition = cluster.wait_condition("VendorIntegration", "voltha", "Licensed", status, reason)
+    if status == "True":
+        cluster.wait_condition("VendorIntegration", "voltha", "Ready", "True")
+    else:
+        assert cluster.deployment("VendorIntegration", "voltha") is None
+        assert token not in condition["message"]
+
+
+def test_expired_licence_stops_a_running_integration(
+    cluster: Cluster, operator: RunningOperator
+) -> None:
+    ns = cluster.namespace
+    cluster.secret("voltha-license", license=_license(operator, ns, datetime.timedelta(days=30)))
+    cluster.apply(_vi("voltha", license={"secretName": "voltha-license"}))
+    cluster.wait_condition("VendorIntegration", "voltha", "Ready", "True")
+    cluster.secret("voltha-license", license=_license(operator, ns, datetime.timedelta(days=-5)))
+    cluster.wait_condition("VendorIntegration", "voltha", "Licensed", "False", "LicenseExpired")
+    wait_for(
+        lambda: cluster.deployment("VendorIntegration", "voltha").spec.replicas == 0,  # type: ignore[union-attr]
+        what="the unlicensed integration to be scaled to zero",
+    )
+
+
+# --- writes --------------------------------------------------------------------------
+
+
+def test_reconciling_a_settled_resource_writes_nothing(
+    cluster: Cluster, operator: RunningOperator
+) -> None:
+    cluster.secret("creds", TOKEN="x")
+    cluster.apply(_sms(secretRef={"name": "creds"}, replicas=2))
+    cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "True")
+    kube = Kube.from_environment("switchboard-operator", str(cluster.plane.kubeconfig))
+    reconciler = Reconciler(kube, operator.settings)
+    key = Key("CommunicationPlugin", cluster.namespace, "sms")
+    reconciler.reconcile(key)
+    reconciler.reconcile(key)
+    assert sum(kube.writes.values()) == 0, kube.writes
