@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from switchboard.api import constants
 from switchboard.controller import licensing
 from switchboard.controller.kube import Kube
+from switchboard.controller.leader import LeaseElector
 from switchboard.controller.reconciler import Key, Reconciler
 from tests.cluster.conftest import RunningOperator
 from tests.support.controlplane import ControlPlane
@@ -520,3 +521,22 @@ def test_reconciling_a_settled_resource_writes_nothing(
     reconciler.reconcile(key)
     reconciler.reconcile(key)
     assert sum(kube.writes.values()) == 0, kube.writes
+
+
+# --- two replicas --------------------------------------------------------------------
+
+
+def test_only_one_replica_holds_the_lease_and_a_standby_takes_over(cluster: Cluster) -> None:
+    first = LeaseElector(cluster.api, cluster.namespace, "switchboard-operator", "pod-a", 2)
+    second = LeaseElector(cluster.api, cluster.namespace, "switchboard-operator", "pod-b", 2)
+    assert first.try_acquire()
+    assert not second.try_acquire()
+    assert first.try_acquire()  # renewing one's own lease works
+    # The leader stops renewing (it died); after the lease runs out the standby leads.
+    taken = wait_for(second.try_acquire, timeout=10, interval=0.5, what="the standby to lead")
+    assert taken
+    assert not first.try_acquire()
+    lease = k8s.CoordinationV1Api(cluster.api).read_namespaced_lease(
+        "switchboard-operator", cluster.namespace
+    )
+    assert (lease.spec.holder_identity, lease.spec.lease_transitions) == ("pod-b", 1)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import sys
 import threading
 from typing import Any
 
@@ -21,6 +23,7 @@ from switchboard.controller.handlers import (
     register_vendor_integrations,
 )
 from switchboard.controller.kube import Kube
+from switchboard.controller.leader import LeaseElector
 from switchboard.controller.reconciler import Describer, Reconciler
 from switchboard.controller.runtime import OperatorRuntime
 from switchboard.controller.settings import OperatorSettings
@@ -79,11 +82,8 @@ def configure_kopf(settings: kopf.OperatorSettings, operator: OperatorSettings) 
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    if operator.peering:
-        settings.peering.name = operator.peering
-        settings.peering.mandatory = True
-    else:
-        settings.peering.standalone = True
+    # One active replica is ensured by the Lease (see `leader`), not by kopf peering.
+    settings.peering.standalone = True
 
 
 def build_registry(
@@ -124,8 +124,7 @@ async def operate(
         namespaces=namespaces,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
-        standalone=not settings.peering,
-        peering_name=settings.peering,
+        standalone=True,
     )
 
 
@@ -134,4 +133,24 @@ def run(kubeconfig: str | None = None) -> None:
     settings = OperatorSettings()
     kube = Kube.from_environment(settings.field_manager, kubeconfig)
     describer = describe_over_grpc(settings.describe_timeout_seconds)
-    asyncio.run(operate(settings, kube, describer=describer))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    lost = threading.Event()
+    if settings.leader_election:
+        elector = LeaseElector(
+            kube.api_client, settings.lease_namespace, settings.lease_name, settings.identity
+        )
+        if not elector.wait_for_leadership(stop):
+            return
+
+        def on_lost() -> None:
+            lost.set()
+            stop.set()
+
+        threading.Thread(
+            target=elector.keep_renewing, args=(stop, on_lost), name="lease", daemon=True
+        ).start()
+    asyncio.run(operate(settings, kube, describer=describer, stop_flag=stop))
+    if lost.is_set():
+        sys.exit(1)  # restart as a standby

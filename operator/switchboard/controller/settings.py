@@ -7,6 +7,8 @@ them from `values.yaml`.
 
 from __future__ import annotations
 
+import socket
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -87,8 +89,14 @@ class OperatorSettings(BaseSettings):
     """Interval of the level-based resync that repairs anything a missed event left."""
     field_manager: str = "switchboard-operator"
     """Server-side apply field manager of every child object."""
-    peering: str | None = None
-    """kopf peering name; set when running two replicas so only one is active."""
+    leader_election: bool = False
+    """Hold a Lease before reconciling, so several replicas can run with one active."""
+    lease_namespace: str = "switchboard-system"
+    """Namespace of the leadership Lease (the operator's own namespace)."""
+    lease_name: str = "switchboard-operator"
+    """Name of the leadership Lease."""
+    identity: str = Field(default_factory=socket.gethostname)
+    """This replica's name in the Lease; the pod name in Kubernetes."""
     describe_timeout_seconds: float = 3.0
     """Timeout of the Describe call the operator makes to a ready plugin."""
 
