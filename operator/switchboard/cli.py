@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from switchboard import __version__
+from switchboard.sdk._cli import plugin
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,14 +84,5 @@ def operator(kubeconfig: str | None) -> None:
     run(kubeconfig)
 
 
-def _register_plugin_commands() -> None:
-    # The plugin SDK owns `switchboard plugin ...`; it is optional only while
-    # the SDK is being built.
-    try:
-        from switchboard.sdk._cli import plugin
-    except ImportError:  # pragma: no cover
-        return
-    main.add_command(plugin)
-
-
-_register_plugin_commands()
+# The plugin SDK owns `switchboard plugin ...`.
+main.add_command(plugin)

@@ -1,0 +1,128 @@
+"""Calling a plugin: the one client the router, local mode and plugin tests share.
+
+Each method is one RPC with a deadline. The current trace context is injected
+into the request metadata, and a failed call raises the typed ``PluginError``
+subclass the plugin raised (``errors_from_rpc_error``), so callers branch on
+exception types, never on gRPC status codes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry import propagate
+
+from switchboard.plugin.v1 import plugin_pb2, plugin_pb2_grpc
+from switchboard.sdk._errors import errors_from_rpc_error
+from switchboard.sdk._plugin import SendResult
+
+_Response = TypeVar("_Response")
+
+
+class PluginClient:
+    """An asyncio client for one plugin endpoint (``host:port``).
+
+    ``timeout`` is the deadline of every call, in seconds (``None``: no deadline);
+    the plugin sees it as the call's gRPC deadline. Use as
+    ``async with PluginClient(address) as client: ...`` or call ``close()``.
+    """
+
+    def __init__(self, target: str, *, timeout: float | None = 10.0) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(target)
+        self._stub = plugin_pb2_grpc.PluginServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def describe(self) -> plugin_pb2.DescribeResponse:
+        """What the plugin is: identity, kind, capabilities, config schema, operations."""
+        return await self._call(self._stub.Describe, plugin_pb2.DescribeRequest())
+
+    async def send(
+        self,
+        recipient: str,
+        content: str,
+        *,
+        subject: str = "",
+        content_type: str = "",
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str = "",
+        tenant: str = "",
+    ) -> SendResult:
+        """Deliver one message through a communication plugin."""
+        request = plugin_pb2.SendRequest(
+            recipient=recipient,
+            content=content,
+            subject=subject,
+            content_type=content_type,
+            metadata=dict(metadata or {}),
+            idempotency_key=idempotency_key,
+            tenant=tenant,
+        )
+        response = await self._call(self._stub.Send, request)
+        return SendResult(response.provider_message_id, dict(response.details))
+
+    async def invoke(
+        self,
+        operation: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str = "",
+        tenant: str = "",
+    ) -> Any:
+        """Run ``operation`` with ``params``; return its decoded JSON result."""
+        request = plugin_pb2.InvokeRequest(
+            operation=operation,
+            params_json=json.dumps(dict(params or {})),
+            idempotency_key=idempotency_key,
+            tenant=tenant,
+        )
+        response = await self._call(self._stub.Invoke, request)
+        return json.loads(response.result_json) if response.result_json else None
+
+    async def check_credentials(self) -> plugin_pb2.CheckCredentialsResponse:
+        """Whether the plugin's provider accepts its credentials (``ok``, ``message``)."""
+        return await self._call(self._stub.CheckCredentials, plugin_pb2.CheckCredentialsRequest())
+
+    async def health(self, service: str = "") -> str:
+        """The ``grpc.health.v1`` status name: ``SERVING``, ``NOT_SERVING``, ..."""
+        response = await self._health.Check(
+            health_pb2.HealthCheckRequest(service=service),
+            timeout=self.timeout,
+        )
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+    async def _call(
+        self,
+        method: Callable[..., Awaitable[_Response]],
+        request: object,
+    ) -> _Response:
+        metadata: dict[str, str] = {}
+        propagate.inject(metadata)
+        try:
+            return await method(
+                request,
+                timeout=self.timeout,
+                metadata=tuple(metadata.items()),
+            )
+        except grpc.aio.AioRpcError as error:
+            raise errors_from_rpc_error(error) from error

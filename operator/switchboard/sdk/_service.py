@@ -1,0 +1,249 @@
+"""``PluginService`` over gRPC: from a request to a plugin method and back, failures typed.
+
+Every call runs the same way (``_handle``): extract the caller's trace context
+from the metadata, open a server span, pin the current plugin instance (a
+``Generation``) for the whole call so a secret rotation never swaps it
+mid-call, run the plugin code, and turn whatever it raised into a status code
+plus the ``switchboard-error-bin`` trailer. Input is validated here, before any
+plugin code runs: an empty recipient or params that break an operation's JSON
+Schema never reach the author's method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Final, TypeVar
+
+import grpc
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from switchboard.plugin.v1 import plugin_pb2, plugin_pb2_grpc
+from switchboard.sdk._config import schema_violations
+from switchboard.sdk._errors import (
+    InvalidInput,
+    PermanentError,
+    PluginError,
+    RetryableError,
+    Unauthenticated,
+    error_trailer,
+    exception_for,
+)
+from switchboard.sdk._loader import LoadedPlugin
+from switchboard.sdk._logging import Redactor
+from switchboard.sdk._plugin import Message, MessagingPlugin, Plugin, SendResult
+
+SERVICE_NAME: Final = plugin_pb2.DESCRIPTOR.services_by_name["PluginService"].full_name
+
+_Result = TypeVar("_Result")
+_Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class Generation:
+    """One plugin instance and the calls running on it.
+
+    A new generation is built when secrets rotate; the previous one is retired
+    once ``wait_idle`` returns.
+    """
+
+    def __init__(self, plugin: Plugin) -> None:
+        self.plugin = plugin
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @contextmanager
+    def track_call(self) -> Iterator[Plugin]:
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            yield self.plugin
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+class PluginServicer(plugin_pb2_grpc.PluginServiceServicer):
+    """Serves one loaded plugin; the runtime assigns ``generation`` once it is active."""
+
+    def __init__(
+        self,
+        loaded: LoadedPlugin,
+        redactor: Redactor,
+        tracer: trace.Tracer,
+        logger: logging.Logger,
+    ) -> None:
+        self.generation: Generation | None = None
+        self._loaded = loaded
+        self._description = loaded.describe()
+        self._operations = loaded.plugin_class.declared_operations()
+        self._redactor = redactor
+        self._tracer = tracer
+        self._logger = logger
+
+    async def Describe(
+        self, request: plugin_pb2.DescribeRequest, context: _Context
+    ) -> plugin_pb2.DescribeResponse:
+        return await self._handle("Describe", context, self._describe, needs_plugin=False)
+
+    async def Send(
+        self, request: plugin_pb2.SendRequest, context: _Context
+    ) -> plugin_pb2.SendResponse:
+        return await self._handle("Send", context, lambda plugin: self._send(plugin, request))
+
+    async def Invoke(
+        self, request: plugin_pb2.InvokeRequest, context: _Context
+    ) -> plugin_pb2.InvokeResponse:
+        return await self._handle("Invoke", context, lambda plugin: self._invoke(plugin, request))
+
+    async def CheckCredentials(
+        self, request: plugin_pb2.CheckCredentialsRequest, context: _Context
+    ) -> plugin_pb2.CheckCredentialsResponse:
+        return await self._handle("CheckCredentials", context, self._check_credentials)
+
+    async def _describe(self, _: Plugin | None) -> plugin_pb2.DescribeResponse:
+        return self._description
+
+    async def _send(
+        self, plugin: Plugin, request: plugin_pb2.SendRequest
+    ) -> plugin_pb2.SendResponse:
+        if not isinstance(plugin, MessagingPlugin):
+            raise PermanentError(
+                f"{self._description.plugin_id} is a {self._description.integration_type} "
+                "integration and sends no messages; call Invoke"
+            )
+        if not request.recipient.strip():
+            raise InvalidInput("recipient: must not be empty")
+        message = Message(
+            recipient=request.recipient,
+            content=request.content,
+            subject=request.subject,
+            content_type=request.content_type or "text/plain",
+            metadata=dict(request.metadata),
+            idempotency_key=request.idempotency_key,
+            tenant=request.tenant,
+        )
+        result = await plugin.send_message(message)
+        if not isinstance(result, SendResult):
+            raise TypeError(f"send_message returned {type(result).__name__}, not SendResult")
+        return plugin_pb2.SendResponse(
+            provider_message_id=result.provider_message_id, details=dict(result.details)
+        )
+
+    async def _invoke(
+        self, plugin: Plugin, request: plugin_pb2.InvokeRequest
+    ) -> plugin_pb2.InvokeResponse:
+        spec = self._operations.get(request.operation)
+        if spec is None:
+            offered = ", ".join(sorted(self._operations)) or "none"
+            raise InvalidInput(
+                f"operation: {request.operation!r} is not an operation of "
+                f"{self._description.plugin_id} (offered: {offered})"
+            )
+        params = _parse_params(request.params_json)
+        violation = schema_violations(params, spec.params_schema, root="params")
+        if violation is not None:
+            raise InvalidInput(violation)
+        result = await getattr(plugin, spec.method_name)(params)
+        return plugin_pb2.InvokeResponse(result_json=json.dumps(result))
+
+    async def _check_credentials(self, plugin: Plugin) -> plugin_pb2.CheckCredentialsResponse:
+        try:
+            message = await plugin.check_credentials()
+        except Unauthenticated as rejected:
+            return plugin_pb2.CheckCredentialsResponse(
+                ok=False, message=self._redactor.redact(rejected.message)
+            )
+        return plugin_pb2.CheckCredentialsResponse(ok=True, message=self._redactor.redact(message))
+
+    async def _handle(
+        self,
+        rpc: str,
+        context: _Context,
+        work: Callable[[Plugin], Awaitable[_Result]],
+        *,
+        needs_plugin: bool = True,
+    ) -> _Result:
+        metadata = context.invocation_metadata() or ()
+        carrier = {key: value for key, value in metadata if isinstance(value, str)}
+        started = time.monotonic()
+        with self._tracer.start_as_current_span(
+            f"{SERVICE_NAME}/{rpc}",
+            context=propagate.extract(carrier),
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": SERVICE_NAME, "rpc.method": rpc},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                if needs_plugin:
+                    generation = self._current_generation()
+                    with generation.track_call() as plugin:
+                        result = await work(plugin)
+                else:
+                    result = await work(None)  # type: ignore[arg-type]  # Describe needs no instance
+            except PluginError as error:
+                failure = error
+            except Exception as error:
+                # RETRYABLE, not PERMANENT: a bug in this provider's plugin
+                # should make the router try the next provider.
+                self._logger.exception(
+                    "Plugin code raised an unexpected exception", extra={"rpc": rpc}
+                )
+                failure = RetryableError(f"{rpc} failed: {type(error).__name__}: {error}")
+            else:
+                self._logger.info(
+                    f"Handled {rpc} call", extra={"rpc": rpc, "duration_ms": _since(started)}
+                )
+                return result
+            wire = exception_for(
+                failure.error_class, self._redactor.redact(failure.message), failure.retry_after
+            )
+            span.set_status(Status(StatusCode.ERROR, wire.message))
+            span.set_attribute("switchboard.error_class", str(wire.error_class))
+            self._logger.warning(
+                f"Failed {rpc} call",
+                extra={
+                    "rpc": rpc,
+                    "error_class": str(wire.error_class),
+                    "error": wire.message,
+                    "duration_ms": _since(started),
+                },
+            )
+            await context.abort(
+                wire.status_code, wire.message, trailing_metadata=error_trailer(wire)
+            )
+
+    def _current_generation(self) -> Generation:
+        if self.generation is None:
+            raise RetryableError("The plugin is still starting; try again shortly", retry_after=1.0)
+        return self.generation
+
+
+def _parse_params(params_json: str) -> dict[str, Any]:
+    if not params_json.strip():
+        return {}
+    try:
+        params = json.loads(params_json)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(f"params_json: not valid JSON ({error.msg} at {error.pos})") from None
+    if not isinstance(params, Mapping):
+        raise InvalidInput(f"params_json: must be a JSON object, not {type(params).__name__}")
+    return dict(params)
+
+
+def _since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)

@@ -1,0 +1,175 @@
+"""The four RPCs round-trip over real gRPC, with the plugin in-process and as a child process."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import grpc
+import pytest
+
+from switchboard.plugin.v1 import ERROR_METADATA_KEY, plugin_pb2, plugin_pb2_grpc
+from switchboard.sdk import (
+    ErrorClass,
+    InvalidInput,
+    PermanentError,
+    PluginClient,
+    PluginError,
+    RetryableError,
+    Unauthenticated,
+    errors_from_rpc_error,
+)
+from tests.sdk.conftest import TOKEN, Endpoint, token_id
+
+
+async def test_describe_reports_identity_from_manifest_and_behaviour_from_code(
+    echo: Endpoint,
+) -> None:
+    async with PluginClient(echo.address) as client:
+        described = await client.describe()
+
+    assert (described.plugin_id, described.name, described.version) == (
+        "echo-sms",
+        "Echo SMS",
+        "1.2.3",
+    )
+    assert described.WhichOneof("kind") == "channel_type"
+    assert described.channel_type == "sms"
+    assert list(described.capabilities) == ["delivery_receipts", "send"]
+    assert list(described.secrets.required) == ["API_TOKEN"]
+    assert list(described.secrets.optional) == ["WEBHOOK_SECRET"]
+    assert json.loads(described.required_config_schema_json)["required"] == ["state_dir", "sender"]
+    [shout] = described.operations
+    assert (shout.name, shout.description) == ("shout", "Upper-case a short text.")
+    assert json.loads(shout.params_schema_json)["properties"]["text"]["maxLength"] == 20
+
+
+async def test_send_delivers_everything_the_router_passed(echo: Endpoint) -> None:
+    async with PluginClient(echo.address) as client:
+        result = await client.send(
+            "+15551234567",
+            "Your code is 123456",
+            subject="Login",
+            metadata={"campaign": "spring"},
+            idempotency_key="order-42",
+            tenant="team-a",
+        )
+
+    assert result.provider_message_id.startswith("echo-")
+    assert result.details["echo"] == "Your code is 123456"
+    assert result.details["campaign"] == "spring"
+    assert result.details["idempotency_key"] == "order-42"
+    assert result.details["tenant"] == "team-a"
+    assert result.details["token_id"] == token_id(TOKEN)
+
+
+async def test_invoke_runs_the_operation_and_returns_its_json(echo: Endpoint) -> None:
+    async with PluginClient(echo.address) as client:
+        assert await client.invoke("shout", {"text": "hello"}) == {"text": "HELLO"}
+
+
+async def test_check_credentials_answers_ok_with_the_plugin_message(echo: Endpoint) -> None:
+    async with PluginClient(echo.address) as client:
+        answer = await client.check_credentials()
+
+    assert answer.ok
+    assert answer.message == f"Token {token_id(TOKEN)} accepted"
+
+
+async def test_params_breaking_the_schema_are_rejected_before_plugin_code_runs(
+    echo: Endpoint,
+) -> None:
+    too_long = uuid.uuid4().hex  # 32 characters; the schema allows 20
+    shout_log = echo.state_dir / "shout.log"
+
+    async with PluginClient(echo.address) as client:
+        with pytest.raises(InvalidInput) as too_long_error:
+            await client.invoke("shout", {"text": too_long})
+        with pytest.raises(InvalidInput) as missing_error:
+            await client.invoke("shout", {"words": "hi"})
+        accepted = uuid.uuid4().hex[:8]
+        await client.invoke("shout", {"text": accepted})
+
+    assert too_long_error.value.message.startswith("params.text: ")
+    assert "is too long" in too_long_error.value.message
+    assert "'text' is a required property" in missing_error.value.message
+    runs = shout_log.read_text()
+    assert accepted in runs, "the valid call should have reached the plugin"
+    assert too_long not in runs, "the plugin ran although its params broke the schema"
+
+
+async def test_unknown_operation_is_invalid_input_listing_the_offered_ones(
+    echo: Endpoint,
+) -> None:
+    async with PluginClient(echo.address) as client:
+        with pytest.raises(InvalidInput, match=r"'whisper' is not an operation.*offered: shout"):
+            await client.invoke("whisper", {})
+
+
+async def test_empty_recipient_is_invalid_input(echo: Endpoint) -> None:
+    async with PluginClient(echo.address) as client:
+        with pytest.raises(InvalidInput, match="recipient"):
+            await client.send("  ", "hello")
+
+
+@pytest.mark.parametrize(
+    ("recipient", "exception", "error_class", "status_code", "retry_after"),
+    [
+        ("fail:invalid", InvalidInput, ErrorClass.INVALID_INPUT, "INVALID_ARGUMENT", None),
+        ("fail:permanent", PermanentError, ErrorClass.PERMANENT, "FAILED_PRECONDITION", None),
+        ("fail:retryable", RetryableError, ErrorClass.RETRYABLE, "UNAVAILABLE", 7.5),
+        (
+            "fail:unauthenticated",
+            Unauthenticated,
+            ErrorClass.UNAUTHENTICATED,
+            "UNAUTHENTICATED",
+            None,
+        ),
+        # ConfigError during a call: the request is fine, another provider may take it.
+        ("fail:config", RetryableError, ErrorClass.RETRYABLE, "UNAVAILABLE", None),
+        # An unexpected exception: a bug in this plugin must let the router fail over.
+        ("fail:crash", RetryableError, ErrorClass.RETRYABLE, "UNAVAILABLE", None),
+    ],
+)
+async def test_each_failure_travels_as_its_status_code_and_typed_trailer(
+    echo: Endpoint,
+    recipient: str,
+    exception: type[PluginError],
+    error_class: ErrorClass,
+    status_code: str,
+    retry_after: float | None,
+) -> None:
+    async with grpc.aio.insecure_channel(echo.address) as channel:
+        stub = plugin_pb2_grpc.PluginServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.Send(plugin_pb2.SendRequest(recipient=recipient, content="x"), timeout=10)
+    rpc_error = raised.value
+
+    assert rpc_error.code().name == status_code
+    trailer = dict(rpc_error.trailing_metadata() or ())[ERROR_METADATA_KEY]
+    assert isinstance(trailer, bytes)
+    classified = errors_from_rpc_error(rpc_error)
+    assert type(classified) is exception
+    assert classified.error_class is error_class
+    assert classified.retry_after == retry_after
+    assert classified.message == rpc_error.details()
+
+
+async def test_plugin_client_raises_the_typed_error_with_retry_after(echo: Endpoint) -> None:
+    async with PluginClient(echo.address) as client:
+        with pytest.raises(RetryableError) as raised:
+            await client.send("fail:retryable", "x")
+
+    assert raised.value.retry_after == 7.5
+    assert raised.value.message == "the provider throttled us"
+
+
+async def test_unexpected_exception_message_names_the_error_but_not_the_secret(
+    echo: Endpoint,
+) -> None:
+    async with PluginClient(echo.address) as client:
+        with pytest.raises(RetryableError) as raised:
+            await client.send("fail:crash", "x")
+
+    assert raised.value.message == "Send failed: RuntimeError: client broke while using ***"
+    assert TOKEN not in raised.value.message
