@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Regenerate the plugin protocol's Python code from its .proto.
+# Regenerate the Python code of our .proto files: the plugin protocol and the router API.
 #
 #   hack/generate-proto.sh            # writes next to the .proto (commit the result)
-#   hack/generate-proto.sh OUT_DIR    # writes under OUT_DIR/switchboard/plugin/v1/
+#   hack/generate-proto.sh OUT_DIR    # writes under OUT_DIR/switchboard/{plugin,router}/v1/
 #                                     # (tests/sdk/test_protocol_drift.py compares the two)
 #
 # `-I operator` makes the generated imports package-qualified
@@ -25,4 +25,5 @@ cd "${repo_root}"
   --grpc_python_out="${out_dir}" \
   --mypy_out="${out_dir}" \
   --mypy_grpc_out="${out_dir}" \
-  operator/switchboard/plugin/v1/plugin.proto
+  operator/switchboard/plugin/v1/plugin.proto \
+  operator/switchboard/router/v1/router.proto

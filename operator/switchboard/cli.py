@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -82,6 +83,66 @@ def operator(kubeconfig: str | None) -> None:
     from switchboard.controller.main import run
 
     run(kubeconfig)
+
+
+@main.command()
+@click.option(
+    "--backend",
+    type=click.Choice(["kubernetes", "static"]),
+    default=None,
+    help="Discover plugins in Kubernetes, or from a static routes file (local mode).",
+)
+@click.option("--http-port", type=int, default=None, help="HTTP/JSON API port [8080].")
+@click.option("--grpc-port", type=int, default=None, help="gRPC API port [9090]; -1 disables it.")
+@click.option("--namespace", default=None, help="Route only within this namespace.")
+@click.option(
+    "--api-keys",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Static backend: YAML file of API keys.",
+)
+@click.option(
+    "--routes",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Static backend: JSON routes file, re-read when it changes.",
+)
+@click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--openapi", is_flag=True, help="Print the OpenAPI document and exit.")
+def router(
+    backend: str | None,
+    http_port: int | None,
+    grpc_port: int | None,
+    namespace: str | None,
+    api_keys: Path | None,
+    routes: Path | None,
+    kubeconfig: str | None,
+    openapi: bool,
+) -> None:
+    """Run the router: the HTTP and gRPC front door that picks a healthy plugin.
+
+    Settings come from SWITCHBOARD_ROUTER_* environment variables; options override them.
+    """
+    import asyncio
+    import json
+
+    from switchboard.router.app import serve
+    from switchboard.router.openapi import openapi_document
+    from switchboard.router.settings import RouterSettings
+
+    if openapi:
+        click.echo(json.dumps(openapi_document(), indent=2, sort_keys=True))
+        return
+    overrides: dict[str, Any] = {
+        "backend": backend,
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "namespace": namespace,
+        "api_keys_file": api_keys,
+        "static_file": routes,
+    }
+    settings = RouterSettings(**{k: v for k, v in overrides.items() if v is not None})
+    asyncio.run(serve(settings, kubeconfig))
 
 
 # The plugin SDK owns `switchboard plugin ...`.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-GENERATED = REPO / "operator" / "switchboard" / "plugin" / "v1"
+GENERATED = REPO / "operator" / "switchboard"
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +22,16 @@ def regenerated(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
         timeout=60,
     )
-    return out / "switchboard" / "plugin" / "v1"
+    return out / "switchboard"
 
 
 @pytest.mark.parametrize(
-    "file_name", ["plugin_pb2.py", "plugin_pb2.pyi", "plugin_pb2_grpc.py", "plugin_pb2_grpc.pyi"]
+    "file_name",
+    [
+        f"{api}/v1/{api}_pb2{suffix}"
+        for api in ("plugin", "router")
+        for suffix in (".py", ".pyi", "_grpc.py", "_grpc.pyi")
+    ],
 )
 def test_generated_code_matches_the_proto(regenerated: Path, file_name: str) -> None:
     fresh = (regenerated / file_name).read_bytes()

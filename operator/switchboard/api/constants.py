@@ -42,6 +42,12 @@ ANNOTATION_SECRET_CHECKSUM: Final = f"{PREFIX}/secret-checksum"
 #: kopf keeps its progress and last-handled state under this prefix.
 ANNOTATION_KOPF_PREFIX: Final = PREFIX
 
+
+def kind_label(kind: str) -> str:
+    """Value of LABEL_KIND for a kind: `CommunicationPlugin` → `communicationplugin`."""
+    return kind.lower()
+
+
 #: The gRPC port every plugin container listens on.
 PLUGIN_GRPC_PORT: Final = 50051
 PLUGIN_PORT_NAME: Final = "grpc"

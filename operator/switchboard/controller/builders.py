@@ -55,7 +55,7 @@ def child_name(resource: PluginResource) -> str:
 
 
 def kind_label(resource: PluginResource) -> str:
-    return resource.kind.lower()
+    return constants.kind_label(resource.kind)
 
 
 def selector_labels(resource: PluginResource) -> dict[str, str]:

@@ -18,8 +18,8 @@ from switchboard.controller.runtime import OperatorRuntime
 
 _MANAGED = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}
 _KIND_BY_LABEL = {
-    constants.COMMUNICATION_PLUGIN.lower(): constants.COMMUNICATION_PLUGIN,
-    constants.VENDOR_INTEGRATION.lower(): constants.VENDOR_INTEGRATION,
+    constants.kind_label(kind): kind
+    for kind in (constants.COMMUNICATION_PLUGIN, constants.VENDOR_INTEGRATION)
 }
 
 

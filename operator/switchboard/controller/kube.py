@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes import dynamic
 from kubernetes.client.exceptions import ApiException
 
 from switchboard.api import constants
 from switchboard.controller import drift
+from switchboard.kubeclient import api_client
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,8 @@ class Kube:
 
     @classmethod
     def from_environment(cls, field_manager: str, kubeconfig: str | None = None) -> Kube:
-        """In a pod: the ServiceAccount; elsewhere: `kubeconfig` or the default kubeconfig."""
-        if kubeconfig is None:
-            try:
-                k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-                return cls(k8s.ApiClient(), field_manager)
-            except k8s_config.ConfigException:
-                pass
-        api = k8s_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        return cls(api, field_manager)
+        """A client as `switchboard.kubeclient.api_client` finds the API server."""
+        return cls(api_client(kubeconfig), field_manager)
 
     def _count(self, verb: str, kind: str) -> None:
         with self._lock:

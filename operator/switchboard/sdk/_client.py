@@ -24,11 +24,19 @@ from switchboard.sdk._plugin import SendResult
 _Response = TypeVar("_Response")
 
 
+class _Default:
+    """The client's own `timeout`, as opposed to an explicit one (None: no deadline)."""
+
+
+_DEFAULT = _Default()
+
+
 class PluginClient:
     """An asyncio client for one plugin endpoint (``host:port``).
 
     ``timeout`` is the deadline of every call, in seconds (``None``: no deadline);
-    the plugin sees it as the call's gRPC deadline. Use as
+    the plugin sees it as the call's gRPC deadline. ``send`` and ``invoke`` take
+    a ``timeout`` of their own for one call. Use as
     ``async with PluginClient(address) as client: ...`` or call ``close()``.
     """
 
@@ -67,6 +75,7 @@ class PluginClient:
         metadata: Mapping[str, str] | None = None,
         idempotency_key: str = "",
         tenant: str = "",
+        timeout: float | _Default | None = _DEFAULT,
     ) -> SendResult:
         """Deliver one message through a communication plugin."""
         request = plugin_pb2.SendRequest(
@@ -78,7 +87,7 @@ class PluginClient:
             idempotency_key=idempotency_key,
             tenant=tenant,
         )
-        response = await self._call(self._stub.Send, request)
+        response = await self._call(self._stub.Send, request, timeout)
         return SendResult(response.provider_message_id, dict(response.details))
 
     async def invoke(
@@ -88,6 +97,7 @@ class PluginClient:
         *,
         idempotency_key: str = "",
         tenant: str = "",
+        timeout: float | _Default | None = _DEFAULT,
     ) -> Any:
         """Run ``operation`` with ``params``; return its decoded JSON result."""
         request = plugin_pb2.InvokeRequest(
@@ -96,7 +106,7 @@ class PluginClient:
             idempotency_key=idempotency_key,
             tenant=tenant,
         )
-        response = await self._call(self._stub.Invoke, request)
+        response = await self._call(self._stub.Invoke, request, timeout)
         return json.loads(response.result_json) if response.result_json else None
 
     async def check_credentials(self) -> plugin_pb2.CheckCredentialsResponse:
@@ -115,13 +125,14 @@ class PluginClient:
         self,
         method: Callable[..., Awaitable[_Response]],
         request: object,
+        timeout: float | _Default | None = _DEFAULT,
     ) -> _Response:
         metadata: dict[str, str] = {}
         propagate.inject(metadata)
         try:
             return await method(
                 request,
-                timeout=self.timeout,
+                timeout=self.timeout if isinstance(timeout, _Default) else timeout,
                 metadata=tuple(metadata.items()),
             )
         except grpc.aio.AioRpcError as error:

@@ -1,0 +1,348 @@
+"""The router process: discovery, endpoint pool, dispatcher, HTTP and gRPC servers.
+
+`Router` wires the parts; `switchboard router` runs one until SIGTERM, and
+local mode and the tests run one in process. Overload protection sits in
+front of everything: past `max_concurrency` requests in flight, a request is
+refused at once (429 / RESOURCE_EXHAUSTED) instead of queueing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from switchboard.kubeclient import api_client
+from switchboard.router.auth import ApiKeyAuthority, Authority, KubernetesAuthority
+from switchboard.router.discovery import Discovery, KubernetesDiscovery, StaticDiscovery
+from switchboard.router.dispatch import Dispatcher
+from switchboard.router.endpoints import EndpointPool
+from switchboard.router.metrics import RouterMetrics
+from switchboard.router.openapi import openapi_document
+from switchboard.router.service import ApiError, RouterService
+from switchboard.router.settings import Backend, RouterSettings
+from switchboard.router.table import RoutingTable
+from switchboard.router.v1 import router_pb2, router_pb2_grpc
+
+log = logging.getLogger("switchboard.router")
+
+_GRPC_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.INVALID_ARGUMENT,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    502: grpc.StatusCode.FAILED_PRECONDITION,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+_UNLIMITED_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+
+
+class Router:
+    def __init__(
+        self, settings: RouterSettings, discovery: Discovery, authority: Authority
+    ) -> None:
+        self.settings, self.discovery, self.authority = settings, discovery, authority
+        self.metrics = RouterMetrics()
+        self.pool = EndpointPool(settings)
+        self.dispatcher = Dispatcher(
+            settings, self.pool, lambda: self.discovery.table, self.metrics
+        )
+        self.service = RouterService(
+            self.dispatcher, authority, lambda: self.discovery.table, self.pool, self.metrics
+        )
+        self.in_flight = 0
+        self.http_port = 0
+        self.grpc_port = 0
+        self._runner: web.AppRunner | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+        discovery.subscribe(self._table_changed)
+
+    # -- overload --
+
+    @contextlib.contextmanager
+    def admitted(self) -> Any:
+        if self.in_flight >= self.settings.max_concurrency:
+            self.metrics.refused.labels("overload").inc()
+            raise ApiError(
+                429,
+                "OVERLOADED",
+                f"The router is handling {self.in_flight} requests, its limit; retry shortly.",
+                retry_after=1.0,
+            )
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
+
+    # -- lifecycle --
+
+    def _table_changed(self, table: RoutingTable) -> None:
+        addresses = {e for route in table.routes for e in route.endpoints}
+        if self._sync_task is not None and not self._sync_task.done():
+            self._sync_task.cancel()
+        self._sync_task = asyncio.ensure_future(self.pool.sync(addresses))
+
+    async def start(self) -> None:
+        await self.discovery.start()
+        app = web.Application(
+            client_max_size=self.settings.max_body_bytes, middlewares=[self._errors]
+        )
+        app.add_routes(
+            [
+                web.post("/v1/messages", self._send),
+                web.post("/v1/integrations/{name}/operations/{operation}", self._invoke),
+                web.get("/v1/plugins", self._status),
+                web.get("/healthz", self._healthz),
+                web.get("/readyz", self._readyz),
+                web.get("/metrics", self._metrics),
+                web.get("/openapi.json", self._openapi),
+            ]
+        )
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.http_port)
+        await site.start()
+        self.http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        if self.settings.grpc_port >= 0:
+            self._grpc = grpc.aio.server()
+            router_pb2_grpc.add_RouterServicer_to_server(_GrpcRouter(self), self._grpc)
+            self.grpc_port = self._grpc.add_insecure_port(
+                f"{self.settings.host}:{self.settings.grpc_port}"
+            )
+            await self._grpc.start()
+        log.info("Router listening: HTTP on %s, gRPC on %s", self.http_port, self.grpc_port)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.discovery.stop()
+        await self.pool.close()
+
+    # -- HTTP --
+
+    @web.middleware
+    async def _errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            if request.path in _UNLIMITED_PATHS:
+                return await handler(request)
+            with self.admitted():
+                return await handler(request)
+        except ApiError as error:
+            headers = {}
+            if error.retry_after is not None:
+                headers["Retry-After"] = str(max(1, round(error.retry_after)))
+            return web.json_response(error.body(), status=error.status, headers=headers)
+        except web.HTTPRequestEntityTooLarge:
+            too_large = ApiError(
+                413,
+                "TOO_LARGE",
+                f"The request body exceeds {self.settings.max_body_bytes} bytes.",
+            )
+            return web.json_response(too_large.body(), status=413)
+
+    async def _json(self, request: web.Request) -> Any:
+        if request.content_type != "application/json":
+            raise ApiError(
+                415, "UNSUPPORTED_MEDIA_TYPE", "Send the body as Content-Type: application/json."
+            )
+        raw = await request.read()
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ApiError(
+                400, "INVALID_REQUEST", f"The body is not valid JSON: {error}"
+            ) from error
+
+    async def _send(self, request: web.Request) -> web.Response:
+        data = await self._json(request)
+        answer = await self.service.send_message(request.headers.get("Authorization"), data)
+        return web.json_response(answer)
+
+    async def _invoke(self, request: web.Request) -> web.Response:
+        data = await self._json(request)
+        answer = await self.service.invoke(
+            request.headers.get("Authorization"),
+            request.match_info["name"],
+            request.match_info["operation"],
+            data,
+        )
+        return web.json_response(answer)
+
+    async def _status(self, request: web.Request) -> web.Response:
+        answer = await self.service.system_status(
+            request.headers.get("Authorization"), request.query.get("namespace")
+        )
+        return web.json_response(answer)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        ready = self.discovery.ready.is_set()
+        return web.json_response(
+            {"status": "ready" if ready else "discovering"}, status=200 if ready else 503
+        )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.metrics.registry),
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        )
+
+    async def _openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document())
+
+
+class _GrpcRouter(router_pb2_grpc.RouterServicer):
+    """The gRPC face of `RouterService`."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def _run(self, context: grpc.aio.ServicerContext[Any, Any], call: Any) -> Any:
+        try:
+            with self.router.admitted():
+                return await call(_authorization(context))
+        except ApiError as error:
+            context.set_trailing_metadata((("switchboard-error-json", json.dumps(error.body())),))
+            await context.abort(
+                _GRPC_CODES.get(error.status, grpc.StatusCode.UNKNOWN), error.message
+            )
+
+    async def SendMessage(  # gRPC method name
+        self, request: router_pb2.SendMessageRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> router_pb2.SendMessageResponse:
+        data = {
+            "channel": request.channel,
+            "recipient": request.recipient,
+            "content": request.content,
+            "subject": request.subject,
+            "contentType": request.content_type,
+            "metadata": dict(request.metadata),
+            "idempotencyKey": request.idempotency_key or None,
+            "namespace": request.namespace or None,
+        }
+        answer = await self._run(context, lambda auth: self.router.service.send_message(auth, data))
+        return router_pb2.SendMessageResponse(
+            plugin=answer["plugin"],
+            endpoint=answer["endpoint"],
+            provider_message_id=answer["providerMessageId"],
+            details=answer["details"],
+            replayed=answer["replayed"],
+            attempts=[_attempt(a) for a in answer["attempts"]],
+        )
+
+    async def Invoke(  # gRPC method name
+        self, request: router_pb2.InvokeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> router_pb2.InvokeResponse:
+        try:
+            params = json.loads(request.params_json or "{}")
+        except ValueError:
+            params = None  # reported as a field error by the service
+        data = {
+            "params": params,
+            "idempotencyKey": request.idempotency_key or None,
+            "namespace": request.namespace or None,
+        }
+        answer = await self._run(
+            context,
+            lambda auth: self.router.service.invoke(
+                auth, request.integration, request.operation, data
+            ),
+        )
+        return router_pb2.InvokeResponse(
+            plugin=answer["plugin"],
+            endpoint=answer["endpoint"],
+            result_json=json.dumps(answer["result"]),
+            replayed=answer["replayed"],
+            attempts=[_attempt(a) for a in answer["attempts"]],
+        )
+
+    async def GetSystemStatus(  # gRPC method name
+        self,
+        request: router_pb2.GetSystemStatusRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> router_pb2.GetSystemStatusResponse:
+        answer = await self._run(
+            context,
+            lambda auth: self.router.service.system_status(auth, request.namespace or None),
+        )
+        return router_pb2.GetSystemStatusResponse(status_json=json.dumps(answer))
+
+
+def _authorization(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return str(value)
+    return None
+
+
+def _attempt(data: dict[str, Any]) -> router_pb2.Attempt:
+    return router_pb2.Attempt(
+        plugin=data["plugin"],
+        endpoint=data["endpoint"],
+        outcome=data["outcome"],
+        duration_ms=data["durationMs"],
+        message=data.get("message", ""),
+        retry_after_seconds=data.get("retryAfterSeconds"),
+    )
+
+
+def build_router(settings: RouterSettings, kubeconfig: str | None = None) -> Router:
+    """A router for `settings.backend`: Kubernetes discovery and RBAC, or static and API keys."""
+    if settings.backend is Backend.KUBERNETES:
+        api = api_client(kubeconfig)
+        return Router(
+            settings,
+            KubernetesDiscovery(api, settings.namespace),
+            KubernetesAuthority(api, settings.auth_cache_seconds),
+        )
+    if settings.api_keys_file is None:
+        raise SystemExit(
+            "The static backend needs --api-keys FILE (or SWITCHBOARD_ROUTER_API_KEYS_FILE)."
+        )
+    return Router(
+        settings,
+        StaticDiscovery(settings.static_file),
+        ApiKeyAuthority.from_file(settings.api_keys_file),
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(router: Router) -> AsyncIterator[Router]:
+    await router.start()
+    try:
+        yield router
+    finally:
+        await router.stop()
+
+
+async def serve(settings: RouterSettings, kubeconfig: str | None = None) -> None:
+    """Run a router until SIGTERM or SIGINT."""
+    router = build_router(settings, kubeconfig)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with running(router):
+        await stop.wait()

@@ -1,0 +1,309 @@
+"""Selection and failover: try plugins by priority and weight until one succeeds.
+
+For one request: take the routes of the channel (or the one integration),
+lowest priority number first; inside a priority, a weighted random order of
+plugins; inside a plugin, its eligible endpoints in random order. Each
+attempt gets the plugin's own timeout, cut to what is left of the overall
+deadline. What happens after a failed attempt depends on its class:
+
+    INVALID_INPUT, PERMANENT      stop: no other plugin will do better
+    UNAUTHENTICATED               next plugin: this one's credentials are bad
+    RETRYABLE with retry-after    next plugin; this one is held back that long
+    RETRYABLE, timeout, broken    next endpoint, then the next plugin
+
+Every attempt is reported in the answer.
+
+Errors:
+
+    DispatchError       the request could not be served; `status` is the HTTP
+                        status, `code` a stable machine-readable word
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+from opentelemetry import trace
+
+from switchboard.router.endpoints import EndpointPool
+from switchboard.router.idempotency import IdempotencyStore
+from switchboard.router.metrics import RouterMetrics
+from switchboard.router.settings import RouterSettings
+from switchboard.router.table import PluginRoute, RoutingTable, priority_groups, weighted_order
+from switchboard.sdk import (
+    ConfigError,
+    InvalidInput,
+    PermanentError,
+    PluginClient,
+    PluginError,
+    RetryableError,
+    Unauthenticated,
+)
+
+R = TypeVar("R")
+tracer = trace.get_tracer("switchboard.router")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    plugin: str
+    endpoint: str
+    outcome: str
+    """`success`, `invalid_input`, `permanent`, `unauthenticated`, `retryable`,
+    `timeout` or `unavailable`."""
+    duration_ms: float
+    message: str = ""
+    retry_after_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    recipient: str
+    content: str
+    subject: str = ""
+    content_type: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Routed:
+    """A served request: which plugin did it, what it returned, every attempt."""
+
+    plugin: str
+    endpoint: str
+    attempts: list[Attempt]
+    provider_message_id: str = ""
+    details: dict[str, str] = field(default_factory=dict)
+    result: Any = None
+    replayed: bool = False
+
+
+class DispatchError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        attempts: list[Attempt] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.attempts = attempts or []
+        self.retry_after = retry_after
+
+
+def _outcome(error: PluginError) -> str:
+    cause = error.__cause__
+    if isinstance(cause, grpc.aio.AioRpcError) and not isinstance(error, ConfigError):
+        code = cause.code()
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return "timeout"
+        if code == grpc.StatusCode.UNAVAILABLE and not cause.trailing_metadata():
+            return "unavailable"
+    return str(error.error_class.value).lower()
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: RouterSettings,
+        pool: EndpointPool,
+        table: Callable[[], RoutingTable],
+        metrics: RouterMetrics,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings, self.pool, self.table, self.metrics = settings, pool, table, metrics
+        self.rng = rng or random.Random()  # noqa: S311 - load spreading, not security
+        self.clock = clock
+        self.idempotency: IdempotencyStore[Routed] = IdempotencyStore(
+            settings.idempotency_window_seconds, settings.idempotency_max_keys
+        )
+
+    async def send(
+        self, tenant: str, channel: str, message: Outgoing, idempotency_key: str = ""
+    ) -> Routed:
+        routes = self.table().channel(tenant, channel)
+        if not routes:
+            raise DispatchError(
+                404,
+                "NO_PLUGIN",
+                f"No CommunicationPlugin serves channel {channel!r} in namespace {tenant!r}.",
+            )
+
+        async def call(client: PluginClient, route: PluginRoute, timeout: float) -> Routed:
+            result = await client.send(
+                message.recipient,
+                message.content,
+                subject=message.subject,
+                content_type=message.content_type,
+                metadata=message.metadata,
+                idempotency_key=idempotency_key,
+                tenant=tenant,
+                timeout=timeout,
+            )
+            return Routed(
+                "",
+                "",
+                [],
+                provider_message_id=result.provider_message_id,
+                details=dict(result.details),
+            )
+
+        async def work() -> Routed:
+            return await self._route("send", channel, list(priority_groups(routes)), call)
+
+        if not idempotency_key:
+            return await work()
+        routed, replayed = await self.idempotency.run(tenant, idempotency_key, work)
+        if replayed:
+            self.metrics.replays.labels(channel).inc()
+            return Routed(
+                routed.plugin,
+                routed.endpoint,
+                [],
+                routed.provider_message_id,
+                routed.details,
+                routed.result,
+                replayed=True,
+            )
+        return routed
+
+    async def invoke(
+        self,
+        tenant: str,
+        integration: str,
+        operation: str,
+        params: Mapping[str, Any],
+        idempotency_key: str = "",
+    ) -> Routed:
+        route = self.table().integration(tenant, integration)
+        if route is None:
+            raise DispatchError(
+                404,
+                "NO_PLUGIN",
+                f"No VendorIntegration {integration!r} in namespace {tenant!r}.",
+            )
+
+        async def call(client: PluginClient, route: PluginRoute, timeout: float) -> Routed:
+            result = await client.invoke(
+                operation, params, idempotency_key=idempotency_key, tenant=tenant, timeout=timeout
+            )
+            return Routed("", "", [], result=result)
+
+        async def work() -> Routed:
+            return await self._route(
+                "invoke", integration, [[route]] if route.enabled else [], call
+            )
+
+        if not idempotency_key:
+            return await work()
+        routed, replayed = await self.idempotency.run(
+            tenant, f"invoke:{integration}:{idempotency_key}", work
+        )
+        return Routed(
+            routed.plugin,
+            routed.endpoint,
+            [] if replayed else routed.attempts,
+            result=routed.result,
+            replayed=replayed,
+        )
+
+    async def _route(
+        self,
+        kind: str,
+        key: str,
+        groups: list[list[PluginRoute]],
+        call: Callable[[PluginClient, PluginRoute, float], Awaitable[Routed]],
+    ) -> Routed:
+        deadline = self.clock() + self.settings.deadline_seconds
+        attempts: list[Attempt] = []
+        retry_after: float | None = None
+        for group in groups:
+            for route in weighted_order(group, self.rng):
+                held = self.pool.held(route.id)
+                if held > 0:
+                    retry_after = held if retry_after is None else min(retry_after, held)
+                    continue
+                endpoints = [e for e in route.endpoints if self.pool.eligible(e)]
+                self.rng.shuffle(endpoints)
+                for endpoint in endpoints:
+                    remaining = deadline - self.clock()
+                    if remaining <= 0:
+                        raise DispatchError(
+                            504,
+                            "DEADLINE_EXCEEDED",
+                            f"No plugin answered within {self.settings.deadline_seconds}s.",
+                            attempts,
+                        )
+                    timeout = min(
+                        route.timeout_seconds or self.settings.invoke_timeout_seconds, remaining
+                    )
+                    if attempts:
+                        self.metrics.failovers.labels(kind, key).inc()
+                    started = self.clock()
+                    with tracer.start_as_current_span(
+                        f"switchboard.attempt {route.id}",
+                        attributes={"switchboard.plugin": route.id, "server.address": endpoint},
+                    ) as span:
+                        try:
+                            routed = await call(self.pool.client(endpoint), route, timeout)
+                        except PluginError as error:
+                            outcome = _outcome(error)
+                            span.set_attribute("switchboard.outcome", outcome)
+                            elapsed = (self.clock() - started) * 1000
+                            attempts.append(
+                                Attempt(
+                                    route.id,
+                                    endpoint,
+                                    outcome,
+                                    round(elapsed, 3),
+                                    error.message,
+                                    getattr(error, "retry_after", None),
+                                )
+                            )
+                            self.metrics.attempts.labels(route.id, outcome).inc()
+                            if isinstance(error, InvalidInput | PermanentError):
+                                self.pool.record_success(endpoint)  # the plugin itself is fine
+                                raise DispatchError(
+                                    422 if isinstance(error, InvalidInput) else 502,
+                                    error.error_class.value,
+                                    error.message,
+                                    attempts,
+                                ) from error
+                            if self.pool.record_failure(endpoint):
+                                self.metrics.ejections.labels(route.id).inc()
+                            if isinstance(error, RetryableError) and error.retry_after:
+                                self.pool.hold(route.id, error.retry_after)
+                                retry_after = error.retry_after
+                                break  # the whole plugin asked for a pause
+                            if isinstance(error, Unauthenticated):
+                                break  # its credentials are bad on every endpoint
+                            continue
+                    elapsed = (self.clock() - started) * 1000
+                    self.pool.record_success(endpoint)
+                    self.metrics.attempts.labels(route.id, "success").inc()
+                    attempts.append(Attempt(route.id, endpoint, "success", round(elapsed, 3)))
+                    routed.plugin, routed.endpoint, routed.attempts = route.id, endpoint, attempts
+                    return routed
+        if not attempts:
+            raise DispatchError(
+                503,
+                "NO_ENDPOINT",
+                f"No ready endpoint for {key!r}: every plugin is unready, ejected or held back.",
+                attempts,
+                retry_after,
+            )
+        raise DispatchError(
+            503,
+            "UNAVAILABLE",
+            f"Every plugin for {key!r} failed; see attempts.",
+            attempts,
+            retry_after,
+        )

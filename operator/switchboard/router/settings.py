@@ -1,0 +1,56 @@
+"""Router settings: one documented model, loaded from `SWITCHBOARD_ROUTER_*` variables."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Backend(StrEnum):
+    KUBERNETES = "kubernetes"
+    STATIC = "static"
+
+
+class RouterSettings(BaseSettings):
+    """Everything the router can be told, with its unit, default and reason."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_ROUTER_", use_attribute_docstrings=True, extra="ignore"
+    )
+
+    backend: Backend = Backend.KUBERNETES
+    """Where plugins are discovered: the Kubernetes API, or a static list (local mode)."""
+    host: str = "0.0.0.0"  # noqa: S104 - a server inside a pod listens on every interface
+    """Address the HTTP and gRPC servers bind to."""
+    http_port: int = 8080
+    """Port of the HTTP/JSON API, /healthz, /readyz and /metrics."""
+    grpc_port: int = 9090
+    """Port of the gRPC API (0 disables it)."""
+    namespace: str | None = None
+    """Kubernetes backend: route only within this namespace. Unset: every namespace."""
+    max_concurrency: int = 512
+    """Requests handled at once; more are refused at once with 429, never queued."""
+    max_body_bytes: int = 256 * 1024
+    """Largest accepted request body, in bytes (413 beyond)."""
+    deadline_seconds: float = 30.0
+    """Overall deadline of one request across every attempt, in seconds."""
+    invoke_timeout_seconds: float = 30.0
+    """Per-attempt timeout of an Invoke on a vendor integration, in seconds."""
+    idempotency_window_seconds: float = 24 * 3600.0
+    """How long an idempotency key remembers the message it sent, in seconds."""
+    idempotency_max_keys: int = 100_000
+    """Most idempotency keys kept at once (oldest forgotten first), bounding memory."""
+    ejection_failures: int = 3
+    """Consecutive failures that eject an endpoint from selection."""
+    ejection_base_seconds: float = 5.0
+    """First ejection time; each further ejection of the same endpoint doubles it."""
+    ejection_max_seconds: float = 300.0
+    """Longest ejection time, in seconds."""
+    auth_cache_seconds: float = 10.0
+    """How long an authentication or authorization decision is reused, in seconds."""
+    api_keys_file: Path | None = None
+    """Static backend: YAML file of API keys (`keys: [{name, key, namespaces, permissions}]`)."""
+    static_file: Path | None = None
+    """Static backend: JSON routing table written by local mode; reloaded when it changes."""

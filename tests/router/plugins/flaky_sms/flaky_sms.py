@@ -1,0 +1,81 @@
+"""A provider stand-in whose behaviour a test sets through `control.json`.
+
+`{"mode": "ok"}` (default) delivers: one JSON line in `deliveries.jsonl`.
+Other modes: `retryable` (optionally with `retry_after`), `permanent`,
+`invalid`, `unauthenticated`, `slow` (sleeps `delay` seconds, then delivers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from switchboard.sdk import (
+    InvalidInput,
+    Message,
+    MessagingPlugin,
+    PermanentError,
+    RetryableError,
+    SendResult,
+    Unauthenticated,
+    operation,
+)
+
+
+class FlakySms(MessagingPlugin):
+    channel_type = "sms"
+    capabilities = ("send",)
+
+    @property
+    def state(self) -> Path:
+        return Path(self.config["state_dir"])
+
+    def control(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads((self.state / "control.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data
+
+    async def send_message(self, message: Message) -> SendResult:
+        control = self.control()
+        mode = control.get("mode", "ok")
+        if mode == "retryable":
+            raise RetryableError("provider is overloaded", retry_after=control.get("retry_after"))
+        if mode == "permanent":
+            raise PermanentError("the number is blocked at the provider")
+        if mode == "invalid":
+            raise InvalidInput("recipient: not a reachable number")
+        if mode == "unauthenticated":
+            raise Unauthenticated("the provider rejected our credentials")
+        if mode == "slow":
+            await asyncio.sleep(float(control.get("delay", 1)))
+        message_id = f"{self.config['provider']}-{uuid.uuid4().hex[:12]}"
+        record = {
+            "provider": self.config["provider"],
+            "id": message_id,
+            "recipient": message.recipient,
+            "content": message.content,
+            "idempotency_key": message.idempotency_key,
+            "tenant": message.tenant,
+            "pid": os.getpid(),
+        }
+        with (self.state / "deliveries.jsonl").open("a") as sink:
+            sink.write(json.dumps(record) + "\n")
+        return SendResult(message_id)
+
+    @operation(
+        schema={
+            "type": "object",
+            "properties": {"value": {"type": "string"}},
+            "required": ["value"],
+            "additionalProperties": False,
+        }
+    )
+    async def echo(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Return the value, and who answered."""
+        return {"value": params["value"], "provider": self.config["provider"]}
