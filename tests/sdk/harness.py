@@ -55,9 +55,12 @@ class PluginProcess:
     from the "Listening for calls" record, as an operator's tooling would read it.
     """
 
-    def __init__(self, plugin_dir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, plugin_dir: Path, env: dict[str, str], prefix: list[str] | None = None
+    ) -> None:
+        # `prefix` wraps the command, e.g. `ip netns exec NAME` to run it in a pod sandbox.
         self.process = subprocess.Popen(
-            [SWITCHBOARD, "plugin", "serve", str(plugin_dir)],
+            [*(prefix or []), SWITCHBOARD, "plugin", "serve", str(plugin_dir)],
             env={
                 **os.environ,
                 "SWITCHBOARD_PLUGIN_HOST": "127.0.0.1",
@@ -68,6 +71,7 @@ class PluginProcess:
             stderr=subprocess.PIPE,
             text=True,
         )
+        self.host = env.get("SWITCHBOARD_PLUGIN_HOST", "127.0.0.1")
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
@@ -100,7 +104,7 @@ class PluginProcess:
     @property
     def address(self) -> str:
         assert self.port is not None, "call wait_listening() first"
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def wait_for_record(self, message: str, timeout: float = 15) -> dict[str, Any]:
         """Block until a log record with ``msg == message`` appears (or fail with the stderr)."""
