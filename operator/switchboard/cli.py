@@ -145,5 +145,232 @@ def router(
     asyncio.run(serve(settings, kubeconfig))
 
 
+STATE_DIR = Path(".switchboard")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--plugins",
+    "plugin_roots",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    default=[Path("plugin-images")],
+    show_default=True,
+    help="Where plugin folders are found (repeatable).",
+)
+@click.option("--port", type=int, default=8080, show_default=True, help="Router HTTP port.")
+@click.option("--grpc-port", type=int, default=9090, show_default=True, help="Router gRPC port.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=STATE_DIR,
+    show_default=True,
+    help="Where local mode keeps its key, rendered configs and secrets.",
+)
+@click.option(
+    "--live/--no-live",
+    default=None,
+    help="Show the live status table (default: when the terminal is interactive).",
+)
+def up(
+    paths: tuple[Path, ...],
+    plugin_roots: tuple[Path, ...],
+    port: int,
+    grpc_port: int,
+    state_dir: Path,
+    live: bool | None,
+) -> None:
+    """Run plugin resources locally: each plugin a child process, the router in front.
+
+    PATHS are YAML files or folders with CommunicationPlugin, VendorIntegration
+    and Secret documents, the same ones you would `kubectl apply`. Editing a file
+    reloads only the plugins it changes.
+    """
+    import asyncio
+
+    from switchboard.local.up import configure_logging, run_up
+
+    show_live = sys.stderr.isatty() if live is None else live
+    configure_logging(json_lines=not show_live)
+    code = asyncio.run(
+        run_up(
+            list(paths) or [Path(".")], list(plugin_roots), state_dir, port, grpc_port, show_live
+        )
+    )
+    sys.exit(code)
+
+
+def _client_options(func: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--url", envvar="SWITCHBOARD_URL", help="Router URL [local router]."),
+            click.option("--token", envvar="SWITCHBOARD_TOKEN", help="Bearer token or API key."),
+            click.option("--namespace", "-n", default=None, help="Tenant namespace."),
+            click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _client(url: str | None, token: str | None, namespace: str | None) -> Any:
+    from switchboard.client import Switchboard
+    from switchboard.local.up import read_state
+
+    state = read_state(STATE_DIR)
+    return Switchboard(url or state.get("url"), token or state.get("token"), namespace=namespace)
+
+
+def _fail(error: Exception) -> None:
+    from switchboard.client import SwitchboardError
+
+    if isinstance(error, SwitchboardError):
+        click.echo(f"Error {error.status} {error.code}: {error.message}", err=True)
+        for field in error.fields:
+            click.echo(f"  {field['field']}: {field['message']}", err=True)
+        for attempt in error.attempts:
+            click.echo(
+                f"  attempt {attempt.plugin} at {attempt.endpoint}: {attempt.outcome} "
+                f"{attempt.message}",
+                err=True,
+            )
+        sys.exit(1)
+    raise error
+
+
+@main.command()
+@click.argument("channel")
+@click.argument("recipient")
+@click.argument("content")
+@click.option("--subject", default=None, help="Subject line, for channels that have one.")
+@click.option("--idempotency-key", default=None, help="Retrying with it never sends twice.")
+@click.option(
+    "--metadata", "-m", multiple=True, help="KEY=VALUE passed to the plugin (repeatable)."
+)
+@_client_options
+def send(
+    channel: str,
+    recipient: str,
+    content: str,
+    subject: str | None,
+    idempotency_key: str | None,
+    metadata: tuple[str, ...],
+    url: str | None,
+    token: str | None,
+    namespace: str | None,
+    as_json: bool,
+) -> None:
+    """Send CONTENT to RECIPIENT on CHANNEL; the router picks the plugin."""
+    import dataclasses
+    import json
+
+    extras = dict(item.split("=", 1) for item in metadata if "=" in item)
+    try:
+        with _client(url, token, namespace) as client:
+            result = client.send_message(
+                channel,
+                recipient,
+                content,
+                subject=subject,
+                metadata=extras or None,
+                idempotency_key=idempotency_key,
+            )
+    except Exception as error:
+        _fail(error)
+        return
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        return
+    click.echo(f"Sent by {result.plugin} ({result.provider_message_id})")
+    for attempt in result.attempts:
+        click.echo(f"  {attempt.plugin} at {attempt.endpoint}: {attempt.outcome} {attempt.message}")
+
+
+@main.command()
+@click.argument("integration")
+@click.argument("operation")
+@click.argument("params", required=False, default="{}")
+@click.option("--idempotency-key", default=None, help="Retrying with it never runs twice.")
+@_client_options
+def invoke(
+    integration: str,
+    operation: str,
+    params: str,
+    idempotency_key: str | None,
+    url: str | None,
+    token: str | None,
+    namespace: str | None,
+    as_json: bool,
+) -> None:
+    """Run OPERATION of INTEGRATION with PARAMS (a JSON object)."""
+    import json
+
+    try:
+        arguments = json.loads(params)
+    except ValueError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="PARAMS") from error
+    try:
+        with _client(url, token, namespace) as client:
+            result = client.invoke(
+                integration, operation, arguments, idempotency_key=idempotency_key
+            )
+    except Exception as error:
+        _fail(error)
+        return
+    click.echo(json.dumps(result.result, indent=2))
+
+
+@main.command()
+@_client_options
+def status(url: str | None, token: str | None, namespace: str | None, as_json: bool) -> None:
+    """Show plugins per channel and integration: health, endpoints, error rates."""
+    import json
+
+    try:
+        with _client(url, token, namespace) as client:
+            document = client.system_status()
+    except Exception as error:
+        _fail(error)
+        return
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+        return
+    click.echo(
+        f"Namespace {document['namespace']}: {document['healthyPlugins']}/"
+        f"{document['totalPlugins']} plugins healthy"
+    )
+    for channel, plugins in sorted(document["channels"].items()):
+        click.echo(f"channel {channel}")
+        for p in plugins:
+            mark = "ok " if p["healthy"] else "DOWN"
+            click.echo(
+                f"  {mark} p{p['priority']} w{p['weight']} {p['name']}: "
+                f"{len(p['endpoints']['ready'])} ready, error rate {p['recentErrorRate']:.0%}, "
+                f"sent {p['sent']}, failed {p['failed']}"
+            )
+    for name, p in sorted(document["integrations"].items()):
+        mark = "ok " if p["healthy"] else "DOWN"
+        click.echo(
+            f"integration {name} ({p['vendor']}): {mark} {len(p['endpoints']['ready'])} ready"
+        )
+
+
+@main.command()
+def env() -> None:
+    """Print the variables that point the Python client at the local router.
+
+    Use as: eval "$(switchboard env)"
+    """
+    from switchboard.local.up import read_state
+
+    state = read_state(STATE_DIR)
+    if not state:
+        click.echo("No local router runs here; start one with `switchboard up`.", err=True)
+        sys.exit(1)
+    click.echo(f"export SWITCHBOARD_URL={state['url']}")
+    click.echo(f"export SWITCHBOARD_TOKEN={state['token']}")
+
+
 # The plugin SDK owns `switchboard plugin ...`.
 main.add_command(plugin)

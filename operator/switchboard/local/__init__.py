@@ -1,0 +1,1 @@
+"""Local mode: the same resource YAML, run without Kubernetes (`switchboard up`)."""
