@@ -81,7 +81,9 @@ def operator(kubeconfig: str | None) -> None:
     Settings come from SWITCHBOARD_* environment variables (docs/operations.md).
     """
     from switchboard.controller.main import run
+    from switchboard.logs import configure_logging
 
+    configure_logging()
     run(kubeconfig)
 
 
@@ -126,6 +128,7 @@ def router(
     import asyncio
     import json
 
+    from switchboard.logs import configure_logging
     from switchboard.router.app import serve
     from switchboard.router.openapi import openapi_document
     from switchboard.router.settings import RouterSettings
@@ -142,6 +145,7 @@ def router(
         "static_file": routes,
     }
     settings = RouterSettings(**{k: v for k, v in overrides.items() if v is not None})
+    configure_logging()
     asyncio.run(serve(settings, kubeconfig))
 
 
@@ -189,7 +193,8 @@ def up(
     """
     import asyncio
 
-    from switchboard.local.up import configure_logging, run_up
+    from switchboard.local.up import run_up
+    from switchboard.logs import configure_logging
 
     show_live = sys.stderr.isatty() if live is None else live
     configure_logging(json_lines=not show_live)

@@ -12,7 +12,6 @@ import json
 import logging
 import secrets
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -130,21 +129,3 @@ def read_state(state_dir: Path) -> dict[str, Any]:
         return {}
     data: dict[str, Any] = json.loads(path.read_text())
     return data
-
-
-def configure_logging(json_lines: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if json_lines:
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {"level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
-        )

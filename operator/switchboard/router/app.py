@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from switchboard.kubeclient import api_client
@@ -51,16 +52,26 @@ _UNLIMITED_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
 
 class Router:
     def __init__(
-        self, settings: RouterSettings, discovery: Discovery, authority: Authority
+        self,
+        settings: RouterSettings,
+        discovery: Discovery,
+        authority: Authority,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self.settings, self.discovery, self.authority = settings, discovery, authority
         self.metrics = RouterMetrics()
         self.pool = EndpointPool(settings)
+        tracer = trace.get_tracer("switchboard.router", tracer_provider=tracer_provider)
         self.dispatcher = Dispatcher(
-            settings, self.pool, lambda: self.discovery.table, self.metrics
+            settings, self.pool, lambda: self.discovery.table, self.metrics, tracer=tracer
         )
         self.service = RouterService(
-            self.dispatcher, authority, lambda: self.discovery.table, self.pool, self.metrics
+            self.dispatcher,
+            authority,
+            lambda: self.discovery.table,
+            self.pool,
+            self.metrics,
+            tracer,
         )
         self.in_flight = 0
         self.http_port = 0

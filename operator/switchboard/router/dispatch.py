@@ -46,7 +46,6 @@ from switchboard.sdk import (
 )
 
 R = TypeVar("R")
-tracer = trace.get_tracer("switchboard.router")
 
 
 @dataclass(frozen=True)
@@ -118,8 +117,10 @@ class Dispatcher:
         metrics: RouterMetrics,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.settings, self.pool, self.table, self.metrics = settings, pool, table, metrics
+        self.tracer = tracer or trace.get_tracer("switchboard.router")
         self.rng = rng or random.Random()  # noqa: S311 - load spreading, not security
         self.clock = clock
         self.idempotency: IdempotencyStore[Routed] = IdempotencyStore(
@@ -248,7 +249,7 @@ class Dispatcher:
                     if attempts:
                         self.metrics.failovers.labels(kind, key).inc()
                     started = self.clock()
-                    with tracer.start_as_current_span(
+                    with self.tracer.start_as_current_span(
                         f"switchboard.attempt {route.id}",
                         attributes={"switchboard.plugin": route.id, "server.address": endpoint},
                     ) as span:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
@@ -132,8 +133,10 @@ class RouterService:
         table: Any,
         pool: EndpointPool,
         metrics: RouterMetrics,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.dispatcher, self.authority = dispatcher, authority
+        self.tracer = tracer or trace.get_tracer("switchboard.router")
         self._table = table
         self.pool, self.metrics = pool, metrics
 
@@ -191,9 +194,14 @@ class RouterService:
         )
         started = time.monotonic()
         try:
-            routed = await self.dispatcher.send(
-                tenant, body.channel, message, body.idempotency_key or ""
-            )
+            with self.tracer.start_as_current_span(
+                "switchboard.send",
+                kind=trace.SpanKind.SERVER,
+                attributes={"switchboard.channel": body.channel, "switchboard.tenant": tenant},
+            ):
+                routed = await self.dispatcher.send(
+                    tenant, body.channel, message, body.idempotency_key or ""
+                )
         except DispatchError as error:
             self.metrics.requests.labels("send", body.channel, error.code).inc()
             raise _from_dispatch(error) from error
@@ -222,9 +230,18 @@ class RouterService:
             await self.require(caller, tenant, "use", "permissions", permission)
         started = time.monotonic()
         try:
-            routed = await self.dispatcher.invoke(
-                tenant, integration, operation, body.params, body.idempotency_key or ""
-            )
+            with self.tracer.start_as_current_span(
+                "switchboard.invoke",
+                kind=trace.SpanKind.SERVER,
+                attributes={
+                    "switchboard.integration": integration,
+                    "switchboard.operation": operation,
+                    "switchboard.tenant": tenant,
+                },
+            ):
+                routed = await self.dispatcher.invoke(
+                    tenant, integration, operation, body.params, body.idempotency_key or ""
+                )
         except DispatchError as error:
             self.metrics.requests.labels("invoke", integration, error.code).inc()
             raise _from_dispatch(error) from error

@@ -144,6 +144,30 @@ class Plugin:
         self.logger: logging.Logger = logger or logging.getLogger(
             f"switchboard.plugin.{type(self).__name__}"
         )
+        self._healthy = True
+        #: Set by the runtime: told when ``report_health`` changes the plugin's health.
+        self._health_listener: Callable[[Plugin], Awaitable[None]] | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the plugin can do its work, as it last said through ``report_health``."""
+        return self._healthy
+
+    async def report_health(self, serving: bool) -> None:
+        """Say whether this plugin can do its work now, e.g. whether its provider is reachable.
+
+        While ``serving`` is False the runtime reports the plugin's gRPC health
+        as NOT_SERVING (the router skips it, the readiness probe fails), and
+        SERVING again once it is True. Calls still reach the plugin either way.
+        Call it from ``initialize``/``activate`` (the first status follows the
+        last report) or from a background task. Only the instance taking calls
+        counts; outside the runtime it only sets ``healthy``.
+        """
+        if serving == self._healthy:
+            return
+        self._healthy = serving
+        if self._health_listener is not None:
+            await self._health_listener(self)
 
     def validate_config(self) -> None:
         """Raise ``ConfigError`` if ``self.config`` is unusable. No I/O here.

@@ -176,8 +176,11 @@ class PluginServer:
         except BaseException:
             await server.stop(None)
             raise
-        await self._health.set_serving(True)
-        logger.info("Activated the plugin", extra={"port": self._port, "health": "SERVING"})
+        await self._health.set_serving(plugin.healthy)
+        logger.info(
+            "Activated the plugin",
+            extra={"port": self._port, "health": _health_name(plugin.healthy)},
+        )
         if self._poll_interval is not None and self._secrets_dir is not None:
             self._watcher = asyncio.create_task(self._watch_secrets(self._poll_interval))
 
@@ -230,7 +233,16 @@ class PluginServer:
             raise ConfigError(self.redactor.redact(violation))
         plugin = self.loaded.plugin_class(config=config, secrets=secrets, logger=self._logger)
         plugin.validate_config()
+        plugin._health_listener = self._plugin_health_changed
         return plugin
+
+    async def _plugin_health_changed(self, plugin: Plugin) -> None:
+        """Follow ``plugin.report_health`` when ``plugin`` is the instance taking calls."""
+        generation = self._servicer.generation
+        if self._stopped or generation is None or generation.plugin is not plugin:
+            return
+        await self._health.set_serving(plugin.healthy)
+        logger.info("Plugin reported its health", extra={"health": _health_name(plugin.healthy)})
 
     async def _activate(self, plugin: Plugin) -> Generation:
         try:
@@ -276,6 +288,7 @@ class PluginServer:
             return
         previous, self._servicer.generation = self._servicer.generation, generation
         self._secrets = secrets
+        await self._health.set_serving(generation.plugin.healthy)
         logger.info("Rotated secrets without a restart", extra={"changed_keys": changed})
         if previous is not None:
             task = asyncio.create_task(self._retire(previous, grace=self._shutdown_grace))
@@ -410,6 +423,10 @@ async def _serve_until_signalled(
     logger.info("Received a stop signal")
     await server.stop()
     return ExitCode.STOPPED
+
+
+def _health_name(serving: bool) -> str:
+    return "SERVING" if serving else "NOT_SERVING"
 
 
 def _fail(code: ExitCode, reason: str, settings: RuntimeSettings) -> int:

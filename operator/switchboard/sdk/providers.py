@@ -1,0 +1,602 @@
+"""Building blocks for plugins that deliver through a provider's API.
+
+The plugins in ``plugin-images/`` use these so that every provider fails the
+same way and every phone number, email address and header is checked the same
+way. A plugin that talks HTTP looks like this::
+
+    from switchboard.sdk import providers
+
+    async def initialize(self) -> None:
+        self.http = providers.http_client(base_url=..., timeout=self.config.get("timeout_seconds"))
+
+    async def send_message(self, message: Message) -> SendResult:
+        to = providers.normalize_phone_number(message.recipient, default_region="US")
+        response = await providers.send_request(self.http, "POST", "/messages", provider="Acme",
+                                                json={"to": to, "text": message.content})
+        providers.raise_for_status(response, provider="Acme")
+        return SendResult(providers.response_json(response, provider="Acme")["id"])
+
+How an HTTP failure is classified (``error_for_status``), for every provider
+unless its plugin documents an exception::
+
+    failure                                  raised                  the router
+    400, 422                                 InvalidInput*           gives up
+    401, 403                                 Unauthenticated         flags the credentials
+    404, 405, 3xx                            ConfigError             fails over (RETRYABLE):
+                                                                     the plugin's URL is wrong
+    408, 425, 429, 5xx                       RetryableError          fails over, honouring the
+                                                                     provider's Retry-After
+    any other 4xx                            PermanentError          gives up
+    timeout, refused or broken connection    RetryableError          fails over
+
+    * or the ``client_error`` class the plugin passes (``PermanentError``)
+
+Messages carry the provider's own words (``"Twilio answered HTTP 400: The 'To'
+number ... (code 21211)"``) and never a URL, a credential or the message body.
+A timeout is RETRYABLE although the provider may have accepted the message
+before it went quiet: a duplicate beats a lost message, and the idempotency
+key lets the receiving side tell.
+
+Phone numbers need ``phonenumbers`` and email addresses ``email-validator``
+(the ``plugins`` extra, or the plugin image's ``requirements.txt``); both are
+imported on first use so that a plugin which needs neither doesn't install them.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import hmac
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from typing import Any, Final
+
+import httpx
+
+from switchboard import __version__
+from switchboard.sdk._errors import (
+    ConfigError,
+    InvalidInput,
+    PermanentError,
+    PluginError,
+    RetryableError,
+    Unauthenticated,
+)
+from switchboard.sdk._plugin import Message
+
+__all__ = [
+    "DEFAULT_TIMEOUT_SECONDS",
+    "RESERVED_EMAIL_HEADERS",
+    "USER_AGENT",
+    "EmailAddress",
+    "EmailBodies",
+    "email_bodies",
+    "error_for_response",
+    "error_for_status",
+    "generated_message_id",
+    "html_to_text",
+    "http_client",
+    "metadata_headers",
+    "metadata_json",
+    "normalize_phone_number",
+    "parse_email_addresses",
+    "parse_retry_after",
+    "raise_for_status",
+    "response_detail",
+    "response_json",
+    "send_request",
+    "sign_webhook",
+    "validate_region",
+]
+
+#: Seconds a provider may take to answer one request (each of connect, write,
+#: read); the connect phase is capped at 5 s because a slow TCP handshake means
+#: the provider is unreachable, and failing over early is the point.
+DEFAULT_TIMEOUT_SECONDS: Final = 10.0
+_CONNECT_TIMEOUT_CAP: Final = 5.0
+#: Sent with every request, so a provider's support can tell what called them.
+USER_AGENT: Final = f"switchboard-plugin/{__version__}"
+#: A provider's error text is cut to this many characters in error messages.
+_MAX_DETAIL: Final = 300
+#: Retry-After values above this (one day) are taken as this.
+_MAX_RETRY_AFTER: Final = 86_400.0
+_RETRYABLE_STATUSES: Final = frozenset({408, 425, 429})
+
+
+def http_client(
+    *,
+    base_url: str = "",
+    timeout: float | None = None,
+    headers: Mapping[str, str] | None = None,
+    auth: httpx.Auth | tuple[str, str] | None = None,
+    verify: bool | str = True,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` for one provider: bounded timeouts, no redirects.
+
+    ``timeout`` (seconds, default ``DEFAULT_TIMEOUT_SECONDS``) bounds each
+    phase of a request; connecting gets at most 5 s. Redirects are not
+    followed: a provider API that redirects is misconfigured, and following
+    one would resend credentials elsewhere. ``verify`` is ``True``, ``False``
+    or a CA bundle path. ``transport`` replaces the network (tests may pass an
+    ``httpx.MockTransport``). Close the client in the plugin's ``cleanup``.
+    """
+    seconds = DEFAULT_TIMEOUT_SECONDS if timeout is None else float(timeout)
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(seconds, connect=min(seconds, _CONNECT_TIMEOUT_CAP)),
+        headers={"User-Agent": USER_AGENT, **(headers or {})},
+        auth=auth,
+        verify=verify,
+        follow_redirects=False,
+        transport=transport,
+    )
+
+
+async def send_request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    provider: str,
+    json: Any = None,
+    data: Mapping[str, str] | None = None,
+    content: bytes | None = None,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """Send one request; a failure to get an answer becomes a typed ``PluginError``.
+
+    Returns the response whatever its status (check it with
+    ``raise_for_status``). A timeout, a refused or broken connection raises
+    ``RetryableError``; an unusable URL (bad scheme, no host) ``ConfigError``.
+    Neither message contains the URL, which may hold a token.
+    """
+    try:
+        return await client.request(
+            method, url, json=json, data=data, content=content, params=params, headers=headers
+        )
+    except httpx.TimeoutException as error:
+        raise RetryableError(
+            f"{provider} did not answer in time ({_timeout_phase(error)}); "
+            "the message may or may not have been accepted"
+        ) from None
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as error:
+        raise ConfigError(f"{provider} URL is not usable: {_exception_text(error)}") from None
+    except httpx.TransportError as error:
+        raise RetryableError(
+            f"Could not reach {provider}: {type(error).__name__}: {_exception_text(error)}"
+        ) from None
+
+
+def error_for_status(
+    status: int,
+    *,
+    provider: str,
+    detail: str = "",
+    retry_after: float | None = None,
+    client_error: type[PluginError] = InvalidInput,
+) -> PluginError:
+    """The ``PluginError`` for HTTP ``status`` (see the module docstring for the table).
+
+    ``detail`` is the provider's own explanation, quoted in the message;
+    ``retry_after`` is kept on retryable errors; ``client_error`` is raised for
+    400 and 422 (``InvalidInput`` by default; ``PermanentError`` for providers
+    whose 400 means "refused" rather than "malformed").
+    """
+    explained = f": {detail}" if detail else ""
+    message = f"{provider} answered HTTP {status}{explained}"
+    if status in (400, 422):
+        return client_error(message)
+    if status in (401, 403):
+        return Unauthenticated(f"{message}; check the plugin's credentials")
+    if status in (404, 405) or 300 <= status < 400:
+        return ConfigError(f"{message}; check the plugin's URL settings")
+    if status in _RETRYABLE_STATUSES or status >= 500:
+        return RetryableError(message, retry_after=retry_after)
+    if 400 <= status < 500:
+        return PermanentError(message)
+    return RetryableError(f"{provider} answered with unexpected HTTP status {status}{explained}")
+
+
+def error_for_response(
+    response: httpx.Response,
+    *,
+    provider: str,
+    detail: str | None = None,
+    client_error: type[PluginError] = InvalidInput,
+) -> PluginError:
+    """``error_for_status`` for a response: its status, Retry-After and error text.
+
+    ``detail`` defaults to ``response_detail(response)``.
+    """
+    return error_for_status(
+        response.status_code,
+        provider=provider,
+        detail=response_detail(response) if detail is None else detail,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        client_error=client_error,
+    )
+
+
+def raise_for_status(
+    response: httpx.Response,
+    *,
+    provider: str,
+    detail: str | None = None,
+    client_error: type[PluginError] = InvalidInput,
+) -> None:
+    """Return if ``response`` is 2xx, else raise ``error_for_response(response, ...)``."""
+    if not response.is_success:
+        raise error_for_response(
+            response, provider=provider, detail=detail, client_error=client_error
+        )
+
+
+def response_detail(response: httpx.Response) -> str:
+    """The provider's explanation in an error response, on one line, at most 300 characters.
+
+    JSON bodies are searched for the usual fields (``message``, ``error``,
+    ``error_description``, ``description``, ``detail``, ``errors[0].message``,
+    ``error.message``); any other body is used as text. Empty if there is none.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    text = _explanation(body) if body is not None else response.text
+    return _shorten(" ".join(str(text or "").split()))
+
+
+def response_json(response: httpx.Response, *, provider: str) -> Any:
+    """The decoded JSON body; ``RetryableError`` if it isn't JSON.
+
+    A body that isn't JSON rarely comes from the provider itself (a proxy,
+    a captive portal, an outage page), so another provider should be tried.
+    """
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("Content-Type", "no content type")
+        raise RetryableError(
+            f"{provider} answered HTTP {response.status_code} with a body that is not JSON ({kind})"
+        ) from None
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds (``"120"``) or an HTTP-date.
+
+    A date in the past gives ``0.0``; values above one day are capped at one
+    day; a missing or unparsable value gives ``None``.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+def validate_region(region: str, *, field: str = "config.default_region") -> str:
+    """``region`` upper-cased if it is a region ``phonenumbers`` knows (``US``, ``GB``, ...).
+
+    Raises ``ConfigError`` naming ``field`` otherwise. Call it from ``validate_config``.
+    """
+    import phonenumbers  # only plugins that handle phone numbers need it
+
+    upper = region.strip().upper()
+    if upper not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(
+            f"{field}: {region!r} is not an ISO 3166-1 alpha-2 region code such as 'US' or 'GB'"
+        )
+    return upper
+
+
+def normalize_phone_number(
+    number: str,
+    *,
+    default_region: str | None = None,
+    strict: bool = False,
+    field: str = "recipient",
+) -> str:
+    """``number`` in E.164 (``+14155552671``), or ``InvalidInput`` naming it.
+
+    Spaces, dashes, dots and parentheses are allowed. A number without a
+    leading ``+`` is read as a national number of ``default_region`` (e.g.
+    ``"(415) 555-2671"`` with ``"US"``); without a region it is rejected.
+    By default a number passes when its length is possible for its country;
+    ``strict=True`` also requires it to be in an assigned range
+    (``phonenumbers.is_valid_number``), which rejects made-up numbers such as
+    +1 555 123 4567 but lags behind newly assigned ranges.
+    """
+    import phonenumbers  # only plugins that handle phone numbers need it
+
+    text = number.strip()
+    where = f" for region {default_region}" if default_region and not text.startswith("+") else ""
+    try:
+        parsed = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException as error:
+        if error.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
+            raise InvalidInput(
+                f"{field}: {number!r} has no valid country code; write it as "
+                "+<country code><number> (or configure default_region)"
+            ) from None
+        reason = re.sub(r"^\(\d+\)\s*", "", _one_line(str(error))).rstrip(".")
+        raise InvalidInput(f"{field}: {number!r} is not a phone number: {reason}") from None
+    possible = phonenumbers.is_possible_number(parsed)
+    if not possible or (strict and not phonenumbers.is_valid_number(parsed)):
+        raise InvalidInput(f"{field}: {number!r} is not a valid phone number{where}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+@dataclass(frozen=True, slots=True)
+class EmailAddress:
+    """One mailbox: the normalized address and an optional display name."""
+
+    address: str
+    name: str = ""
+
+    def formatted(self) -> str:
+        """``"Name <address>"`` quoted as RFC 5322 needs, or the bare address."""
+        return email.utils.formataddr((self.name, self.address)) if self.name else self.address
+
+
+def parse_email_addresses(
+    value: str,
+    *,
+    field: str = "recipient",
+    error: type[PluginError] = InvalidInput,
+) -> list[EmailAddress]:
+    """The mailboxes in ``value``, a comma-separated list of ``addr`` or ``Name <addr>``.
+
+    Each address is checked for syntax only with ``email-validator`` (no DNS
+    lookups: ``check_deliverability=False``) and normalized (the domain
+    lower-cased and IDNA-decoded). Raises ``error`` (``InvalidInput`` by
+    default; pass ``ConfigError`` for configured addresses) naming ``field``
+    and the offending address.
+    """
+    import email_validator  # only email plugins need it
+
+    if "\r" in value or "\n" in value:
+        raise error(f"{field}: line breaks are not allowed in an address")
+    mailboxes: list[EmailAddress] = []
+    for name, address in email.utils.getaddresses([value]):
+        if not address and not name:
+            continue
+        try:
+            checked = email_validator.validate_email(address, check_deliverability=False)
+        except email_validator.EmailNotValidError as invalid:
+            raise error(
+                f"{field}: {address or name!r} is not an email address: {invalid}"
+            ) from None
+        mailboxes.append(EmailAddress(checked.normalized, name.strip()))
+    if not mailboxes:
+        raise error(f"{field}: no email address given")
+    return mailboxes
+
+
+@dataclass(frozen=True, slots=True)
+class EmailBodies:
+    """The plain-text body every email gets, and the HTML alternative when there is one."""
+
+    text: str
+    html: str | None = None
+
+
+def email_bodies(message: Message) -> EmailBodies:
+    """The text and HTML bodies of an email ``message``.
+
+    * ``content_type`` ``text/html``: ``content`` is the HTML; the text part
+      is ``metadata["text"]`` or, failing that, ``html_to_text(content)``.
+    * anything else: ``content`` is the text; ``metadata["html"]``, when
+      present, is the HTML alternative.
+
+    So every HTML email is ``multipart/alternative`` with a readable text part.
+    """
+    if message.content_type.split(";")[0].strip().lower() == "text/html":
+        text = message.metadata.get("text") or html_to_text(message.content)
+        return EmailBodies(text=text, html=message.content)
+    return EmailBodies(text=message.content, html=message.metadata.get("html") or None)
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text rendering of ``html``: block elements on their own lines,
+    links as ``text (href)``, scripts and styles dropped, entities decoded."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    return parser.text()
+
+
+#: Headers an email plugin sets itself; ``metadata_headers`` refuses them.
+RESERVED_EMAIL_HEADERS: Final = frozenset(
+    {
+        "bcc",
+        "cc",
+        "content-disposition",
+        "content-transfer-encoding",
+        "content-type",
+        "date",
+        "dkim-signature",
+        "from",
+        "message-id",
+        "mime-version",
+        "received",
+        "reply-to",
+        "return-path",
+        "sender",
+        "subject",
+        "to",
+    }
+)
+#: RFC 5322 field names: printable US-ASCII except the colon.
+_HEADER_NAME: Final = re.compile(r"^[!-9;-~]+$")
+
+
+def metadata_headers(
+    metadata: Mapping[str, str],
+    *,
+    prefix: str = "header.",
+    reserved: frozenset[str] = RESERVED_EMAIL_HEADERS,
+) -> dict[str, str]:
+    """Custom headers from metadata keys starting with ``prefix`` (``header.X-Tag`` → ``X-Tag``).
+
+    Raises ``InvalidInput`` naming the metadata key when the name isn't a
+    valid header name, is one the plugin sets itself (``reserved``,
+    case-insensitive: From, To, Subject, Message-ID, Content-Type, ...), or the
+    value holds a line break (header injection).
+    """
+    headers: dict[str, str] = {}
+    for key, value in metadata.items():
+        if not key.startswith(prefix):
+            continue
+        name = key.removeprefix(prefix)
+        if not _HEADER_NAME.match(name):
+            raise InvalidInput(f"metadata.{key}: {name!r} is not a valid header name")
+        if name.lower() in reserved:
+            raise InvalidInput(
+                f"metadata.{key}: {name} is set by the plugin and cannot be overridden"
+            )
+        if "\r" in value or "\n" in value:
+            raise InvalidInput(f"metadata.{key}: line breaks are not allowed in a header value")
+        headers[name] = value
+    return headers
+
+
+def metadata_json(metadata: Mapping[str, str], key: str) -> Any:
+    """The JSON value in ``metadata[key]``; ``None`` when the key is absent or empty.
+
+    Metadata values are strings on the wire, so structured extras (Slack
+    blocks, an Adaptive Card, template components) travel as JSON text.
+    Raises ``InvalidInput`` naming ``metadata.<key>`` when it isn't JSON.
+    """
+    raw = metadata.get(key)
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(
+            f"metadata.{key}: not valid JSON ({error.msg} at position {error.pos})"
+        ) from None
+
+
+def sign_webhook(secret: str | bytes, timestamp: int | str, body: bytes) -> str:
+    """Hex HMAC-SHA256 of ``f"{timestamp}." + body`` keyed with ``secret``.
+
+    The scheme of the generic-webhook plugin (docs/plugins/generic-webhook.md);
+    a receiver recomputes it over the raw body it received and compares with
+    ``hmac.compare_digest``.
+    """
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def generated_message_id(prefix: str) -> str:
+    """A unique id for providers that return none: ``f"{prefix}-{uuid4 hex}"``."""
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def _explanation(body: Any) -> str:
+    if isinstance(body, str):
+        return body
+    if not isinstance(body, Mapping):
+        return json.dumps(body)[:_MAX_DETAIL]
+    for key in ("message", "error_description", "description", "detail", "error"):
+        value = body.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, Mapping):
+            nested = _explanation(value)
+            if nested:
+                return nested
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors:
+        return "; ".join(_explanation(item) for item in errors[:3])
+    return json.dumps(body)[:_MAX_DETAIL]
+
+
+def _timeout_phase(error: httpx.TimeoutException) -> str:
+    return {
+        httpx.ConnectTimeout: "connecting",
+        httpx.ReadTimeout: "waiting for the response",
+        httpx.WriteTimeout: "sending the request",
+        httpx.PoolTimeout: "waiting for a free connection",
+    }.get(type(error), "timeout")
+
+
+def _exception_text(error: Exception) -> str:
+    return _shorten(_one_line(str(error))) or "no details"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+
+
+class _TextExtractor(HTMLParser):
+    _BLOCKS: Final = frozenset(
+        {"address", "blockquote", "div", "dl", "dt", "dd", "fieldset", "figure", "footer",
+         "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav",
+         "ol", "p", "pre", "section", "table", "tr", "ul"}
+    )  # fmt: skip
+    _HIDDEN: Final = frozenset({"head", "script", "style", "template", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self._parts: list[str] = []
+        self._hidden_depth = 0
+        #: The href of each open <a> and where its text starts in ``_parts``.
+        self._links: list[tuple[str | None, int]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._HIDDEN:
+            self._hidden_depth += 1
+        elif tag == "br":
+            self._parts.append("\n")
+        elif tag in self._BLOCKS:
+            self._parts.append("\n\n" if tag in {"p", "table", "ul", "ol"} else "\n")
+            if tag == "li":
+                self._parts.append("- ")
+        elif tag == "a":
+            self._links.append((dict(attrs).get("href"), len(self._parts)))
+        elif tag in {"td", "th"}:
+            self._parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._HIDDEN:
+            self._hidden_depth = max(0, self._hidden_depth - 1)
+        elif tag in self._BLOCKS and tag != "li":
+            self._parts.append("\n")
+        elif tag == "a" and self._links:
+            href, start = self._links.pop()
+            label = "".join(self._parts[start:]).strip()
+            if href and href != label and not href.startswith(("#", "javascript:")):
+                self._parts.append(f" ({href})")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden_depth:
+            self._parts.append(re.sub(r"\s+", " ", data))
+
+    def text(self) -> str:
+        lines = [line.strip() for line in "".join(self._parts).split("\n")]
+        collapsed = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+        return collapsed.strip()
