@@ -34,10 +34,7 @@ def api_client(control_plane: ControlPlane) -> Iterator[k8s.ApiClient]:
 
 @pytest.fixture(scope="session")
 def crds_installed(control_plane: ControlPlane) -> ControlPlane:
-    control_plane.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO_ROOT / "crds")
-    )
+    control_plane.install_crds(REPO_ROOT / "crds")
     return control_plane
 
 

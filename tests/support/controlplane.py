@@ -154,16 +154,7 @@ class Pki:
         (d / "apiserver.crt").write_bytes(server.public_bytes(serialization.Encoding.PEM))
         (d / "apiserver.key").write_bytes(_pem_key(server_key))
 
-        admin_key = ec.generate_private_key(ec.SECP256R1())
-        admin_name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                x509.NameAttribute(NameOID.COMMON_NAME, ADMIN_USER),
-            ]
-        )
-        admin = _certificate(admin_name, admin_key.public_key(), ca_name, ca_key, client=True)
-        (d / "admin.crt").write_bytes(admin.public_bytes(serialization.Encoding.PEM))
-        (d / "admin.key").write_bytes(_pem_key(admin_key))
+        self.client_certificate("admin", ADMIN_USER, ["system:masters"])
 
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         (d / "sa.key").write_bytes(_pem_key(sa_key))
@@ -172,6 +163,32 @@ class Pki:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
+
+    def client_certificate(self, file_stem: str, user: str, groups: list[str]) -> None:
+        """A client certificate for `user` in `groups`: `<file_stem>.crt` and `.key`."""
+        d = self.directory
+        ca = x509.load_pem_x509_certificate((d / "ca.crt").read_bytes())
+        ca_key = serialization.load_pem_private_key((d / "ca.key").read_bytes(), password=None)
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name(
+            [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
+            + [x509.NameAttribute(NameOID.COMMON_NAME, user)]
+        )
+        cert = _certificate(name, key.public_key(), ca.subject, ca_key, client=True)
+        (d / f"{file_stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (d / f"{file_stem}.key").write_bytes(_pem_key(key))
+
+
+#: Audit policy: every write, at Metadata level (who, what, verb); no reads.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+        {"level": "None"},
+    ],
+}
 
 
 # --- The cluster -----------------------------------------------------------------
@@ -247,6 +264,10 @@ class ControlPlane:
                 "--endpoint-reconciler-type=none",
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
+                f"--audit-policy-file={self._audit_policy()}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-mode=batch",
+                "--audit-log-batch-max-wait=1s",
             ],
         )
         self._wait(self._api_ready, deadline, "kube-apiserver /readyz")
@@ -330,6 +351,30 @@ class ControlPlane:
         text = obj if isinstance(obj, str) else yaml.safe_dump(obj)
         return self.kubectl("apply", "--server-side", "-f", "-", input=text)
 
+    def install_crds(self, directory: Path, timeout: float = 60) -> None:
+        """Apply the CRDs in `directory` and wait until the API server serves them."""
+        self.kubectl("apply", "--server-side", "-f", str(directory))
+        names = [
+            yaml.safe_load(p.read_text())["metadata"]["name"]
+            for p in sorted(directory.glob("*.yaml"))
+        ]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            # `kubectl wait` fails outright if it reads a CRD before its status exists,
+            # so poll the conditions instead.
+            established = self.kubectl(
+                "get",
+                "crd",
+                *names,
+                "-o",
+                "jsonpath={range .items[*]}"
+                "{.status.conditions[?(@.type=='Established')].status}{' '}{end}",
+            ).stdout.split()
+            if established == ["True"] * len(names):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"CRDs {names} not Established within {timeout}s")
+
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.workdir / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -382,7 +427,31 @@ class ControlPlane:
             sa = client.get("/api/v1/namespaces/default/serviceaccounts/default")
             return len(ready) >= FAKE_NODES and sa.status_code == 200
 
-    def _write_kubeconfig(self) -> None:
+    @property
+    def audit_log(self) -> Path:
+        """JSON lines, one per write request, with the user who made it."""
+        return self.workdir / "audit.log"
+
+    def _audit_policy(self) -> Path:
+        path = self.workdir / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump(AUDIT_POLICY))
+        return path
+
+    def kubeconfig_for(self, user: str, groups: list[str]) -> Path:
+        """A kubeconfig that authenticates as `user` in `groups` with a client certificate."""
+        stem = user.replace(":", "-")
+        Pki(self.pki).client_certificate(stem, user, groups)
+        path = self.workdir / f"{stem}.kubeconfig"
+        self._write_kubeconfig(path, user, self.pki / f"{stem}.crt", self.pki / f"{stem}.key")
+        return path
+
+    def _write_kubeconfig(
+        self,
+        path: Path | None = None,
+        user: str = ADMIN_USER,
+        cert: Path | None = None,
+        key: Path | None = None,
+    ) -> None:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -397,17 +466,17 @@ class ControlPlane:
             ],
             "users": [
                 {
-                    "name": ADMIN_USER,
+                    "name": user,
                     "user": {
-                        "client-certificate": str(self.pki / "admin.crt"),
-                        "client-key": str(self.pki / "admin.key"),
+                        "client-certificate": str(cert or self.pki / "admin.crt"),
+                        "client-key": str(key or self.pki / "admin.key"),
                     },
                 }
             ],
-            "contexts": [{"name": "test", "context": {"cluster": "test", "user": ADMIN_USER}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": user}}],
             "current-context": "test",
         }
-        self.kubeconfig.write_text(yaml.safe_dump(config))
+        (path or self.kubeconfig).write_text(yaml.safe_dump(config))
 
 
 class KubectlError(RuntimeError):
@@ -437,8 +506,8 @@ def _fake_node(name: str) -> dict[str, Any]:
             },
         },
         "status": {
-            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            "allocatable": {"cpu": "320", "memory": "2560Gi", "pods": "1000"},
+            "capacity": {"cpu": "320", "memory": "2560Gi", "pods": "1000"},
         },
     }
 

@@ -132,25 +132,46 @@ def run(kubeconfig: str | None = None) -> None:
     """The `switchboard operator` command."""
     settings = OperatorSettings()
     kube = Kube.from_environment(settings.field_manager, kubeconfig)
-    describer = describe_over_grpc(settings.describe_timeout_seconds)
-    stop = threading.Event()
+    if asyncio.run(_run(settings, kube)):
+        sys.exit(1)  # lost the lease: restart as a standby
+
+
+async def _run(settings: OperatorSettings, kube: Kube) -> bool:
+    """Run until a signal (False) or until the leadership lease is lost (True)."""
+    loop = asyncio.get_running_loop()
+    # An asyncio.Event, not a threading.Event: kopf would wait for a threading
+    # one in an executor thread, and that thread would outlive a signal stop.
+    stop = asyncio.Event()
+    threads_stop = threading.Event()
+    lost = False
+
+    def stop_all() -> None:
+        stop.set()
+        threads_stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    lost = threading.Event()
-    if settings.leader_election:
-        elector = LeaseElector(
-            kube.api_client, settings.lease_namespace, settings.lease_name, settings.identity
-        )
-        if not elector.wait_for_leadership(stop):
-            return
+        loop.add_signal_handler(signum, stop_all)
+    try:
+        if settings.leader_election:
+            elector = LeaseElector(
+                kube.api_client, settings.lease_namespace, settings.lease_name, settings.identity
+            )
+            if not await asyncio.to_thread(elector.wait_for_leadership, threads_stop):
+                return False
 
-        def on_lost() -> None:
-            lost.set()
-            stop.set()
+            def on_lost() -> None:
+                nonlocal lost
+                lost = True
+                loop.call_soon_threadsafe(stop_all)
 
-        threading.Thread(
-            target=elector.keep_renewing, args=(stop, on_lost), name="lease", daemon=True
-        ).start()
-    asyncio.run(operate(settings, kube, describer=describer, stop_flag=stop))
-    if lost.is_set():
-        sys.exit(1)  # restart as a standby
+            threading.Thread(
+                target=elector.keep_renewing,
+                args=(threads_stop, on_lost),
+                name="lease",
+                daemon=True,
+            ).start()
+        describer = describe_over_grpc(settings.describe_timeout_seconds)
+        await operate(settings, kube, describer=describer, stop_flag=stop)
+    finally:
+        threads_stop.set()
+    return lost

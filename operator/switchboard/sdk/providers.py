@@ -49,6 +49,7 @@ import hashlib
 import hmac
 import json
 import re
+import ssl
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ __all__ = [
     "metadata_headers",
     "metadata_json",
     "normalize_phone_number",
+    "parse_email_address",
     "parse_email_addresses",
     "parse_retry_after",
     "raise_for_status",
@@ -114,7 +116,7 @@ def http_client(
     timeout: float | None = None,
     headers: Mapping[str, str] | None = None,
     auth: httpx.Auth | tuple[str, str] | None = None,
-    verify: bool | str = True,
+    verify: bool | ssl.SSLContext = True,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` for one provider: bounded timeouts, no redirects.
@@ -122,8 +124,9 @@ def http_client(
     ``timeout`` (seconds, default ``DEFAULT_TIMEOUT_SECONDS``) bounds each
     phase of a request; connecting gets at most 5 s. Redirects are not
     followed: a provider API that redirects is misconfigured, and following
-    one would resend credentials elsewhere. ``verify`` is ``True``, ``False``
-    or a CA bundle path. ``transport`` replaces the network (tests may pass an
+    one would resend credentials elsewhere. ``verify`` is ``True`` (system
+    CAs), ``False`` or an ``ssl.SSLContext`` (e.g. trusting a private CA).
+    ``transport`` replaces the network (tests may pass an
     ``httpx.MockTransport``). Close the client in the plugin's ``cleanup``.
     """
     seconds = DEFAULT_TIMEOUT_SECONDS if timeout is None else float(timeout)
@@ -374,10 +377,17 @@ def parse_email_addresses(
 
     if "\r" in value or "\n" in value:
         raise error(f"{field}: line breaks are not allowed in an address")
+    if not value.strip(" \t,"):
+        raise error(f"{field}: no email address given")
+    pairs = email.utils.getaddresses([value])
+    # The parser answers ("", "") for what it can't read at all.
+    if not pairs or any(not address for _, address in pairs):
+        raise error(
+            f"{field}: {value.strip()!r} is not an email address "
+            "(or a comma-separated list of them)"
+        )
     mailboxes: list[EmailAddress] = []
-    for name, address in email.utils.getaddresses([value]):
-        if not address and not name:
-            continue
+    for name, address in pairs:
         try:
             checked = email_validator.validate_email(address, check_deliverability=False)
         except email_validator.EmailNotValidError as invalid:
@@ -385,9 +395,23 @@ def parse_email_addresses(
                 f"{field}: {address or name!r} is not an email address: {invalid}"
             ) from None
         mailboxes.append(EmailAddress(checked.normalized, name.strip()))
-    if not mailboxes:
-        raise error(f"{field}: no email address given")
     return mailboxes
+
+
+def parse_email_address(
+    value: str,
+    *,
+    field: str,
+    error: type[PluginError] = InvalidInput,
+) -> EmailAddress:
+    """Exactly one mailbox (``addr`` or ``Name <addr>``), as ``parse_email_addresses`` checks it.
+
+    For senders and Reply-To; raises ``error`` naming ``field`` for a list.
+    """
+    addresses = parse_email_addresses(value, field=field, error=error)
+    if len(addresses) != 1:
+        raise error(f"{field}: give one address, not {len(addresses)}")
+    return addresses[0]
 
 
 @dataclass(frozen=True, slots=True)

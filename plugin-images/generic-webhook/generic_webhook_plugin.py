@@ -1,0 +1,138 @@
+"""Any HTTP endpoint: a signed JSON POST per message.
+
+``Send`` posts one JSON document to ``config.url``::
+
+    {"id": "<uuid>", "timestamp": 1700000000, "recipient": "...", "subject": "...",
+     "content": "...", "content_type": "text/plain", "metadata": {...},
+     "idempotency_key": "...", "tenant": "..."}
+
+with ``Content-Type: application/json``, the configured ``headers``,
+``X-Switchboard-Message-Id``, ``Idempotency-Key`` (when the message has one)
+and, when ``signing_secret`` is set, ``X-Switchboard-Timestamp: <unix
+seconds>`` and ``X-Switchboard-Signature: sha256=<hex>``, the HMAC-SHA256 of
+``"<timestamp>." + <raw body bytes>`` keyed with the secret
+(``providers.sign_webhook``). Any 2xx is success; the provider message id is
+the value at ``message_id_field`` (a dotted path) in the JSON response, or
+the generated ``id``. See docs/plugins/generic-webhook.md, which shows how a
+receiver verifies the signature.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any, Final
+
+import httpx
+
+from switchboard.sdk import ConfigError, Message, MessagingPlugin, SendResult, providers
+
+TIMESTAMP_HEADER: Final = "X-Switchboard-Timestamp"
+SIGNATURE_HEADER: Final = "X-Switchboard-Signature"
+MESSAGE_ID_HEADER: Final = "X-Switchboard-Message-Id"
+IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+#: Headers the plugin sets itself; config.headers may not override them.
+_OWN_HEADERS: Final = frozenset(
+    name.lower()
+    for name in (
+        "Content-Type",
+        "Content-Length",
+        "Host",
+        TIMESTAMP_HEADER,
+        SIGNATURE_HEADER,
+        MESSAGE_ID_HEADER,
+        IDEMPOTENCY_HEADER,
+    )
+)
+#: RFC 9110 field names (tokens).
+_TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+class GenericWebhookPlugin(MessagingPlugin):
+    """Posts each message as signed JSON to an HTTP endpoint."""
+
+    channel_type = "webhook"
+    capabilities = ("send", "signed_payloads", "idempotency")
+
+    def validate_config(self) -> None:
+        try:
+            # Errors name the receiving host (never the path or query, which may hold a token).
+            self._provider = httpx.URL(self.config["url"]).host
+        except httpx.InvalidURL:
+            raise ConfigError("config.url: not a usable URL") from None
+        if not self._provider:
+            raise ConfigError("config.url: has no host")
+        for name, value in self.config.get("headers", {}).items():
+            if not _TOKEN.match(name):
+                raise ConfigError(f"config.headers: {name!r} is not a valid header name")
+            if name.lower() in _OWN_HEADERS:
+                raise ConfigError(f"config.headers: {name} is set by the plugin")
+            if "\r" in value or "\n" in value:
+                raise ConfigError(f"config.headers.{name}: line breaks are not allowed")
+
+    async def initialize(self) -> None:
+        self._http = providers.http_client(
+            timeout=self.config.get("timeout_seconds"),
+            headers=self.config.get("headers", {}),
+        )
+
+    async def cleanup(self) -> None:
+        await self._http.aclose()
+
+    async def send_message(self, message: Message) -> SendResult:
+        message_id = str(uuid.uuid4())
+        timestamp = int(time.time())
+        body = json.dumps(
+            {
+                "id": message_id,
+                "timestamp": timestamp,
+                "recipient": message.recipient,
+                "subject": message.subject,
+                "content": message.content,
+                "content_type": message.content_type,
+                "metadata": dict(message.metadata),
+                "idempotency_key": message.idempotency_key,
+                "tenant": message.tenant,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+        headers = {"Content-Type": "application/json", MESSAGE_ID_HEADER: message_id}
+        if message.idempotency_key:
+            headers[IDEMPOTENCY_HEADER] = message.idempotency_key
+        if secret := self.config.get("signing_secret"):
+            headers[TIMESTAMP_HEADER] = str(timestamp)
+            headers[SIGNATURE_HEADER] = "sha256=" + providers.sign_webhook(secret, timestamp, body)
+        response = await providers.send_request(
+            self._http,
+            "POST",
+            self.config["url"],
+            provider=self._provider,
+            content=body,
+            headers=headers,
+        )
+        providers.raise_for_status(response, provider=self._provider)
+        answered = self._message_id_from(response.content)
+        return SendResult(
+            answered or message_id,
+            details={
+                "status": str(response.status_code),
+                "message_id_source": "response" if answered else "generated",
+            },
+        )
+
+    def _message_id_from(self, content: bytes) -> str | None:
+        path = self.config.get("message_id_field")
+        if not path or not content:
+            return None
+        try:
+            value: Any = json.loads(content)
+        except ValueError:
+            return None
+        for part in path.split("."):
+            if not isinstance(value, dict) or part not in value:
+                return None
+            value = value[part]
+        return str(value) if isinstance(value, str | int) and str(value) else None

@@ -1,0 +1,294 @@
+"""``switchboard.sdk.providers``: the helpers every provider plugin shares."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import hmac
+import inspect
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from switchboard.sdk import (
+    ConfigError,
+    InvalidInput,
+    Message,
+    PermanentError,
+    PluginError,
+    RetryableError,
+    Unauthenticated,
+    providers,
+)
+from tests.plugins.fakes import HttpFake, Reply, closed_port
+
+
+@pytest.mark.parametrize(
+    ("number", "region", "expected"),
+    [
+        pytest.param("+16502530000", None, "+16502530000", id="already-e164"),
+        pytest.param("+1 (650) 253-0000", None, "+16502530000", id="spaces-dashes-parentheses"),
+        pytest.param("(650) 253-0000", "US", "+16502530000", id="national-with-region"),
+        pytest.param("020 7946 0958", "GB", "+442079460958", id="uk-trunk-zero"),
+        pytest.param("0151 12345678", "DE", "+4915112345678", id="german-mobile"),
+        pytest.param("+44 20.7946.0958", "US", "+442079460958", id="plus-wins-over-region"),
+        pytest.param("  +1 650 253 0000  ", None, "+16502530000", id="surrounding-blanks"),
+    ],
+)
+def test_phone_numbers_are_normalized_to_e164(
+    number: str, region: str | None, expected: str
+) -> None:
+    assert providers.normalize_phone_number(number, default_region=region) == expected
+
+
+@pytest.mark.parametrize(
+    ("number", "region", "reason"),
+    [
+        pytest.param("650 253 0000", None, "has no valid country code", id="no-region"),
+        pytest.param("+1 12345", None, "is not a valid phone number", id="too-short"),
+        pytest.param(
+            "12345", "US", "is not a valid phone number for region US", id="short-national"
+        ),
+        pytest.param("call me", "US", "is not a phone number", id="words"),
+        pytest.param("+99 1234567", None, "has no valid country code", id="unknown-country"),
+    ],
+)
+def test_invalid_phone_numbers_are_invalid_input_naming_the_number(
+    number: str, region: str | None, reason: str
+) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        providers.normalize_phone_number(number, default_region=region, field="recipient")
+
+    assert raised.value.message.startswith(f"recipient: {number!r} {reason}")
+
+
+def test_strict_checking_also_rejects_unassigned_ranges() -> None:
+    assert providers.normalize_phone_number("+1 555 123 4567") == "+15551234567"
+    with pytest.raises(InvalidInput, match="is not a valid phone number"):
+        providers.normalize_phone_number("+1 555 123 4567", strict=True)
+
+
+def test_regions_are_checked_for_config() -> None:
+    assert providers.validate_region("gb") == "GB"
+    with pytest.raises(ConfigError, match=r"config.default_region: 'XX' is not"):
+        providers.validate_region("XX")
+
+
+NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        pytest.param("120", 120.0, id="delta-seconds"),
+        pytest.param(" 0 ", 0.0, id="zero"),
+        pytest.param("1.5", 1.5, id="fractional"),
+        pytest.param(
+            email.utils.format_datetime(NOW + timedelta(seconds=90), usegmt=True),
+            90.0,
+            id="http-date",
+        ),
+        pytest.param("Wed, 01 Jan 2025 11:00:00 GMT", 0.0, id="date-in-the-past"),
+        pytest.param("Wednesday, 01-Jan-25 12:00:30 GMT", 30.0, id="rfc850-date"),
+        pytest.param("999999999", 86_400.0, id="capped-at-a-day"),
+        pytest.param("-5", 0.0, id="negative"),
+        pytest.param("soon", None, id="garbage"),
+        pytest.param("", None, id="empty"),
+        pytest.param(None, None, id="absent"),
+    ],
+)
+def test_retry_after_is_parsed_in_both_forms(header: str | None, seconds: float | None) -> None:
+    assert providers.parse_retry_after(header, now=NOW) == seconds
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, InvalidInput),
+        (422, InvalidInput),
+        (401, Unauthenticated),
+        (403, Unauthenticated),
+        (404, ConfigError),
+        (405, ConfigError),
+        (301, ConfigError),
+        (409, PermanentError),
+        (410, PermanentError),
+        (413, PermanentError),
+        (408, RetryableError),
+        (425, RetryableError),
+        (429, RetryableError),
+        (500, RetryableError),
+        (502, RetryableError),
+        (503, RetryableError),
+        (504, RetryableError),
+    ],
+)
+def test_http_statuses_map_to_one_error_class_for_every_provider(
+    status: int, error: type[PluginError]
+) -> None:
+    raised = providers.error_for_status(status, provider="Acme", detail="it broke", retry_after=3)
+
+    assert type(raised) is error
+    assert raised.message.startswith(f"Acme answered HTTP {status}: it broke")
+    assert raised.retry_after == (3 if error is RetryableError else None)
+
+
+def test_a_plugin_may_treat_a_400_as_permanent() -> None:
+    raised = providers.error_for_status(400, provider="Acme", client_error=PermanentError)
+    assert type(raised) is PermanentError
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        pytest.param({"message": "Bad 'To'", "code": 21211}, "Bad 'To'", id="message"),
+        pytest.param(
+            {"error": {"message": "Invalid token", "code": 190}}, "Invalid token", id="nested"
+        ),
+        pytest.param({"errors": [{"message": "a"}, {"message": "b"}]}, "a; b", id="errors-list"),
+        pytest.param(
+            {"ok": False, "description": "Bad Request: chat not found"},
+            "Bad Request: chat not found",
+            id="description",
+        ),
+        pytest.param("invalid_payload", "invalid_payload", id="text"),
+        pytest.param("x" * 1000, "x" * 297 + "...", id="shortened"),
+    ],
+)
+def test_the_providers_own_words_are_quoted(body: object, detail: str) -> None:
+    response = (
+        httpx.Response(400, text=body) if isinstance(body, str) else httpx.Response(400, json=body)
+    )
+    assert providers.response_detail(response) == detail
+
+
+async def test_send_request_classifies_refused_connections_and_timeouts() -> None:
+    async with providers.http_client(base_url=f"http://127.0.0.1:{closed_port()}") as client:
+        with pytest.raises(RetryableError, match="Could not reach Acme: ConnectError"):
+            await providers.send_request(client, "GET", "/", provider="Acme")
+
+    async with (
+        HttpFake(lambda _: Reply(200, delay=2)) as slow,
+        providers.http_client(base_url=slow.url, timeout=0.1) as client,
+    ):
+        with pytest.raises(RetryableError, match="Acme did not answer in time"):
+            await providers.send_request(client, "GET", "/", provider="Acme")
+
+
+async def test_the_client_sends_a_user_agent_and_does_not_follow_redirects() -> None:
+    async with (
+        HttpFake(lambda _: Reply(302, headers={"Location": "http://elsewhere.invalid/"})) as fake,
+        providers.http_client(base_url=fake.url) as client,
+    ):
+        response = await providers.send_request(client, "GET", "/x", provider="Acme")
+        with pytest.raises(ConfigError, match="Acme answered HTTP 302"):
+            providers.raise_for_status(response, provider="Acme")
+
+    assert fake.last.headers["User-Agent"] == providers.USER_AGENT
+    assert len(fake.requests) == 1
+
+
+async def test_an_unusable_url_is_a_config_error() -> None:
+    async with providers.http_client() as client:
+        with pytest.raises(ConfigError, match="Acme URL is not usable"):
+            await providers.send_request(client, "GET", "ftp://example.com/", provider="Acme")
+
+
+def test_email_addresses_are_checked_for_syntax_only_and_normalized() -> None:
+    parsed = providers.parse_email_addresses("Ann Example <ann@EXAMPLE.com>, bob@example.org")
+
+    assert parsed == [
+        providers.EmailAddress("ann@example.com", "Ann Example"),
+        providers.EmailAddress("bob@example.org"),
+    ]
+    assert parsed[0].formatted() == "Ann Example <ann@example.com>"
+    # No DNS: a domain that can't exist passes the syntax check.
+    assert providers.parse_email_addresses("x@no-such-domain-7f3a.example")
+
+
+@pytest.mark.parametrize(
+    "value", ["not-an-address", "a@b@c.com", "ann@", "", "ann@example.com\nBcc: x@example.com"]
+)
+def test_bad_email_addresses_are_invalid_input(value: str) -> None:
+    with pytest.raises(InvalidInput, match=r"^recipient: "):
+        providers.parse_email_addresses(value)
+
+
+def test_email_bodies_follow_the_content_type() -> None:
+    text = providers.email_bodies(Message("a@example.com", "Hello"))
+    both = providers.email_bodies(
+        Message("a@example.com", "Hello", metadata={"html": "<p>Hello</p>"})
+    )
+    html = providers.email_bodies(
+        Message("a@example.com", "<h1>Hi</h1><p>Code <b>42</b></p>", content_type="text/html")
+    )
+    chosen = providers.email_bodies(
+        Message("a@example.com", "<p>Hi</p>", content_type="text/html", metadata={"text": "Hi!"})
+    )
+
+    assert text == providers.EmailBodies("Hello", None)
+    assert both == providers.EmailBodies("Hello", "<p>Hello</p>")
+    assert html == providers.EmailBodies("Hi\n\nCode 42", "<h1>Hi</h1><p>Code <b>42</b></p>")
+    assert chosen == providers.EmailBodies("Hi!", "<p>Hi</p>")
+
+
+def test_html_to_text_keeps_structure_and_links_and_drops_scripts() -> None:
+    html = (
+        "<html><head><title>T</title><style>p {color: red}</style></head><body>"
+        "<h1>Welcome</h1><p>Your code:&nbsp;<b>123</b></p><ul><li>one</li><li>two</li></ul>"
+        '<p><a href="https://example.com/x">Open</a> or <a href="https://e.com">https://e.com</a></p>'
+        "<script>alert(1)</script>Bye<br>now</body></html>"
+    )
+    assert providers.html_to_text(html) == (
+        "Welcome\n\nYour code: 123\n\n- one\n- two\n\n"
+        "Open (https://example.com/x) or https://e.com\nBye\nnow"
+    )
+
+
+def test_custom_headers_come_from_prefixed_metadata_and_are_checked() -> None:
+    headers = providers.metadata_headers(
+        {
+            "header.X-Campaign": "spring",
+            "header.List-Unsubscribe": "<mailto:u@example.com>",
+            "other": "x",
+        }
+    )
+    assert headers == {"X-Campaign": "spring", "List-Unsubscribe": "<mailto:u@example.com>"}
+
+    for metadata, problem in [
+        ({"header.Bcc": "x@example.com"}, "Bcc is set by the plugin"),
+        ({"header.X-A": "a\r\nBcc: x@example.com"}, "line breaks are not allowed"),
+        ({"header.Bad Name": "x"}, "is not a valid header name"),
+    ]:
+        with pytest.raises(InvalidInput, match=problem):
+            providers.metadata_headers(metadata)
+
+
+def test_metadata_json_names_the_key_when_it_is_not_json() -> None:
+    assert providers.metadata_json({"blocks": "[1, 2]"}, "blocks") == [1, 2]
+    assert providers.metadata_json({}, "blocks") is None
+    with pytest.raises(InvalidInput, match=r"metadata\.blocks: not valid JSON"):
+        providers.metadata_json({"blocks": "[1,"}, "blocks")
+
+
+def test_webhook_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
+    body = b'{"id":"1"}'
+    expected = hmac.new(b"s3cret", b"1700000000." + body, hashlib.sha256).hexdigest()
+
+    assert providers.sign_webhook("s3cret", 1700000000, body) == expected
+
+
+def test_every_public_name_exists_and_is_documented() -> None:
+    defined_here = {
+        name
+        for name, value in vars(providers).items()
+        if not name.startswith("_")
+        and (inspect.isfunction(value) or inspect.isclass(value))
+        and value.__module__ == providers.__name__
+    }
+    assert defined_here <= set(providers.__all__)
+    for name in providers.__all__:
+        value = getattr(providers, name)
+        if callable(value):
+            assert inspect.getdoc(value), f"providers.{name} has no docstring"

@@ -1,0 +1,248 @@
+"""slack against a local stand-in for Slack: incoming webhooks and the Web API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from switchboard.sdk import (
+    ConfigError,
+    InvalidInput,
+    PermanentError,
+    PluginError,
+    RetryableError,
+    Unauthenticated,
+)
+from tests.plugins.conftest import HTTP_FAILURES, Failure, RunPlugin, assert_classified
+from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
+
+BOT_TOKEN = "xoxb-1111-2222-abcdef"
+WEBHOOK_PATH = "/services/T0001/B0001/XXXXXXXXXXXXXXXXXXXXXXXX"
+BLOCKS = [
+    {"type": "header", "text": {"type": "plain_text", "text": "Deploy finished"}},
+    {"type": "section", "text": {"type": "mrkdwn", "text": "*prod* is on `v1.4.0`"}},
+]
+
+
+def slack(request: Recorded) -> Reply:
+    """Incoming webhooks answer text; the Web API answers {ok, ...} with HTTP 200."""
+    assert request.method == "POST"
+    assert request.content_type == "application/json"
+    if request.path == WEBHOOK_PATH:
+        if not request.json().get("text") and not request.json().get("blocks"):
+            return Reply(400, "no_text")
+        return Reply(200, "ok")
+    if request.bearer() != BOT_TOKEN:
+        return Reply(200, {"ok": False, "error": "invalid_auth"})
+    if request.path == "/api/auth.test":
+        return Reply(
+            200,
+            {
+                "ok": True,
+                "url": "https://acme.slack.com/",
+                "team": "Acme",
+                "user": "switchboard",
+                "team_id": "T0001",
+                "user_id": "U0001",
+                "bot_id": "B0001",
+            },
+        )
+    assert request.path == "/api/chat.postMessage"
+    message = request.json()
+    if message.get("channel") != "C0123ABCD":
+        return Reply(200, {"ok": False, "error": "channel_not_found"})
+    return Reply(
+        200,
+        {
+            "ok": True,
+            "channel": "C0123ABCD",
+            "ts": "1503435956.000247",
+            "message": {"text": message.get("text"), "type": "message", "bot_id": "B0001"},
+        },
+    )
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[HttpFake]:
+    async with HttpFake(slack) as server:
+        yield server
+
+
+def webhook_config(fake: HttpFake) -> dict[str, Any]:
+    return {"webhook_url": "${SLACK_WEBHOOK_URL}"}
+
+
+def webhook_secrets(fake: HttpFake) -> dict[str, str]:
+    return {"SLACK_WEBHOOK_URL": fake.url + WEBHOOK_PATH}
+
+
+def bot_config(base_url: str, **extra: Any) -> dict[str, Any]:
+    return {"bot_token": "${SLACK_BOT_TOKEN}", "base_url": base_url + "/api", **extra}
+
+
+BOT_SECRETS = {"SLACK_BOT_TOKEN": BOT_TOKEN}
+
+
+async def test_webhook_posts_text_and_block_kit_unchanged(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    async with run_plugin("slack", webhook_config(fake), secrets=webhook_secrets(fake)) as client:
+        result = await client.send(
+            "#deploys",
+            "Deploy finished: prod is on v1.4.0",
+            metadata={"blocks": json.dumps({"blocks": BLOCKS}), "thread_ts": "1503435956.000100"},
+        )
+
+    sent = fake.last
+    assert (sent.method, sent.path) == ("POST", WEBHOOK_PATH)
+    assert "Authorization" not in sent.headers
+    assert sent.json() == {
+        "text": "Deploy finished: prod is on v1.4.0",
+        "blocks": BLOCKS,
+        "thread_ts": "1503435956.000100",
+    }
+    assert result.provider_message_id.startswith("slack-")
+    assert result.details == {"mode": "webhook", "recipient": "#deploys"}
+
+
+async def test_chat_post_message_uses_the_bot_token_and_returns_channel_and_ts(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    async with run_plugin("slack", bot_config(fake.url), secrets=BOT_SECRETS) as client:
+        result = await client.send("C0123ABCD", "hello", metadata={"blocks": json.dumps(BLOCKS)})
+
+    sent = fake.last
+    assert (sent.method, sent.path) == ("POST", "/api/chat.postMessage")
+    assert sent.headers["Authorization"] == f"Bearer {BOT_TOKEN}"
+    assert sent.json() == {"channel": "C0123ABCD", "text": "hello", "blocks": BLOCKS}
+    assert result.provider_message_id == "C0123ABCD:1503435956.000247"
+    assert result.details == {"channel": "C0123ABCD", "ts": "1503435956.000247"}
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "retry_after"),
+    [
+        (Reply(200, {"ok": False, "error": "invalid_auth"}), Unauthenticated, None),
+        (Reply(200, {"ok": False, "error": "token_revoked"}), Unauthenticated, None),
+        (Reply(200, {"ok": False, "error": "channel_not_found"}), PermanentError, None),
+        (Reply(200, {"ok": False, "error": "is_archived"}), PermanentError, None),
+        (Reply(200, {"ok": False, "error": "no_text"}), InvalidInput, None),
+        (Reply(200, {"ok": False, "error": "invalid_blocks"}), InvalidInput, None),
+        (Reply(200, {"ok": False, "error": "fatal_error"}), RetryableError, None),
+        (Reply(200, {"ok": False, "error": "something_new"}), PermanentError, None),
+        (
+            Reply(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "30"}),
+            RetryableError,
+            30,
+        ),
+    ],
+    ids=lambda value: value.body["error"] if isinstance(value, Reply) else None,
+)
+async def test_web_api_error_codes_are_classified(
+    fake: HttpFake,
+    run_plugin: RunPlugin,
+    reply: Reply,
+    error: type[PluginError],
+    retry_after: float | None,
+) -> None:
+    fake.fail_next(reply)
+    async with run_plugin("slack", bot_config(fake.url), secrets=BOT_SECRETS) as client:
+        with pytest.raises(error) as raised:
+            await client.send("C0123ABCD", "hello")
+
+    assert type(raised.value) is error
+    assert str(raised.value) == f"Slack answered {reply.body['error']}"
+    assert raised.value.retry_after == retry_after
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "error"),
+    [
+        (400, "invalid_payload", InvalidInput),
+        (403, "invalid_token", Unauthenticated),
+        (404, "channel_not_found", PermanentError),
+        (404, "no_service", Unauthenticated),
+        (410, "channel_is_archived", PermanentError),
+        (500, "rollup_error", RetryableError),
+    ],
+)
+async def test_webhook_error_texts_are_classified(
+    fake: HttpFake, run_plugin: RunPlugin, status: int, code: str, error: type[PluginError]
+) -> None:
+    fake.fail_next(Reply(status, code))
+    async with run_plugin("slack", webhook_config(fake), secrets=webhook_secrets(fake)) as client:
+        with pytest.raises(error, match=f"Slack answered {code}"):
+            await client.send("#general", "hello")
+
+
+@pytest.mark.parametrize("failure", HTTP_FAILURES)
+async def test_http_failures_are_classified(
+    fake: HttpFake, run_plugin: RunPlugin, failure: Failure
+) -> None:
+    fake.fail_next(failure.reply("<html>Something went wrong</html>"))
+    async with run_plugin("slack", webhook_config(fake), secrets=webhook_secrets(fake)) as client:
+        with pytest.raises(failure.error) as raised:
+            await client.send("#general", "hello")
+
+    assert_classified(raised, failure)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        ({"blocks": "[{"}, r"metadata\.blocks: not valid JSON"),
+        ({"blocks": '{"type": "section"}'}, r"metadata\.blocks: must be a JSON array"),
+    ],
+)
+async def test_malformed_blocks_are_invalid_input(
+    fake: HttpFake, run_plugin: RunPlugin, metadata: dict[str, str], problem: str
+) -> None:
+    async with run_plugin("slack", bot_config(fake.url), secrets=BOT_SECRETS) as client:
+        with pytest.raises(InvalidInput, match=problem):
+            await client.send("C0123ABCD", "hello", metadata=metadata)
+
+    assert fake.requests == []
+
+
+async def test_check_credentials_calls_auth_test(fake: HttpFake, run_plugin: RunPlugin) -> None:
+    async with run_plugin("slack", bot_config(fake.url), secrets=BOT_SECRETS) as client:
+        accepted = await client.check_credentials()
+    async with run_plugin(
+        "slack", bot_config(fake.url), secrets={"SLACK_BOT_TOKEN": "xoxb-revoked"}
+    ) as client:
+        rejected = await client.check_credentials()
+    async with run_plugin("slack", webhook_config(fake), secrets=webhook_secrets(fake)) as client:
+        webhook = await client.check_credentials()
+
+    assert accepted.ok
+    assert accepted.message == "Slack accepted the bot token of switchboard in team Acme"
+    assert fake.requests[0].path == "/api/auth.test"
+    assert (rejected.ok, rejected.message) == (False, "Slack answered invalid_auth")
+    assert webhook.ok
+    assert "no way to check an incoming webhook" in webhook.message
+    assert len(fake.requests) == 2
+
+
+async def test_exactly_one_mode_must_be_configured(fake: HttpFake, run_plugin: RunPlugin) -> None:
+    both = {**bot_config(fake.url), **webhook_config(fake)}
+    with pytest.raises(ConfigError, match="exactly one of webhook_url and bot_token"):
+        async with run_plugin("slack", both, secrets={**BOT_SECRETS, **webhook_secrets(fake)}):
+            pass
+
+
+async def test_connection_refused_and_timeouts_are_retryable(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    refused = bot_config(f"http://127.0.0.1:{closed_port()}")
+    async with run_plugin("slack", refused, secrets=BOT_SECRETS) as client:
+        with pytest.raises(RetryableError, match="Could not reach Slack"):
+            await client.send("C0123ABCD", "hello")
+
+    fake.fail_next(Reply(200, "ok", delay=2))
+    slow = {**webhook_config(fake), "timeout_seconds": 0.2}
+    async with run_plugin("slack", slow, secrets=webhook_secrets(fake)) as client:
+        with pytest.raises(RetryableError, match="Slack did not answer in time"):
+            await client.send("#general", "hello")
