@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint typecheck unit crds proto clean control-plane
+.PHONY: dev test lint typecheck unit crds proto clean control-plane demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ dev: $(VENV)/.installed
 
 control-plane:
 	bash hack/build-control-plane.sh
+
+# The local demo: email, a webhook and SMS failover, no cluster and no accounts.
+demo: dev
+	bash hack/demo.sh
 
 lint: dev
 	$(BIN)/ruff check .
@@ -35,3 +39,16 @@ test: dev control-plane lint typecheck crds
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+.PHONY: kind-up chart
+
+# A local kind cluster running this checkout: images built and loaded, the
+# chart installed, examples/ applied (needs docker, kind, kubectl, helm).
+kind-up:
+	bash hack/kind-up.sh
+
+# The Helm chart's generated parts are current: its CRDs are copies of crds/,
+# values.schema.json and README.md match values.yaml.
+chart: dev
+	bash hack/sync-chart-crds.sh --check
+	$(BIN)/python hack/chart-docs.py --check

@@ -98,9 +98,11 @@ class Supervisor:
         plugins = load(self.paths, self.plugins, dict(os.environ))
         self._mtimes = self._snapshot()
         started = [self._new_instance(p) for p in plugins]
-        await asyncio.gather(*(self._launch(i) for i in started))
         for instance in started:
+            # Registered before launch: one that fails to start is shown as
+            # degraded and restarted with back-off, like any crash.
             self.instances[instance.plugin.key] = instance
+        await asyncio.gather(*(self._launch(i) for i in started))
         self.publish()
 
     async def stop(self) -> None:
@@ -171,10 +173,14 @@ class Supervisor:
             stderr=asyncio.subprocess.PIPE,
         )
         instance.started_at = time.monotonic()
-        instance.monitor = asyncio.create_task(self._monitor(instance), name=instance.label)
-        try:
-            await asyncio.wait_for(instance.serving.wait(), START_TIMEOUT)
-        except TimeoutError:
+        monitor = asyncio.create_task(self._monitor(instance), name=instance.label)
+        instance.monitor = monitor
+        serving = asyncio.create_task(instance.serving.wait())
+        await asyncio.wait(
+            {serving, monitor}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not serving.done():
+            serving.cancel()
             instance.last_error = instance.last_error or "did not start serving in time"
             return False
         log.info("Started %s at %s (pid %s)", instance.label, instance.address, instance.pid)
