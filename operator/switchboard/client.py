@@ -174,6 +174,25 @@ def _message_body(
     return body
 
 
+def _invoke_request(
+    integration: str,
+    operation: str,
+    params: dict[str, Any] | None,
+    idempotency_key: str | None,
+    namespace: str | None,
+) -> tuple[str, dict[str, Any]]:
+    body: dict[str, Any] = {"params": params or {}}
+    if idempotency_key:
+        body["idempotencyKey"] = idempotency_key
+    if namespace:
+        body["namespace"] = namespace
+    return f"/v1/integrations/{integration}/operations/{operation}", body
+
+
+def _status_params(namespace: str | None) -> dict[str, str]:
+    return {"namespace": namespace} if namespace else {}
+
+
 def _sent(data: dict[str, Any]) -> SendResult:
     return SendResult(
         plugin=data["plugin"],
@@ -280,17 +299,15 @@ class AsyncSwitchboard:
         idempotency_key: str | None = None,
         namespace: str | None = None,
     ) -> InvokeResult:
-        body: dict[str, Any] = {"params": params or {}}
-        if idempotency_key:
-            body["idempotencyKey"] = idempotency_key
-        if namespace or self.namespace:
-            body["namespace"] = namespace or self.namespace
-        path = f"/v1/integrations/{integration}/operations/{operation}"
+        path, body = _invoke_request(
+            integration, operation, params, idempotency_key, namespace or self.namespace
+        )
         return _invoked(await self._request("POST", path, json=body))
 
     async def system_status(self, namespace: str | None = None) -> dict[str, Any]:
-        params = {"namespace": namespace or self.namespace} if namespace or self.namespace else {}
-        return await self._request("GET", "/v1/plugins", params=params)
+        return await self._request(
+            "GET", "/v1/plugins", params=_status_params(namespace or self.namespace)
+        )
 
 
 class Switchboard:
@@ -365,17 +382,15 @@ class Switchboard:
         idempotency_key: str | None = None,
         namespace: str | None = None,
     ) -> InvokeResult:
-        body: dict[str, Any] = {"params": params or {}}
-        if idempotency_key:
-            body["idempotencyKey"] = idempotency_key
-        if namespace or self.namespace:
-            body["namespace"] = namespace or self.namespace
-        path = f"/v1/integrations/{integration}/operations/{operation}"
+        path, body = _invoke_request(
+            integration, operation, params, idempotency_key, namespace or self.namespace
+        )
         return _invoked(self._request("POST", path, json=body))
 
     def system_status(self, namespace: str | None = None) -> dict[str, Any]:
-        params = {"namespace": namespace or self.namespace} if namespace or self.namespace else {}
-        return self._request("GET", "/v1/plugins", params=params)
+        return self._request(
+            "GET", "/v1/plugins", params=_status_params(namespace or self.namespace)
+        )
 
 
 async def send_message(
