@@ -140,7 +140,7 @@ def router(
         "backend": backend,
         "http_port": http_port,
         "grpc_port": grpc_port,
-        "namespace": namespace,
+        "watch_namespace": namespace,
         "api_keys_file": api_keys,
         "static_file": routes,
     }

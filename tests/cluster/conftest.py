@@ -27,9 +27,12 @@ class RunningOperator:
     license_key: Ed25519PrivateKey
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator(crds_installed: ControlPlane) -> Iterator[RunningOperator]:
-    """The operator, cluster-wide, in a thread with its own event loop."""
+    """The operator, cluster-wide, in a thread with its own event loop.
+
+    Module-scoped: the modules that test other operators (the chart's RBAC) never
+    run beside this one."""
     license_key = Ed25519PrivateKey.generate()
     settings = OperatorSettings(
         allowed_registries=ALLOWED_REGISTRIES,

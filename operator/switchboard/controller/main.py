@@ -84,6 +84,10 @@ def configure_kopf(settings: kopf.OperatorSettings, operator: OperatorSettings) 
     settings.watching.client_timeout = 330
     # One active replica is ensured by the Lease (see `leader`), not by kopf peering.
     settings.peering.standalone = True
+    if operator.namespace:
+        # Namespaced: the watched kinds are known; scanning the cluster's API
+        # groups and namespaces would need cluster-wide read access.
+        settings.scanning.disabled = True
 
 
 def build_registry(

@@ -325,7 +325,7 @@ def build_router(settings: RouterSettings, kubeconfig: str | None = None) -> Rou
         api = api_client(kubeconfig)
         return Router(
             settings,
-            KubernetesDiscovery(api, settings.namespace),
+            KubernetesDiscovery(api, settings.watch_namespace),
             KubernetesAuthority(api, settings.auth_cache_seconds),
         )
     if settings.api_keys_file is None:

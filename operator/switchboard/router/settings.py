@@ -28,7 +28,7 @@ class RouterSettings(BaseSettings):
     """Port of the HTTP/JSON API, /healthz, /readyz and /metrics."""
     grpc_port: int = 9090
     """Port of the gRPC API (0 disables it)."""
-    namespace: str | None = None
+    watch_namespace: str | None = None
     """Kubernetes backend: route only within this namespace. Unset: every namespace."""
     max_concurrency: int = 512
     """Requests handled at once; more are refused at once with 429, never queued."""

@@ -1,0 +1,860 @@
+"""The Helm chart against the real API server: it lints, renders manifests the
+API server accepts, installs until its pods are Ready, and grants its
+ServiceAccounts exactly enough.
+
+The RBAC proof runs the real operator in this process, authenticated only by
+a token of the chart's operator ServiceAccount, through a full reconcile: a
+permission the chart forgot makes it fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import json
+import logging
+import os
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from pydantic_settings import BaseSettings
+
+from switchboard import cli
+from switchboard.api import constants
+from switchboard.api.models import Environment
+from switchboard.controller import licensing
+from switchboard.controller.kube import Kube
+from switchboard.controller.leader import LeaseElector
+from switchboard.controller.main import operate
+from switchboard.controller.settings import OperatorSettings
+from switchboard.router.settings import RouterSettings
+from tests.conftest import REPO_ROOT
+from tests.support.controlplane import ControlPlane
+from tests.support.resources import communication_plugin, vendor_integration
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.cluster
+
+BaseSettingsT = TypeVar("BaseSettingsT", bound=BaseSettings)
+
+CHART = REPO_ROOT / "helm" / "switchboard"
+RELEASE = "switchboard"
+OPERATOR_SA = "switchboard-operator"
+ROUTER_SA = "switchboard-router"
+#: Only the in-process operator of these tests admits this registry, so no
+#: other operator in the session deploys what these tests create.
+TEST_REGISTRY = "registry.rbac.invalid/"
+
+#: Everything the defaults leave off, on.
+NON_DEFAULT_VALUES: dict[str, Any] = {
+    "crds": {"enabled": False},
+    "image": {"digest": "sha256:" + "ab" * 32, "pullPolicy": "Always"},
+    "imagePullSecrets": [{"name": "registry-pull"}],
+    "operator": {
+        "replicas": 3,
+        "settings": {
+            "allowedRegistries": ["ghcr.io/acme/"],
+            "presets": {
+                "production": {
+                    "replicas": 4,
+                    "resources": {"requests": {"cpu": "200m"}, "limits": {"memory": "1Gi"}},
+                    "logLevel": "WARNING",
+                    "requireDigest": True,
+                }
+            },
+            "licenseGraceDays": 2.5,
+            "resyncSeconds": 30,
+        },
+        "extraEnv": [{"name": "OTEL_SERVICE_NAME", "value": "switchboard-operator"}],
+        "podDisruptionBudget": {"enabled": True},
+        "networkPolicy": {"enabled": True, "apiServerCIDRs": ["10.96.0.1/32"]},
+        "podAnnotations": {"example.com/team": "messaging"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        "priorityClassName": "",
+    },
+    "router": {
+        "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6},
+        "podDisruptionBudget": {"enabled": True, "maxUnavailable": "50%"},
+        "networkPolicy": {
+            "enabled": True,
+            "ingressFrom": [
+                {"namespaceSelector": {"matchLabels": {"switchboard.dev/client": "true"}}}
+            ],
+        },
+        "service": {"annotations": {"example.com/lb": "internal"}},
+    },
+    "serviceMonitor": {"enabled": False},
+}
+
+#: A ServiceMonitor CRD with just enough schema to accept what the chart renders.
+SERVICE_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {
+            "kind": "ServiceMonitor",
+            "plural": "servicemonitors",
+            "singular": "servicemonitor",
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def helm(
+    plane: ControlPlane, *args: str, check: bool = True, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [plane.binary("helm"), f"--kubeconfig={plane.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}{result.stdout}")
+    return result
+
+
+def values_file(directory: Path, values: dict[str, Any]) -> str:
+    path = directory / f"values-{uuid.uuid4().hex[:8]}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+def render(plane: ControlPlane, namespace: str, *args: str) -> str:
+    return helm(plane, "template", RELEASE, str(CHART), "--namespace", namespace, *args).stdout
+
+
+def objects(manifest: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(manifest) if doc]
+
+
+def find(manifest: str, kind: str, component: str) -> dict[str, Any]:
+    return next(
+        o
+        for o in objects(manifest)
+        if o["kind"] == kind
+        and o["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    )
+
+
+def server_dry_run(plane: ControlPlane, manifest: str) -> str:
+    """Submit to the API server without persisting: schema, admission (pod security) and all."""
+    return plane.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=helm-test",
+        "--dry-run=server",
+        "-f",
+        "-",
+        input=manifest,
+    ).stdout
+
+
+def assert_no_wildcard_rules(manifest: str) -> None:
+    for role in objects(manifest):
+        if role["kind"] in ("Role", "ClusterRole"):
+            for rule in role["rules"]:
+                for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+                    assert not any("*" in item for item in rule.get(field, [])), (
+                        role["metadata"]["name"],
+                        rule,
+                    )
+
+
+def can_i(plane: ControlPlane, subject: str, *args: str) -> bool:
+    """`kubectl auth can-i` as a ServiceAccount, `subject` being `namespace:name`."""
+    result = plane.kubectl(
+        "auth", "can-i", f"--as=system:serviceaccount:{subject}", *args, check=False
+    )
+    assert result.stdout.strip() in ("yes", "no"), result.stderr
+    return result.stdout.strip() == "yes"
+
+
+def token_client(plane: ControlPlane, namespace: str, service_account: str) -> k8s.ApiClient:
+    """An API client that authenticates only with a ServiceAccount token."""
+    token = plane.kubectl(
+        "create", "token", service_account, "-n", namespace, "--duration=1h"
+    ).stdout.strip()
+    config = k8s.Configuration()
+    config.host = plane.server
+    config.ssl_ca_cert = str(plane.pki / "ca.crt")
+    config.api_key = {"authorization": token}
+    config.api_key_prefix = {"authorization": "Bearer"}
+    return k8s.ApiClient(config)
+
+
+@dataclass
+class Release:
+    plane: ControlPlane
+    namespace: str
+    watch_namespace: str | None
+
+    @property
+    def operator(self) -> str:
+        return f"{self.namespace}:{OPERATOR_SA}"
+
+    @property
+    def router(self) -> str:
+        return f"{self.namespace}:{ROUTER_SA}"
+
+
+@pytest.fixture
+def tenant(api_client: k8s.ApiClient) -> Iterator[str]:
+    """A second namespace: where plugins live, apart from the release's own."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    k8s.CoreV1Api(api_client).create_namespace(
+        k8s.V1Namespace(
+            metadata=k8s.V1ObjectMeta(
+                name=name, labels={"pod-security.kubernetes.io/enforce": "restricted"}
+            )
+        )
+    )
+    yield name
+    k8s.CoreV1Api(api_client).delete_namespace(name)
+
+
+@pytest.fixture(params=["cluster-wide", "namespaced"])
+def release(
+    request: pytest.FixtureRequest,
+    crds_installed: ControlPlane,
+    namespace: str,
+    tenant: str,
+    tmp_path: Path,
+) -> Iterator[Release]:
+    """The chart installed into a fresh namespace, cluster-wide or watching `tenant` only.
+
+    The session installed the CRDs already (`crds_installed`), and CRDs are
+    cluster-wide, so this release leaves them alone (crds.enabled=false);
+    rendering them is tested with a server-side dry run instead.
+    """
+    watch = tenant if request.param == "namespaced" else None
+    values = {"crds": {"enabled": False}, "watchNamespace": watch or ""}
+    helm(
+        crds_installed,
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--values",
+        values_file(tmp_path, values),
+        "--wait",
+        "--timeout",
+        "120s",
+    )
+    yield Release(crds_installed, namespace, watch)
+    # ClusterRoles and their bindings outlive the namespace; the release removes them.
+    helm(crds_installed, "uninstall", RELEASE, "--namespace", namespace, "--wait")
+
+
+# --- lint and render -----------------------------------------------------------------
+
+
+def test_chart_lints_with_default_and_non_default_values(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    helm(control_plane, "lint", "--strict", str(CHART))
+    non_default = values_file(tmp_path, {**NON_DEFAULT_VALUES, "watchNamespace": "tenant-a"})
+    helm(control_plane, "lint", "--strict", str(CHART), "--values", non_default)
+
+
+def test_values_outside_the_schema_are_refused(control_plane: ControlPlane) -> None:
+    misspelt = helm(
+        control_plane, "template", str(CHART), "--set", "operator.replica=1", check=False
+    )
+    assert misspelt.returncode != 0
+    assert "replica" in misspelt.stderr
+    number_quantity = helm(
+        control_plane,
+        "template",
+        str(CHART),
+        "--set-json",
+        'operator.settings.defaultResources={"requests":{"cpu":1}}',
+        check=False,
+    )
+    assert number_quantity.returncode != 0, "the operator's settings need quantities as strings"
+
+
+def test_default_render_is_accepted_by_the_api_server(
+    crds_installed: ControlPlane, namespace: str
+) -> None:
+    manifest = render(crds_installed, namespace)
+    kinds = sorted({o["kind"] for o in objects(manifest)})
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
+    crds = [o for o in objects(manifest) if o["kind"] == "CustomResourceDefinition"]
+    assert {c["metadata"]["name"] for c in crds} == {
+        "communicationplugins.switchboard.dev",
+        "vendorintegrations.switchboard.dev",
+    }
+    assert all(c["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for c in crds)
+    assert_no_wildcard_rules(manifest)
+    server_dry_run(crds_installed, manifest)
+
+
+def test_crds_render_without_keep_annotation_when_keep_is_false(
+    control_plane: ControlPlane,
+) -> None:
+    manifest = render(control_plane, "default", "--set", "crds.keep=false")
+    crds = [o for o in objects(manifest) if o["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 2
+    assert all(
+        "helm.sh/resource-policy" not in (c["metadata"].get("annotations") or {}) for c in crds
+    )
+
+
+def test_non_default_render_is_accepted_by_the_api_server(
+    control_plane: ControlPlane, namespace: str, tenant: str, tmp_path: Path
+) -> None:
+    values = {**NON_DEFAULT_VALUES, "watchNamespace": tenant}
+    manifest = render(control_plane, namespace, "--values", values_file(tmp_path, values))
+    kinds = sorted(o["kind"] for o in objects(manifest))
+    assert kinds == [
+        "ClusterRole",  # the operator's kopf scanning: CRDs and namespaces, read-only
+        "ClusterRole",  # the router's TokenReview/SubjectAccessReview, cluster-scoped
+        "ClusterRoleBinding",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "PodDisruptionBudget",
+        "Role",  # the operator's, in the tenant namespace
+        "Role",  # the operator's Lease, in the release namespace
+        "Role",  # the router's, in the tenant namespace
+        "RoleBinding",
+        "RoleBinding",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+        "ServiceAccount",
+    ]
+    roles = {
+        (o["kind"], o["metadata"]["namespace"], o["metadata"]["name"])
+        for o in objects(manifest)
+        if o["kind"] == "Role"
+    }
+    assert roles == {
+        ("Role", tenant, "switchboard-operator"),
+        ("Role", tenant, "switchboard-router"),
+        ("Role", namespace, "switchboard-operator-leader-election"),
+    }
+    router = find(manifest, "Deployment", "router")
+    assert "replicas" not in router["spec"], "the HorizontalPodAutoscaler owns the replica count"
+    assert router["spec"]["template"]["spec"]["containers"][0]["image"].endswith(
+        "@sha256:" + "ab" * 32
+    )
+    assert_no_wildcard_rules(manifest)
+    server_dry_run(control_plane, manifest)
+
+
+def test_service_monitor_is_accepted_by_the_api_server(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    control_plane.apply(SERVICE_MONITOR_CRD)
+    control_plane.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/servicemonitors.monitoring.coreos.com",
+    )
+    manifest = render(
+        control_plane,
+        namespace,
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "serviceMonitor.labels.release=prometheus",
+    )
+    monitor = find(manifest, "ServiceMonitor", "router")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    server_dry_run(control_plane, yaml.safe_dump(monitor))
+
+
+def container_of(manifest: str, component: str) -> dict[str, Any]:
+    deployment = find(manifest, "Deployment", component)
+    container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def read_settings(
+    settings_class: type[BaseSettingsT], container: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> BaseSettingsT:
+    """The settings a container's process would load from its rendered environment."""
+    with monkeypatch.context() as env:
+        for name in list(os.environ):
+            if name.startswith("SWITCHBOARD_"):
+                env.delenv(name)
+        for item in container.get("env", []):
+            if "value" in item:
+                env.setenv(item["name"], item["value"])
+            elif item["name"] == "SWITCHBOARD_IDENTITY":  # the downward API: the pod name
+                env.setenv(item["name"], "switchboard-operator-0")
+        return settings_class()
+
+
+def test_rendered_environment_is_what_operator_and_router_read(
+    control_plane: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    public_key = licensing.public_key_text(Ed25519PrivateKey.generate())
+    values = {
+        **NON_DEFAULT_VALUES,
+        "watchNamespace": "tenant-a",
+        "operator": {
+            **NON_DEFAULT_VALUES["operator"],
+            "settings": {
+                **NON_DEFAULT_VALUES["operator"]["settings"],
+                "licensePublicKeys": [public_key],
+            },
+        },
+    }
+    manifest = render(control_plane, "sb-system", "--values", values_file(tmp_path, values))
+    operator, router = container_of(manifest, "operator"), container_of(manifest, "router")
+
+    # Both commands parse as the CLI defines them.
+    for container in (operator, router):
+        program, command, *args = container["command"]
+        assert program == "switchboard"
+        subcommand = cli.main.get_command(click.Context(cli.main), command)
+        assert subcommand is not None, command
+        subcommand.make_context(command, list(args))
+    assert router["command"][1:] == [
+        "router",
+        "--backend",
+        "kubernetes",
+        "--http-port",
+        "8080",
+        "--grpc-port",
+        "9090",
+    ]
+
+    identity = next(e for e in operator["env"] if e["name"] == "SWITCHBOARD_IDENTITY")
+    assert identity["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    settings = read_settings(OperatorSettings, operator, monkeypatch)
+    assert settings.namespace == "tenant-a"
+    assert settings.leader_election is True
+    assert settings.identity == "switchboard-operator-0"
+    assert (settings.lease_namespace, settings.lease_name) == ("sb-system", "switchboard-operator")
+    assert settings.router_namespace == "sb-system"
+    # The labels the operator's plugin NetworkPolicies admit are the chart's pod labels.
+    for component, wanted in (
+        ("router", settings.router_pod_labels),
+        ("operator", settings.operator_pod_labels),
+    ):
+        pod_labels = find(manifest, "Deployment", component)["spec"]["template"]["metadata"]
+        assert wanted.items() <= pod_labels["labels"].items()
+    assert settings.allowed_registries == ["ghcr.io/acme/"]
+    production = settings.presets[Environment.PRODUCTION]
+    assert (production.replicas, production.log_level, production.require_digest) == (
+        4,
+        "WARNING",
+        True,
+    )
+    assert production.resources == {"requests": {"cpu": "200m"}, "limits": {"memory": "1Gi"}}
+    assert settings.license_public_keys == [public_key]
+    assert (settings.license_grace_days, settings.resync_seconds) == (2.5, 30)
+    assert settings.default_resources["limits"] == {"memory": "256Mi"}
+
+    # The router routes within the watched namespace only.
+    assert read_settings(RouterSettings, router, monkeypatch).watch_namespace == "tenant-a"
+
+
+def test_rendered_manifests_hold_no_secret(control_plane: ControlPlane, tmp_path: Path) -> None:
+    """Licence keys in values are public keys; credentials reach pods only by reference."""
+    signing_key = Ed25519PrivateKey.generate()
+    private_raw = signing_key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    private_pem = signing_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_key = licensing.public_key_text(signing_key)
+    values: dict[str, Any] = {
+        "operator": {
+            "settings": {"licensePublicKeys": [public_key]},
+            "extraEnv": [
+                {
+                    "name": "SWITCHBOARD_EXAMPLE_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": "operator-extra", "key": "token"}},
+                }
+            ],
+        },
+        "imagePullSecrets": [{"name": "registry-pull"}],
+    }
+    manifest = render(control_plane, "default", "--values", values_file(tmp_path, values))
+    assert public_key in manifest
+    for secret_text in (
+        base64.b64encode(private_raw).decode(),
+        base64.urlsafe_b64encode(private_raw).decode().rstrip("="),
+        private_raw.hex(),
+        "PRIVATE KEY",
+    ):
+        assert secret_text not in manifest
+    assert not [o for o in objects(manifest) if o["kind"] == "Secret"]
+    # The one credential-shaped input is a reference, rendered as a reference.
+    env = find(manifest, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0][
+        "env"
+    ]
+    assert {
+        "name": "SWITCHBOARD_EXAMPLE_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "operator-extra", "key": "token"}},
+    } in env
+
+    # A private key where a public key belongs never renders: the schema refuses it.
+    values["operator"]["settings"]["licensePublicKeys"] = [private_pem]
+    refused = helm(
+        control_plane,
+        "template",
+        str(CHART),
+        "--values",
+        values_file(tmp_path, values),
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "licensePublicKeys" in refused.stderr
+    assert "PRIVATE KEY" not in refused.stdout
+
+
+# --- install -------------------------------------------------------------------------
+
+
+def test_install_waits_until_operator_and_router_are_ready(
+    release: Release, api_client: k8s.ApiClient
+) -> None:
+    apps = k8s.AppsV1Api(api_client)
+    for name in ("switchboard-operator", "switchboard-router"):
+        deployment = apps.read_namespaced_deployment(name, release.namespace)
+        assert deployment.status is not None
+        assert deployment.status.ready_replicas == 2, name
+    status = json.loads(
+        helm(release.plane, "status", RELEASE, "-n", release.namespace, "-o", "json").stdout
+    )
+    assert status["info"]["status"] == "deployed"
+    assert "kubectl" in status["info"]["notes"] and "condition=Ready" in status["info"]["notes"]
+
+
+# --- RBAC ----------------------------------------------------------------------------
+
+
+class LogRecorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" {record.exc_info[1]!r}"
+        self.lines.append(f"{record.name}: {text}")
+
+    def forbidden(self) -> list[str]:
+        return [
+            line
+            for line in self.lines
+            # A 403 says Forbidden in its reason (kubernetes client) or its repr (kopf).
+            if "forbidden" in line.lower()
+            # Other tests' namespaces being deleted refuse new objects with a 403.
+            and "being terminated" not in line
+        ]
+
+
+@dataclass
+class InProcessOperator:
+    kube: Kube
+    logs: LogRecorder
+    license_key: Ed25519PrivateKey
+
+
+@pytest.fixture
+def operator_as_service_account(release: Release) -> Iterator[InProcessOperator]:
+    """The operator, authenticated only by the chart's operator ServiceAccount token."""
+    # The admin operator of tests/cluster/conftest.py would reconcile these
+    # resources too, and the outcome would prove nothing about the chart's RBAC;
+    # it is module-scoped, so it never runs during this module.
+    assert not any(t.name == "operator" and t.is_alive() for t in threading.enumerate())
+    license_key = Ed25519PrivateKey.generate()
+    settings = OperatorSettings(
+        namespace=release.watch_namespace,
+        router_namespace=release.namespace,
+        allowed_registries=[TEST_REGISTRY],
+        license_public_keys=[licensing.public_key_text(license_key)],
+        resync_seconds=15,
+    )
+    api = token_client(release.plane, release.namespace, OPERATOR_SA)
+    kube = Kube(api, "switchboard-operator")
+    logs = LogRecorder()
+    logging.getLogger().addHandler(logs)
+    stop, ready = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(operate(settings, kube, stop_flag=stop, ready_flag=ready))
+        except BaseException as error:  # surfaced to the test below
+            failure.append(error)
+            ready.set()
+
+    thread = threading.Thread(target=run, name="operator-as-service-account", daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(60), "the operator did not start within 60 s"
+        assert not failure, failure
+        yield InProcessOperator(kube, logs, license_key)
+    finally:
+        stop.set()
+        thread.join(30)
+        logging.getLogger().removeHandler(logs)
+        api.close()
+    assert not failure, failure
+
+
+def test_operator_service_account_is_enough_for_a_full_reconcile(
+    release: Release,
+    tenant: str,
+    operator_as_service_account: InProcessOperator,
+    api_client: k8s.ApiClient,
+) -> None:
+    plane, operator = release.plane, operator_as_service_account
+    custom = k8s.CustomObjectsApi(api_client)
+
+    def apply(obj: dict[str, Any]) -> None:
+        plane.kubectl("apply", "--server-side", "-n", tenant, "-f", "-", input=yaml.safe_dump(obj))
+
+    def condition(plural: str, name: str, type_: str) -> dict[str, Any] | None:
+        obj: dict[str, Any] = custom.get_namespaced_custom_object(
+            constants.GROUP, constants.VERSION, tenant, plural, name
+        )
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == type_), None)
+
+    def wait_ready(plural: str, name: str) -> None:
+        try:
+            wait_for(
+                lambda: (c := condition(plural, name, "Ready")) and c["status"] == "True",
+                timeout=90,
+                what=f"{plural}/{name} Ready",
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}\nrefused: {operator.logs.forbidden()}") from None
+
+    image = f"{TEST_REGISTRY}plugin-sms:0.1.0"
+    # First without its Secret: SecretsReady=False, announced with an Event.
+    apply(
+        communication_plugin(
+            "rbac-sms",
+            image=image,
+            replicas=2,
+            secretRef={"name": "rbac-credentials"},
+            requiredSecrets=["TOKEN"],
+        )
+    )
+    wait_for(
+        lambda: (
+            (c := condition("communicationplugins", "rbac-sms", "SecretsReady"))
+            and c["status"] == "False"
+        ),
+        timeout=60,
+        what="SecretsReady=False before the Secret exists",
+    )
+    apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "rbac-credentials"},
+            "stringData": {"TOKEN": "not-a-real-token"},
+        }
+    )
+    # A licensed integration that depends on another: Secrets read, siblings listed.
+    expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)
+    apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "rbac-license"},
+            "stringData": {
+                "license": licensing.sign(operator.license_key, "voltha", tenant, expires)
+            },
+        }
+    )
+    apply(vendor_integration("rbac-base", image=f"{TEST_REGISTRY}plugin-voltha:0.1.0"))
+    apply(
+        vendor_integration(
+            "rbac-licensed",
+            image=f"{TEST_REGISTRY}plugin-voltha:0.1.0",
+            license={"secretName": "rbac-license"},
+            dependsOn=["rbac-base"],
+        )
+    )
+    wait_ready("communicationplugins", "rbac-sms")
+    wait_ready("vendorintegrations", "rbac-base")
+    wait_ready("vendorintegrations", "rbac-licensed")
+
+    core, apps = k8s.CoreV1Api(api_client), k8s.AppsV1Api(api_client)
+    networking, policy = k8s.NetworkingV1Api(api_client), k8s.PolicyV1Api(api_client)
+    child = "rbac-sms-plugin"
+    apps.read_namespaced_deployment(child, tenant)
+    core.read_namespaced_service(child, tenant)
+    core.read_namespaced_config_map(child, tenant)
+    core.read_namespaced_service_account(child, tenant)
+    networking.read_namespaced_network_policy(child, tenant)
+    policy.read_namespaced_pod_disruption_budget(child, tenant)
+
+    # One replica needs no disruption budget: the operator deletes it.
+    apply(
+        communication_plugin(
+            "rbac-sms",
+            image=image,
+            replicas=1,
+            secretRef={"name": "rbac-credentials"},
+            requiredSecrets=["TOKEN"],
+        )
+    )
+
+    def budget_gone() -> bool:
+        try:
+            policy.read_namespaced_pod_disruption_budget(child, tenant)
+        except ApiException as error:
+            return bool(error.status == 404)
+        return False
+
+    wait_for(budget_gone, timeout=60, what="the PodDisruptionBudget to be deleted")
+
+    # The writes were this operator's, made with the ServiceAccount's token.
+    writes = operator.kube.writes
+    for kind in ("Deployment", "Service", "ConfigMap", "ServiceAccount", "NetworkPolicy"):
+        assert writes[f"apply {kind}"] >= 1, (kind, writes)
+    assert writes["apply PodDisruptionBudget"] >= 1, writes
+    assert writes["delete PodDisruptionBudget"] >= 1, writes
+    assert writes["create Event"] >= 1, writes
+    assert writes["patch-status communicationplugins"] >= 1, writes
+    assert writes["patch-status vendorintegrations"] >= 1, writes
+    # kopf patched its finalizer in (it needs one for the resync timers).
+    sms: dict[str, Any] = custom.get_namespaced_custom_object(
+        constants.GROUP, constants.VERSION, tenant, "communicationplugins", "rbac-sms"
+    )
+    assert sms["metadata"].get("finalizers"), "kopf could not patch the resource"
+    assert operator.logs.forbidden() == []
+
+
+def test_operator_service_account_holds_the_leadership_lease(release: Release) -> None:
+    api = token_client(release.plane, release.namespace, OPERATOR_SA)
+    try:
+        elector = LeaseElector(api, release.namespace, "switchboard-operator", "pod-a")
+        assert elector.try_acquire(), "create"
+        assert elector.try_acquire(), "get and update (renew)"
+        rival = LeaseElector(api, release.namespace, "switchboard-operator", "pod-b")
+        assert not rival.try_acquire(), "a live lease is not taken over"
+    finally:
+        api.close()
+    # Only its own Lease, only in its own namespace.
+    plane, operator = release.plane, release.operator
+    assert can_i(plane, operator, "update", "leases/switchboard-operator", "-n", release.namespace)
+    assert not can_i(plane, operator, "update", "leases/someone-else", "-n", release.namespace)
+    assert not can_i(plane, operator, "get", "leases/switchboard-operator", "-n", "default")
+
+
+def test_service_account_permissions_are_exactly_what_the_code_uses(release: Release) -> None:
+    plane, ns = release.plane, release.namespace
+    watched = release.watch_namespace or "default"
+    scope = ["-n", watched] if release.watch_namespace else ["--all-namespaces"]
+
+    for resource in (
+        "communicationplugins.switchboard.dev",
+        "vendorintegrations.switchboard.dev",
+        "deployments.apps",
+        "services",
+        "configmaps",
+        "serviceaccounts",
+        "networkpolicies.networking.k8s.io",
+        "poddisruptionbudgets.policy",
+        "pods",
+        "endpointslices.discovery.k8s.io",
+        "secrets",
+    ):
+        for verb in ("list", "watch"):
+            assert can_i(plane, release.operator, verb, resource, *scope), (verb, resource)
+    assert can_i(
+        plane,
+        release.operator,
+        "patch",
+        "communicationplugins.switchboard.dev/status",
+        "-n",
+        watched,
+    )
+    assert can_i(plane, release.operator, "create", "events", "-n", watched)
+    assert can_i(plane, release.operator, "delete", "poddisruptionbudgets.policy", "-n", watched)
+    for verb, resource in (
+        ("create", "secrets"),
+        ("update", "secrets"),
+        ("delete", "deployments.apps"),
+        ("delete", "communicationplugins.switchboard.dev"),
+        ("create", "pods"),
+        ("update", "deployments.apps"),
+    ):
+        assert not can_i(plane, release.operator, verb, resource, "-n", watched), (verb, resource)
+    if release.watch_namespace:
+        assert not can_i(plane, release.operator, "list", "secrets", "--all-namespaces")
+        assert not can_i(plane, release.operator, "list", "secrets", "-n", "default")
+
+    # The router: discovery and caller authentication, never Secrets.
+    for resource in (
+        "communicationplugins.switchboard.dev",
+        "vendorintegrations.switchboard.dev",
+        "endpointslices.discovery.k8s.io",
+    ):
+        for verb in ("list", "watch"):
+            assert can_i(plane, release.router, verb, resource, *scope), (verb, resource)
+    assert can_i(plane, release.router, "create", "tokenreviews.authentication.k8s.io")
+    assert can_i(plane, release.router, "create", "subjectaccessreviews.authorization.k8s.io")
+    for verb in ("get", "list", "watch"):
+        assert not can_i(plane, release.router, verb, "secrets", "-n", watched), verb
+        assert not can_i(plane, release.router, verb, "secrets", "-n", ns), verb
+    assert not can_i(
+        plane, release.router, "patch", "communicationplugins.switchboard.dev", "-n", watched
+    )
+    assert not can_i(plane, release.router, "create", "pods", "-n", ns)
