@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint typecheck unit crds proto clean control-plane demo
+.PHONY: dev test lint typecheck unit crds proto clean control-plane demo system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ dev: $(VENV)/.installed
 
 control-plane:
 	bash hack/build-control-plane.sh
+
+# Debian packages the tests use: PostgreSQL for the analytics-events tests
+# (they start their own server) and iproute2 for the pod network namespaces.
+system-deps:
+	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v ip; } >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq postgresql iproute2 >/dev/null; }
 
 # The local demo: email, a webhook and SMS failover, no cluster and no accounts.
 demo: dev
@@ -34,7 +41,7 @@ typecheck: dev
 crds: dev
 	$(BIN)/switchboard crds --check --reference docs/crd-reference.md
 
-test: dev control-plane lint typecheck crds
+test: dev control-plane system-deps lint typecheck crds chart
 	$(BIN)/python -m pytest -q
 
 clean:

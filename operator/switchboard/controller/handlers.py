@@ -8,6 +8,7 @@ reconcile; the reconcile itself is level-based and lives in `reconciler`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -31,7 +32,7 @@ def _references(spec: dict[str, Any]) -> tuple[set[str], set[str]]:
 
 
 def register_communication_plugins(
-    registry: kopf.OperatorRegistry, runtime: OperatorRuntime, resync_seconds: float
+    registry: kopf.OperatorRegistry, runtime: OperatorRuntime
 ) -> None:
     kind = constants.COMMUNICATION_PLUGIN
 
@@ -47,20 +48,8 @@ def register_communication_plugins(
         if type != "DELETED":
             await runtime.request(key)
 
-    @kopf.timer(
-        constants.GROUP,
-        constants.VERSION,
-        constants.COMMUNICATION_PLUGINS,
-        interval=resync_seconds,
-        registry=registry,
-    )
-    async def communication_plugin_resync(name: str, namespace: str | None, **_: Any) -> None:
-        await runtime.request(Key(kind, namespace or "", name))
 
-
-def register_vendor_integrations(
-    registry: kopf.OperatorRegistry, runtime: OperatorRuntime, resync_seconds: float
-) -> None:
+def register_vendor_integrations(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) -> None:
     kind = constants.VENDOR_INTEGRATION
 
     @kopf.on.event(
@@ -78,18 +67,17 @@ def register_vendor_integrations(
         for dependent in list(runtime.dependents.get((namespace or "", name), ())):
             await runtime.request(dependent)
 
-    @kopf.timer(
-        constants.GROUP,
-        constants.VERSION,
-        constants.VENDOR_INTEGRATIONS,
-        interval=resync_seconds,
-        registry=registry,
-    )
-    async def vendor_integration_resync(name: str, namespace: str | None, **_: Any) -> None:
-        await runtime.request(Key(kind, namespace or "", name))
+
+def written_by(body: Mapping[str, Any], field_manager: str) -> bool:
+    """Whether the latest change to an object was our own write (its echo needs no reconcile)."""
+    entries = body.get("metadata", {}).get("managedFields") or []
+    latest = max(entries, key=lambda e: e.get("time") or "", default=None)
+    return latest is not None and latest.get("manager") == field_manager
 
 
-def register_dependents(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) -> None:
+def register_dependents(
+    registry: kopf.OperatorRegistry, runtime: OperatorRuntime, field_manager: str
+) -> None:
     """Children, pods, endpoints and Secrets: changes there reconcile their owner."""
 
     async def owner_changed(labels: dict[str, str], namespace: str) -> None:
@@ -110,7 +98,11 @@ def register_dependents(registry: kopf.OperatorRegistry, runtime: OperatorRuntim
     ):
 
         @kopf.on.event(group_version, plural, labels=_MANAGED, registry=registry)
-        async def child_event(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+        async def child_event(
+            type: str, body: kopf.Body, labels: kopf.Labels, namespace: str | None, **_: Any
+        ) -> None:
+            if type != "DELETED" and written_by(body, field_manager):
+                return
             await owner_changed(dict(labels), namespace or "")
 
     @kopf.on.event("v1", "secrets", registry=registry)

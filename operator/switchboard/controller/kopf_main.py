@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
@@ -23,14 +24,15 @@ _runtime = OperatorRuntime(
     Reconciler(_kube, _settings, describe_over_grpc(_settings.describe_timeout_seconds))
 )
 _registry = kopf.get_default_registry()
-register_communication_plugins(_registry, _runtime, _settings.resync_seconds)
-register_vendor_integrations(_registry, _runtime, _settings.resync_seconds)
-register_dependents(_registry, _runtime)
+register_communication_plugins(_registry, _runtime)
+register_vendor_integrations(_registry, _runtime)
+register_dependents(_registry, _runtime, _settings.field_manager)
 
 
 @kopf.on.startup()
-async def operator_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure_kopf(settings, _settings)
+    memo.resync = asyncio.create_task(_runtime.resync_forever(_settings.resync_seconds))
 
 
 @kopf.on.login()

@@ -116,10 +116,16 @@ class Kube:
             raise
         return obj
 
-    def list_plugins(self, plural: str, namespace: str) -> list[dict[str, Any]]:
-        listing = self.custom.list_namespaced_custom_object(
-            constants.GROUP, constants.VERSION, namespace, plural
-        )
+    def list_plugins(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        """Resources of one kind in `namespace`, or in every namespace when None."""
+        if namespace is None:
+            listing = self.custom.list_cluster_custom_object(
+                constants.GROUP, constants.VERSION, plural
+            )
+        else:
+            listing = self.custom.list_namespaced_custom_object(
+                constants.GROUP, constants.VERSION, namespace, plural
+            )
         return list(listing.get("items", []))  # type: ignore[attr-defined]
 
     def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -97,17 +98,28 @@ def build_registry(
     runtime = OperatorRuntime(Reconciler(kube, settings, describer))
 
     @kopf.on.startup(registry=registry)
-    async def operator_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure_kopf(settings, operator_settings)
+        # Reconciles run the blocking Kubernetes client in threads; the default
+        # pool (cores + 4) would queue them behind one another.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=16, thread_name_prefix="reconcile")
+        )
+        memo.resync = asyncio.create_task(runtime.resync_forever(operator_settings.resync_seconds))
+
+    @kopf.on.cleanup(registry=registry)
+    async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
+        if (task := getattr(memo, "resync", None)) is not None:
+            task.cancel()
 
     @kopf.on.login(registry=registry)
     def operator_login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(kube)
 
     operator_settings = settings
-    register_communication_plugins(registry, runtime, settings.resync_seconds)
-    register_vendor_integrations(registry, runtime, settings.resync_seconds)
-    register_dependents(registry, runtime)
+    register_communication_plugins(registry, runtime)
+    register_vendor_integrations(registry, runtime)
+    register_dependents(registry, runtime, settings.field_manager)
     return registry, runtime
 
 

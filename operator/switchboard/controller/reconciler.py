@@ -214,6 +214,16 @@ class Reconciler:
             f"Every dependency is Ready: {', '.join(resource.spec.depends_on)}.",
         )
 
+    def all_keys(self) -> list[Key]:
+        """Every plugin resource the operator is responsible for."""
+        namespace = self.settings.namespace
+        keys = []
+        for kind, model in MODELS.items():
+            for item in self.kube.list_plugins(model.plural, namespace):
+                meta = item["metadata"]
+                keys.append(Key(kind, meta["namespace"], meta["name"]))
+        return keys
+
     # -- the reconcile --
 
     def reconcile(self, key: Key) -> None:
@@ -298,13 +308,11 @@ class Reconciler:
             live = self.kube.apply(child)
             if child["kind"] == "Deployment":
                 deployment = live
-        if builders.pod_disruption_budget(resource, self.settings) is None:
-            self.kube.delete(
-                "policy/v1",
-                "PodDisruptionBudget",
-                resource.metadata.namespace or "",
-                builders.child_name(resource),
-            )
+        namespace, name = resource.metadata.namespace or "", builders.child_name(resource)
+        if builders.pod_disruption_budget(resource, self.settings) is None and self.kube.get(
+            "policy/v1", "PodDisruptionBudget", namespace, name
+        ):
+            self.kube.delete("policy/v1", "PodDisruptionBudget", namespace, name)
         return deployment
 
     def _endpoints(self, namespace: str, service: str) -> EndpointsStatus:

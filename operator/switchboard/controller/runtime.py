@@ -56,6 +56,15 @@ class OperatorRuntime:
         finally:
             self._active.discard(key)
 
+    async def resync_forever(self, interval: float) -> None:
+        """Level-based safety net: reconcile every known resource every `interval` seconds,
+        so whatever a missed event left behind heals without anyone touching it."""
+        while True:
+            await asyncio.sleep(interval)
+            keys = await asyncio.to_thread(self.reconciler.all_keys)
+            for key in keys:
+                await self.request(key)
+
     def remember_references(
         self, key: Key, secrets: set[str], depends_on: set[str], deleted: bool = False
     ) -> None:

@@ -226,8 +226,8 @@ def compute(
         )
         if type_ in _ANNOUNCED and (changed or (before is not None and before.reason != reason)):
             bad = (state == ConditionStatus.TRUE) == (type_ == ConditionType.DEGRADED)
-            if before is None and not bad:
-                continue  # "it is fine" at creation is not news
+            if before is None and (not bad or reason == Reason.RECONCILING):
+                continue  # "it is fine" or "just started" at creation is not news
             events.append(Event("Warning" if bad else "Normal", reason, f"{type_}: {message}"))
     new = PluginStatus(
         observed_generation=observation.generation,
