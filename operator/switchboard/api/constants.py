@@ -51,6 +51,9 @@ def kind_label(kind: str) -> str:
 #: The gRPC port every plugin container listens on.
 PLUGIN_GRPC_PORT: Final = 50051
 PLUGIN_PORT_NAME: Final = "grpc"
+#: The grpc.health.v1 service name a plugin's liveness probe asks: the process is
+#: alive, whether or not its provider is reachable (that is readiness, service "").
+LIVENESS_SERVICE: Final = "switchboard.plugin.v1.Liveness"
 #: Where the operator mounts a plugin's rendered config and its Secret.
 PLUGIN_CONFIG_PATH: Final = "/etc/switchboard/config/config.json"
 PLUGIN_SECRETS_DIR: Final = "/etc/switchboard/secrets"

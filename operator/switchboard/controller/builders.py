@@ -189,7 +189,10 @@ def _probe(resource: PluginResource, *, liveness: bool) -> dict[str, Any]:
     check = resource.spec.health_check if isinstance(resource, VendorIntegration) else None
     period = check.period_seconds if check else 10
     return {
-        "grpc": {"port": constants.PLUGIN_GRPC_PORT, "service": ""},
+        "grpc": {
+            "port": constants.PLUGIN_GRPC_PORT,
+            "service": constants.LIVENESS_SERVICE if liveness else "",
+        },
         "periodSeconds": period,
         "timeoutSeconds": check.timeout_seconds if check else 5,
         "failureThreshold": (check.failure_threshold if check else 3) * (2 if liveness else 1),

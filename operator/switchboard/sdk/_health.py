@@ -5,6 +5,12 @@ overall service ``""`` and ``switchboard.plugin.v1.PluginService`` report
 NOT_SERVING until the plugin's ``activate`` has returned, SERVING while it
 takes calls, and NOT_SERVING again from the moment shutdown begins.
 
+One more service, ``switchboard.plugin.v1.Liveness``, answers whether the
+process itself is alive: SERVING from the moment it listens until shutdown,
+whatever ``activate`` or ``report_health`` say. The kubelet's liveness probe
+asks it, so a plugin whose provider is down (NOT_SERVING, drained by the
+router, unready) is not restarted for it.
+
 Unlike grpcio-health-checking's reference servicer, ``Watch`` streams end once
 shutdown has been announced: an open watch would otherwise count as an
 in-flight call and hold every graceful stop for its full grace period.
@@ -18,6 +24,8 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from switchboard.api.constants import LIVENESS_SERVICE
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -55,6 +63,8 @@ class HealthService(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # ge
             self._changed.notify_all()
 
     def _status(self, service: str) -> Any:
+        if service == LIVENESS_SERVICE:
+            return NOT_SERVING if self._shutting_down else SERVING
         if service not in self._services:
             return SERVICE_UNKNOWN
         return SERVING if self._serving else NOT_SERVING
