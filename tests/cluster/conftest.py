@@ -12,9 +12,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from switchboard.controller import licensing
 from switchboard.controller.kube import Kube
-from switchboard.controller.main import operate
+from switchboard.controller.main import describe_over_grpc, operate
 from switchboard.controller.settings import OperatorSettings
 from tests.support.controlplane import ControlPlane
+from tests.support.netns import LIVE_ADDRESSES
 
 #: The only registries the test operator admits images from.
 ALLOWED_REGISTRIES = ["ghcr.io/switchboard-dev/", "registry.test/"]
@@ -41,12 +42,19 @@ def operator(crds_installed: ControlPlane) -> Iterator[RunningOperator]:
         resync_seconds=15,
     )
     kube = Kube.from_environment(settings.field_manager, str(crds_installed.kubeconfig))
+    # Describe only pods a test made real: kwok's other pod IPs lead nowhere,
+    # and tests send traffic only to addresses they own.
+    describer = describe_over_grpc(
+        2.0, reachable=lambda address: address.rsplit(":", 1)[0] in LIVE_ADDRESSES
+    )
     stop, ready = threading.Event(), threading.Event()
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
-            asyncio.run(operate(settings, kube, stop_flag=stop, ready_flag=ready))
+            asyncio.run(
+                operate(settings, kube, describer=describer, stop_flag=stop, ready_flag=ready)
+            )
         except BaseException as error:  # surfaced to the test session below
             failure.append(error)
             ready.set()

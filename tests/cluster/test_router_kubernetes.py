@@ -28,6 +28,7 @@ from tests.router.conftest import FLAKY_SMS
 from tests.sdk.harness import PluginProcess, write_config
 from tests.support.controlplane import ControlPlane
 from tests.support.netns import PodSandbox
+from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.asyncio]
 
@@ -179,6 +180,19 @@ async def test_router_follows_endpoint_readiness_and_rbac(
                 lambda r: r.plugin == f"{namespace}/sms-a",
             )
             assert back.attempts[0].outcome == "success"
+
+        # The operator asked the running plugin what it is (Describe).
+        reported = wait_for(
+            lambda: (cluster.get("CommunicationPlugin", "sms-a").get("status") or {}).get("plugin"),
+            timeout=30,
+            what="status.plugin of sms-a",
+        )
+        assert reported == {
+            "name": "Flaky SMS",
+            "version": "1.0.0",
+            "capabilities": ["send"],
+            "operations": ["echo"],
+        }
 
         # A ServiceAccount without a RoleBinding is refused, and so is one from
         # another namespace, even one allowed to send in its own.

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 _host_octets = itertools.count(1)
 
+#: Pod IPs that currently have a sandbox: the only pod addresses tests may dial.
+LIVE_ADDRESSES: set[str] = set()
+
 
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=10)
@@ -49,6 +52,7 @@ class PodSandbox:
         _ip(*inside, "route", "add", f"{self.host_address}/32", "dev", pod_if)
         _ip(*inside, "route", "add", "default", "via", self.host_address, "dev", pod_if)
         self._host_if = host_if
+        LIVE_ADDRESSES.add(self.address)
         return self
 
     @property
@@ -57,6 +61,7 @@ class PodSandbox:
         return ["ip", "netns", "exec", self.name]
 
     def delete(self) -> None:
+        LIVE_ADDRESSES.discard(self.address)
         # Deleting the namespace destroys its end of the veth, and with it ours.
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=10)
         subprocess.run(["ip", "link", "del", self._host_if], capture_output=True, timeout=10)

@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,15 +33,21 @@ from switchboard.controller.settings import OperatorSettings
 log = logging.getLogger("switchboard.operator")
 
 
-def describe_over_grpc(timeout: float) -> Describer:
-    """A Describer that calls the plugin's Service inside the cluster."""
+def describe_over_grpc(
+    timeout: float, reachable: Callable[[str], bool] = lambda address: True
+) -> Describer:
+    """A Describer that calls a ready plugin pod directly (the plugin NetworkPolicy
+    admits operator pods). `reachable` can veto addresses, e.g. in tests whose
+    pods are not all real."""
 
-    def describe(namespace: str, service: str) -> ReportedPlugin | None:
+    def describe(address: str) -> ReportedPlugin | None:
         from switchboard.sdk import PluginClient
 
+        if not reachable(address):
+            return None
+
         async def call() -> ReportedPlugin:
-            target = f"{service}.{namespace}.svc:{constants.PLUGIN_GRPC_PORT}"
-            async with PluginClient(target, timeout=timeout) as client:
+            async with PluginClient(address, timeout=timeout) as client:
                 reply = await client.describe()
             return ReportedPlugin(
                 name=reply.name,
@@ -52,7 +59,7 @@ def describe_over_grpc(timeout: float) -> Describer:
         try:
             return asyncio.run(call())
         except Exception as error:
-            log.info("Could not describe %s/%s: %s", namespace, service, error)
+            log.info("Could not describe the plugin at %s: %s", address, error)
             return None
 
     return describe

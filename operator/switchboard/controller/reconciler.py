@@ -43,8 +43,8 @@ MODELS: dict[str, type[CommunicationPlugin] | type[VendorIntegration]] = {
     VendorIntegration.kind_name: VendorIntegration,
 }
 
-#: Calls Describe on a ready plugin: (namespace, service name) → what it reports.
-Describer = Callable[[str, str], ReportedPlugin | None]
+#: Calls Describe on a ready plugin endpoint (`ip:port`) → what the plugin reports.
+Describer = Callable[[str], ReportedPlugin | None]
 
 
 class ReconcileError(Exception):
@@ -273,8 +273,9 @@ class Reconciler:
             config_checksum=builders.config_checksum(resource),
         )
         previous = resource.status
+        ready_addresses: list[str] = []
         if deployment is not None:
-            observation.endpoints = self._endpoints(key.namespace, name)
+            observation.endpoints, ready_addresses = self._endpoints(key.namespace, name)
             if not _rolled_out(deployment):
                 observation.pods = self.kube.list_objects(
                     "v1", "Pod", key.namespace, _selector(builders.selector_labels(resource))
@@ -283,10 +284,11 @@ class Reconciler:
         new, events = status_.compute(observation, previous)
         if (
             self.describer is not None
+            and ready_addresses
             and _is_ready(new)
             and (observation.reported_plugin is None or not _is_ready(previous))
         ):
-            reported = self.describer(key.namespace, name)
+            reported = self.describer(ready_addresses[0])
             if reported is not None:
                 observation.reported_plugin = reported
                 new, events = status_.compute(observation, previous)
@@ -315,7 +317,8 @@ class Reconciler:
             self.kube.delete("policy/v1", "PodDisruptionBudget", namespace, name)
         return deployment
 
-    def _endpoints(self, namespace: str, service: str) -> EndpointsStatus:
+    def _endpoints(self, namespace: str, service: str) -> tuple[EndpointsStatus, list[str]]:
+        """Ready and total endpoints of the plugin's Service, and the ready addresses."""
         slices = self.kube.list_objects(
             "discovery.k8s.io/v1",
             "EndpointSlice",
@@ -323,8 +326,13 @@ class Reconciler:
             f"kubernetes.io/service-name={service}",
         )
         endpoints = [e for s in slices for e in (s.get("endpoints") or [])]
-        ready = sum(1 for e in endpoints if (e.get("conditions") or {}).get("ready"))
-        return EndpointsStatus(ready=ready, total=len(endpoints))
+        ready = [e for e in endpoints if (e.get("conditions") or {}).get("ready")]
+        addresses = [
+            f"{address}:{constants.PLUGIN_GRPC_PORT}"
+            for endpoint in ready
+            for address in endpoint.get("addresses") or []
+        ]
+        return EndpointsStatus(ready=len(ready), total=len(endpoints)), addresses
 
 
 def find_cycle(graph: dict[str, list[str]], start: str) -> list[str] | None:
