@@ -153,6 +153,20 @@ def settle_audit() -> None:
     time.sleep(3)  # the audit log is written in batches every second
 
 
+def wait_until_idle(plane: ControlPlane, quiet: float = 10, timeout: float = 300) -> None:
+    """Until the operator has made no write for `quiet` seconds: its backlog is done."""
+    deadline = time.monotonic() + timeout
+    last, since = sum(operator_writes(plane).values()), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = sum(operator_writes(plane).values())
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+    raise TimeoutError("the operator kept writing")
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with running_control_plane() as plane:
@@ -171,7 +185,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 f"{n} Ready",
             )
             elapsed = time.monotonic() - started
-            settle_audit()
+            wait_until_idle(plane)
             writes = operator_writes(plane)
             results["apply"] = {
                 "resources": n,
@@ -184,19 +198,21 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             # Relist: a fresh operator process lists everything and must find nothing to change.
             operator.terminate()
             operator.wait(30)
-            before = sum(operator_writes(plane).values())
+            before = operator_writes(plane)
             operator = start_operator(plane, kubeconfig)
             time.sleep(args.relist_seconds)
             settle_audit()
-            after = operator_writes(plane)
+            caused = operator_writes(plane) - before
             results["relist"] = {
                 "resources": n,
                 "observed_seconds": args.relist_seconds,
-                "writes": sum(after.values()) - before,
+                "writes": sum(caused.values()),
+                "writes_by_kind": dict(sorted(caused.items())),
             }
 
-            m = args.rss_resources
-            apply_all(plane, n, m)
+            m = max(args.rss_resources, n)
+            if m > n:
+                apply_all(plane, n, m)
             wait(lambda: ready_count(plane) == (m, m), 1800, f"{m} Ready")
             time.sleep(5)
             results["memory"] = {"resources": m, "operator_rss_mb": round(rss_mb(operator.pid), 1)}

@@ -187,7 +187,12 @@ def compute(
             Reason.ROLLING_OUT if deadline is None else deadline,
             f"{updated}/{desired} pods updated, {pods_text}.",
         )
-        failing = deadline is not None or (updated == desired and ready < desired)
+        # Pods still starting are progress; pods lost after the plugin was
+        # available (or a rollout past its deadline) are degradation.
+        was_serving = previous is not None and (
+            _holds(previous, ConditionType.READY) or _holds(previous, ConditionType.DEGRADED)
+        )
+        failing = deadline is not None or (was_serving and updated == desired and ready < desired)
         put(
             ConditionType.DEGRADED,
             failing,
@@ -238,6 +243,11 @@ def compute(
         endpoints=observation.endpoints,
     )
     return new, events
+
+
+def _holds(status: PluginStatus, type_: ConditionType) -> bool:
+    condition = status.condition(type_)
+    return condition is not None and condition.status == "True"
 
 
 def same(a: PluginStatus | None, b: PluginStatus) -> bool:
