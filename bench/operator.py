@@ -41,6 +41,7 @@ from tests.support.controlplane import ControlPlane, running_control_plane  # no
 
 OPERATOR_USER = "switchboard-operator"
 NAMESPACE = "bench"
+BASELINE_NAMESPACE = "bench-baseline"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
@@ -116,6 +117,60 @@ def operator_writes(plane: ControlPlane) -> Counter[str]:
     return writes
 
 
+def plain_deployment(index: int) -> dict[str, Any]:
+    """What the operator makes of `plugin(index)`, minus the operator: the baseline."""
+    labels = {"bench": "baseline", "index": str(index)}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": f"baseline-{index:04d}", "namespace": BASELINE_NAMESPACE},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "plugin",
+                            "image": "ghcr.io/switchboard-dev/plugin-twilio-sms:0.1.0",
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def baseline_seconds(plane: ControlPlane, n: int) -> float:
+    """How long this control plane takes to make n plain Deployments available."""
+    plane.kubectl("create", "namespace", BASELINE_NAMESPACE)
+    items = [plain_deployment(i) for i in range(n)]
+    started = time.monotonic()
+    plane.kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        input=yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}),
+        timeout=300,
+    )
+
+    def available() -> bool:
+        listing = json.loads(
+            plane.kubectl("get", "deployments", "-n", BASELINE_NAMESPACE, "-o", "json").stdout
+        )
+        done = [
+            d for d in listing["items"] if (d.get("status") or {}).get("availableReplicas") == 1
+        ]
+        return len(done) == n
+
+    wait(available, 600, f"{n} plain Deployments available")
+    elapsed = time.monotonic() - started
+    plane.kubectl("delete", "namespace", BASELINE_NAMESPACE, "--wait=false")
+    return elapsed
+
+
 def start_operator(plane: ControlPlane, kubeconfig: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -172,6 +227,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     with running_control_plane() as plane:
         plane.install_crds(REPO / "crds")
         plane.kubectl("create", "namespace", NAMESPACE)
+        floor = baseline_seconds(plane, args.resources)
+        results["control_plane_baseline"] = {
+            "deployments": args.resources,
+            "seconds_until_all_available": round(floor, 1),
+            "deployments_per_second": round(args.resources / floor, 2),
+        }
         kubeconfig = plane.kubeconfig_for(OPERATOR_USER, ["system:masters"])
         operator = start_operator(plane, kubeconfig)
         try:
@@ -191,6 +252,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 "resources": n,
                 "seconds_until_all_ready": round(elapsed, 1),
                 "resources_per_second": round(n / elapsed, 2),
+                "time_over_baseline": round(elapsed / floor, 2),
                 "api_writes_per_resource": round(sum(writes.values()) / n, 2),
                 "writes_by_kind": dict(sorted(writes.items())),
             }

@@ -88,6 +88,7 @@ class Reason(StrEnum):
     DEPLOYED = "Deployed"
     AVAILABLE = "Available"
     PODS_NOT_READY = "PodsNotReady"
+    PODS_UNAVAILABLE = "PodsUnavailable"
     ROLLING_OUT = "RollingOut"
     DISABLED = "Disabled"
     SECRET_NOT_FOUND = "SecretNotFound"

@@ -30,6 +30,8 @@ _ANNOUNCED = {
     ConditionType.DEPENDENCIES_READY,
     ConditionType.DEGRADED,
 }
+#: Reasons of a not-Ready plugin that is simply on its way; no Event for them.
+_PROGRESS = {Reason.RECONCILING, Reason.ROLLING_OUT, Reason.PODS_NOT_READY}
 #: Reasons that need a person to act; kstatus calls that Stalled.
 _STALLING = {
     Reason.CONFIG_REJECTED,
@@ -142,6 +144,11 @@ def compute(
             "The plugin accepted its config.",
         )
 
+    # Pods still starting are progress; capacity lost after the plugin was
+    # available (or a rollout past its deadline) is degradation.
+    was_serving = previous is not None and (
+        _holds(previous, ConditionType.READY) or _holds(previous, ConditionType.DEGRADED)
+    )
     if deployment is not None:
         desired, ready, updated, rolled_out, deadline = rollout(deployment)
         replicas, ready_replicas = desired, ready
@@ -175,6 +182,18 @@ def compute(
             ConditionType.PROGRESSING, True, Reason.RECONCILING, "Creating the plugin's Deployment."
         )
         put(ConditionType.DEGRADED, False, Reason.RECONCILING, pods_text)
+    elif rolled_out and observation.endpoints.ready < desired:
+        # The pods are ready but the Service does not list them yet: the router
+        # cannot reach them, so the plugin is not Ready for its callers.
+        message = f"{pods_text}; waiting for their endpoints."
+        put(ConditionType.READY, False, Reason.PODS_NOT_READY, message)
+        put(ConditionType.PROGRESSING, True, Reason.ROLLING_OUT, message)
+        put(
+            ConditionType.DEGRADED,
+            was_serving,
+            Reason.PODS_UNAVAILABLE if was_serving else Reason.ROLLING_OUT,
+            message,
+        )
     elif rolled_out:
         put(ConditionType.READY, True, Reason.AVAILABLE, f"{pods_text}.")
         put(ConditionType.PROGRESSING, False, Reason.DEPLOYED, "The rollout is complete.")
@@ -187,16 +206,11 @@ def compute(
             Reason.ROLLING_OUT if deadline is None else deadline,
             f"{updated}/{desired} pods updated, {pods_text}.",
         )
-        # Pods still starting are progress; pods lost after the plugin was
-        # available (or a rollout past its deadline) are degradation.
-        was_serving = previous is not None and (
-            _holds(previous, ConditionType.READY) or _holds(previous, ConditionType.DEGRADED)
-        )
         failing = deadline is not None or (was_serving and updated == desired and ready < desired)
         put(
             ConditionType.DEGRADED,
             failing,
-            Reason.PODS_NOT_READY if failing else Reason.ROLLING_OUT,
+            Reason.PODS_UNAVAILABLE if failing else Reason.ROLLING_OUT,
             f"{pods_text}.",
         )
         stalled_reason = deadline
@@ -231,8 +245,10 @@ def compute(
         )
         if type_ in _ANNOUNCED and (changed or (before is not None and before.reason != reason)):
             bad = (state == ConditionStatus.TRUE) == (type_ == ConditionType.DEGRADED)
-            if before is None and (not bad or reason == Reason.RECONCILING):
-                continue  # "it is fine" or "just started" at creation is not news
+            if bad and reason in _PROGRESS:
+                continue  # pods starting or rolling are progress, not news
+            if before is None and not bad:
+                continue  # "it is fine" at creation is not news
             events.append(Event("Warning" if bad else "Normal", reason, f"{type_}: {message}"))
     new = PluginStatus(
         observed_generation=observation.generation,
