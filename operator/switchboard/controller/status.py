@@ -243,8 +243,10 @@ def compute(
                 observed_generation=observation.generation,
             )
         )
-        if type_ in _ANNOUNCED and (changed or (before is not None and before.reason != reason)):
-            bad = (state == ConditionStatus.TRUE) == (type_ == ConditionType.DEGRADED)
+        bad = (state == ConditionStatus.TRUE) == (type_ == ConditionType.DEGRADED)
+        # News: a condition turned, or a problem changed its cause.
+        news = changed or (bad and before is not None and before.reason != reason)
+        if type_ in _ANNOUNCED and news:
             if bad and reason in _PROGRESS:
                 continue  # pods starting or rolling are progress, not news
             if before is None and not bad:
