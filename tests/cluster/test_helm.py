@@ -823,7 +823,8 @@ def test_service_account_permissions_are_exactly_what_the_code_uses(release: Rel
         plane,
         release.operator,
         "patch",
-        "communicationplugins.switchboard.dev/status",
+        "communicationplugins.switchboard.dev",
+        "--subresource=status",
         "-n",
         watched,
     )
@@ -834,6 +835,7 @@ def test_service_account_permissions_are_exactly_what_the_code_uses(release: Rel
         ("update", "secrets"),
         ("delete", "deployments.apps"),
         ("delete", "communicationplugins.switchboard.dev"),
+        ("patch", "communicationplugins.switchboard.dev"),
         ("create", "pods"),
         ("update", "deployments.apps"),
     ):
