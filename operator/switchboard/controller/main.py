@@ -99,9 +99,13 @@ def configure_kopf(settings: kopf.OperatorSettings, operator: OperatorSettings) 
 
 
 def build_registry(
-    settings: OperatorSettings, kube: Kube, describer: Describer | None
+    settings: OperatorSettings,
+    kube: Kube,
+    describer: Describer | None,
+    registry: kopf.OperatorRegistry | None = None,
 ) -> tuple[kopf.OperatorRegistry, OperatorRuntime]:
-    registry = kopf.OperatorRegistry()
+    """Every handler, in `registry` (a new one by default; kopf's default one for `kopf run`)."""
+    registry = registry if registry is not None else kopf.OperatorRegistry()
     runtime = OperatorRuntime(Reconciler(kube, settings, describer))
 
     @kopf.on.startup(registry=registry)

@@ -31,6 +31,8 @@ class OperatorRuntime:
         self.secret_users: dict[tuple[str, str], set[Key]] = defaultdict(set)
         #: (namespace, VendorIntegration name) → integrations that depend on it.
         self.dependents: dict[tuple[str, str], set[Key]] = defaultdict(set)
+        #: Key → (secrets, dependencies) it referenced last, to undo them on change.
+        self._references: dict[Key, tuple[set[str], set[str]]] = {}
 
     async def request(self, key: Key) -> None:
         """Reconcile `key` now, or once more after the reconcile in progress."""
@@ -68,13 +70,15 @@ class OperatorRuntime:
     def remember_references(
         self, key: Key, secrets: set[str], depends_on: set[str], deleted: bool = False
     ) -> None:
-        """Keep the reverse indexes current for one resource."""
-        for users in self.secret_users.values():
-            users.discard(key)
-        for users in self.dependents.values():
-            users.discard(key)
+        """Keep the reverse indexes current for one resource (cost: its own references)."""
+        old_secrets, old_depends_on = self._references.pop(key, (set(), set()))
+        for secret in old_secrets:
+            self.secret_users[(key.namespace, secret)].discard(key)
+        for dependency in old_depends_on:
+            self.dependents[(key.namespace, dependency)].discard(key)
         if deleted:
             return
+        self._references[key] = (set(secrets), set(depends_on))
         for secret in secrets:
             self.secret_users[(key.namespace, secret)].add(key)
         for dependency in depends_on:
