@@ -8,22 +8,25 @@ See `switchboard.client` for the clients (`AsyncSwitchboard`, `Switchboard`)
 and the error classes.
 """
 
-from switchboard.client import (
-    AsyncSwitchboard,
-    DeliveryFailed,
-    Forbidden,
-    InvalidRequest,
-    InvokeResult,
-    NotAuthenticated,
-    NotFound,
-    Overloaded,
-    SendResult,
-    Switchboard,
-    SwitchboardError,
-    invoke,
-    send_message,
-    system_status,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from switchboard.client import (
+        AsyncSwitchboard,
+        DeliveryFailed,
+        Forbidden,
+        InvalidRequest,
+        InvokeResult,
+        NotAuthenticated,
+        NotFound,
+        Overloaded,
+        SendResult,
+        Switchboard,
+        SwitchboardError,
+        invoke,
+        send_message,
+        system_status,
+    )
 
 __version__ = "0.1.0"
 
@@ -44,3 +47,14 @@ __all__ = [
     "send_message",
     "system_status",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The client (and httpx with it) loads on first use, so the router, the
+    # operator and plugins, which import `switchboard.*` but never the client,
+    # do not carry it in memory.
+    if name in __all__ and name != "__version__":
+        from switchboard import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'switchboard' has no attribute {name!r}")

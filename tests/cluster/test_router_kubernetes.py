@@ -19,8 +19,7 @@ import pytest
 
 from switchboard.client import AsyncSwitchboard, Forbidden, NotAuthenticated
 from switchboard.router.app import Router
-from switchboard.router.auth import KubernetesAuthority
-from switchboard.router.discovery import KubernetesDiscovery
+from switchboard.router.kubernetes import KubernetesAuthority, KubernetesDiscovery
 from switchboard.router.settings import RouterSettings
 from tests.cluster.conftest import RunningOperator
 from tests.cluster.test_operator import Cluster

@@ -21,9 +21,8 @@ from aiohttp import web
 from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from switchboard.kubeclient import api_client
-from switchboard.router.auth import ApiKeyAuthority, Authority, KubernetesAuthority
-from switchboard.router.discovery import Discovery, KubernetesDiscovery, StaticDiscovery
+from switchboard.router.auth import ApiKeyAuthority, Authority
+from switchboard.router.discovery import Discovery, StaticDiscovery
 from switchboard.router.dispatch import Dispatcher
 from switchboard.router.endpoints import EndpointPool
 from switchboard.router.metrics import RouterMetrics
@@ -322,6 +321,9 @@ def _attempt(data: dict[str, Any]) -> router_pb2.Attempt:
 def build_router(settings: RouterSettings, kubeconfig: str | None = None) -> Router:
     """A router for `settings.backend`: Kubernetes discovery and RBAC, or static and API keys."""
     if settings.backend is Backend.KUBERNETES:
+        from switchboard.kubeclient import api_client
+        from switchboard.router.kubernetes import KubernetesAuthority, KubernetesDiscovery
+
         api = api_client(kubeconfig)
         return Router(
             settings,

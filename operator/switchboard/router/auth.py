@@ -20,7 +20,6 @@ Errors:
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import time
 from collections.abc import Callable
@@ -29,9 +28,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
-from kubernetes import client as k8s
-
-from switchboard.api import constants
 
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 
@@ -60,7 +56,7 @@ class Authority(Protocol):
     ) -> bool: ...
 
 
-class _TtlCache:
+class TtlCache:
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds, self.clock = seconds, clock
         self._items: dict[Any, tuple[float, Any]] = {}
@@ -76,66 +72,6 @@ class _TtlCache:
         if len(self._items) > 10_000:
             self._items.clear()  # bounded: a burst of distinct tokens cannot grow it forever
         self._items[key] = (self.clock() + self.seconds, value)
-
-
-class KubernetesAuthority:
-    """TokenReview and SubjectAccessReview against the API server."""
-
-    def __init__(self, api_client: k8s.ApiClient, cache_seconds: float) -> None:
-        self.authn = k8s.AuthenticationV1Api(api_client)
-        self.authz = k8s.AuthorizationV1Api(api_client)
-        self.cache = _TtlCache(cache_seconds)
-
-    async def authenticate(self, token: str) -> Caller:
-        cached = self.cache.get(("token", token))
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
-        review = k8s.V1TokenReview(spec=k8s.V1TokenReviewSpec(token=token))
-        result = await asyncio.to_thread(self.authn.create_token_review, review)
-        status = result.status
-        if not status or not status.authenticated or not status.user:
-            raise AuthError(401, "The bearer token was not accepted by the cluster.")
-        user = status.user
-        name = user.username or ""
-        home = None
-        if name.startswith(SERVICE_ACCOUNT_PREFIX):
-            home = name[len(SERVICE_ACCOUNT_PREFIX) :].split(":", 1)[0]
-        caller = Caller(
-            name=name,
-            groups=tuple(user.groups or ()),
-            uid=user.uid or "",
-            extra=tuple((k, tuple(v)) for k, v in sorted((user.extra or {}).items())),
-            home_namespace=home,
-        )
-        self.cache.put(("token", token), caller)
-        return caller
-
-    async def allowed(
-        self, caller: Caller, namespace: str, verb: str, resource: str, name: str = ""
-    ) -> bool:
-        key = ("sar", caller, namespace, verb, resource, name)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return bool(cached)
-        review = k8s.V1SubjectAccessReview(
-            spec=k8s.V1SubjectAccessReviewSpec(
-                user=caller.name,
-                groups=list(caller.groups),
-                uid=caller.uid or None,
-                extra={k: list(v) for k, v in caller.extra} or None,
-                resource_attributes=k8s.V1ResourceAttributes(
-                    namespace=namespace,
-                    verb=verb,
-                    group=constants.GROUP,
-                    resource=resource,
-                    name=name or None,
-                ),
-            )
-        )
-        result = await asyncio.to_thread(self.authz.create_subject_access_review, review)
-        verdict = bool(result.status and result.status.allowed)
-        self.cache.put(key, verdict)
-        return verdict
 
 
 @dataclass(frozen=True)

@@ -15,31 +15,34 @@ and secret loading, secret rotation and log redaction; see
 docs/plugin-authoring.md. Names outside ``__all__`` are private.
 """
 
-from switchboard.api.models import IntegrationType
-from switchboard.sdk._client import PluginClient
-from switchboard.sdk._errors import (
-    ConfigError,
-    ErrorClass,
-    InvalidInput,
-    PermanentError,
-    PluginError,
-    RetryableError,
-    Unauthenticated,
-    errors_from_rpc_error,
-)
-from switchboard.sdk._plugin import (
-    AnalyticsPlugin,
-    Message,
-    MessagingPlugin,
-    MonitoringPlugin,
-    NetworkAutomationPlugin,
-    OperationSpec,
-    Plugin,
-    SendResult,
-    operation,
-)
-from switchboard.sdk._runtime import ExitCode, PluginServer, serve_plugin
-from switchboard.sdk.manifest import Manifest, PluginPackageError, load_manifest
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from switchboard.api.models import IntegrationType
+    from switchboard.sdk._client import PluginClient
+    from switchboard.sdk._errors import (
+        ConfigError,
+        ErrorClass,
+        InvalidInput,
+        PermanentError,
+        PluginError,
+        RetryableError,
+        Unauthenticated,
+        errors_from_rpc_error,
+    )
+    from switchboard.sdk._messages import Message, SendResult
+    from switchboard.sdk._plugin import (
+        AnalyticsPlugin,
+        MessagingPlugin,
+        MonitoringPlugin,
+        NetworkAutomationPlugin,
+        OperationSpec,
+        Plugin,
+        operation,
+    )
+    from switchboard.sdk._runtime import ExitCode, PluginServer, serve_plugin
+    from switchboard.sdk.manifest import Manifest, PluginPackageError, load_manifest
 
 __all__ = [
     "AnalyticsPlugin",
@@ -68,3 +71,43 @@ __all__ = [
     "operation",
     "serve_plugin",
 ]
+
+# Each name loads its module on first use: a process that only calls plugins
+# (the router: `PluginClient` and the error classes) does not load the plugin
+# runtime, JSON Schema or the manifest loader.
+_HOME = {
+    "AnalyticsPlugin": "switchboard.sdk._plugin",
+    "ConfigError": "switchboard.sdk._errors",
+    "ErrorClass": "switchboard.sdk._errors",
+    "ExitCode": "switchboard.sdk._runtime",
+    "IntegrationType": "switchboard.api.models",
+    "InvalidInput": "switchboard.sdk._errors",
+    "Manifest": "switchboard.sdk.manifest",
+    "Message": "switchboard.sdk._messages",
+    "MessagingPlugin": "switchboard.sdk._plugin",
+    "MonitoringPlugin": "switchboard.sdk._plugin",
+    "NetworkAutomationPlugin": "switchboard.sdk._plugin",
+    "OperationSpec": "switchboard.sdk._plugin",
+    "PermanentError": "switchboard.sdk._errors",
+    "Plugin": "switchboard.sdk._plugin",
+    "PluginClient": "switchboard.sdk._client",
+    "PluginError": "switchboard.sdk._errors",
+    "PluginPackageError": "switchboard.sdk.manifest",
+    "PluginServer": "switchboard.sdk._runtime",
+    "RetryableError": "switchboard.sdk._errors",
+    "SendResult": "switchboard.sdk._messages",
+    "Unauthenticated": "switchboard.sdk._errors",
+    "errors_from_rpc_error": "switchboard.sdk._errors",
+    "load_manifest": "switchboard.sdk.manifest",
+    "operation": "switchboard.sdk._plugin",
+    "serve_plugin": "switchboard.sdk._runtime",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'switchboard.sdk' has no attribute {name!r}")
+    value = getattr(import_module(home), name)
+    globals()[name] = value
+    return value

@@ -12,10 +12,7 @@ from pathlib import Path
 
 import click
 
-from switchboard.sdk._loader import load_plugin
-from switchboard.sdk._runtime import run
 from switchboard.sdk._scaffold import PluginType, create_plugin
-from switchboard.sdk.manifest import PluginPackageError
 
 _PLUGIN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -36,6 +33,10 @@ def serve(plugin_dir: Path) -> None:
     SWITCHBOARD_TERMINATION_LOG, SWITCHBOARD_PLUGIN_LOG_LEVEL.
     Exit codes: 0 stopped, 1 crashed while starting, 2 config rejected, 3 plugin folder invalid.
     """
+    # Each command imports what it runs, so that `switchboard router` and the
+    # other commands do not load the plugin runtime.
+    from switchboard.sdk._runtime import run
+
     sys.exit(run(plugin_dir))
 
 
@@ -43,6 +44,9 @@ def serve(plugin_dir: Path) -> None:
 @click.argument("plugin_dir", type=_PLUGIN_DIR)
 def validate(plugin_dir: Path) -> None:
     """Check PLUGIN_DIR: its manifest, its entry point, and that they agree."""
+    from switchboard.sdk._loader import load_plugin
+    from switchboard.sdk.manifest import PluginPackageError
+
     try:
         loaded = load_plugin(plugin_dir)
     except PluginPackageError as error:

@@ -19,7 +19,7 @@ from opentelemetry import propagate
 
 from switchboard.plugin.v1 import plugin_pb2, plugin_pb2_grpc
 from switchboard.sdk._errors import errors_from_rpc_error
-from switchboard.sdk._plugin import SendResult
+from switchboard.sdk._messages import SendResult
 
 _Response = TypeVar("_Response")
 

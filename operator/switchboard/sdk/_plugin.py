@@ -24,40 +24,18 @@ import abc
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, TypeVar, overload
 
 import jsonschema
 
 from switchboard.api.models import IntegrationType
+from switchboard.sdk._messages import Message, SendResult
 
 OperationMethod = TypeVar("OperationMethod", bound=Callable[..., Awaitable[Any]])
 
 _MARKER: Final = "__switchboard_operation__"
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One message to deliver, as the router sent it."""
-
-    recipient: str
-    content: str
-    subject: str = ""
-    content_type: str = "text/plain"
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    #: Same key, same message: pass it to the provider to deduplicate retries.
-    idempotency_key: str = ""
-    #: The tenant (Kubernetes namespace) the message is sent for.
-    tenant: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """What the provider said when it accepted a message."""
-
-    provider_message_id: str
-    details: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

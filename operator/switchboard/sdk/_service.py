@@ -36,7 +36,8 @@ from switchboard.sdk._errors import (
 )
 from switchboard.sdk._loader import LoadedPlugin
 from switchboard.sdk._logging import Redactor
-from switchboard.sdk._plugin import Message, MessagingPlugin, Plugin, SendResult
+from switchboard.sdk._messages import Message, SendResult
+from switchboard.sdk._plugin import MessagingPlugin, Plugin
 
 SERVICE_NAME: Final = plugin_pb2.DESCRIPTOR.services_by_name["PluginService"].full_name
 

@@ -68,7 +68,7 @@ from switchboard.sdk._errors import (
     RetryableError,
     Unauthenticated,
 )
-from switchboard.sdk._plugin import Message
+from switchboard.sdk._messages import Message
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
