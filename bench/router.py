@@ -4,14 +4,17 @@ Runs, side by side in one process tree on this machine:
 
 - a plugin process (the flaky-sms test plugin, delivering to a file),
 - the router as its own process (`switchboard router --backend static`),
-- this load generator, speaking gRPC to both (plugin `Send` directly, and the
-  router's `SendMessage`), 1 KiB payloads.
+- a bare pass-through gRPC proxy (`bench.passthrough`): the floor any Python
+  gRPC router pays for its two hops before doing any routing,
+- this load generator, speaking gRPC to all three (plugin `Send` directly,
+  the router's `SendMessage`, the proxy), 1 KiB payloads.
 
-It reports p50/p99 latency of each path at concurrency 1 and the difference,
-throughput at a fixed concurrency and the routed/direct ratio, router CPU
-seconds per 1,000 requests (= vCPU per 1,000 requests/s), router RSS, and a
-failover run: kill -9 of the priority-1 plugin under a fixed request rate,
-counting client-visible errors and the time until traffic reaches priority 2.
+It reports p50/p99 latency of each path at concurrency 1 and what the router
+and the proxy add, throughput at a fixed concurrency and the routed/direct
+ratio, CPU seconds per 1,000 requests (= vCPU per 1,000 requests/s) and RSS
+of the router and of the proxy, and a failover run: kill -9 of the
+priority-1 plugin under a fixed request rate, counting client-visible errors
+and the time until traffic reaches priority 2.
 
     .venv/bin/python -m bench.router [--requests 2000] [--seconds 5] [--concurrency 32]
 
@@ -38,6 +41,7 @@ import grpc
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import passthrough  # noqa: E402
 from switchboard.plugin.v1 import plugin_pb2, plugin_pb2_grpc  # noqa: E402
 from switchboard.router.discovery import StaticDiscovery  # noqa: E402
 from switchboard.router.table import PluginRoute  # noqa: E402
@@ -73,6 +77,7 @@ class Setup:
         self.workdir = workdir
         self.plugins: dict[str, PluginProcess] = {}
         self.router: subprocess.Popen[bytes] | None = None
+        self.passthrough: subprocess.Popen[bytes] | None = None
         self.routes_file = workdir / "routes.json"
 
     def start_plugin(self, name: str) -> str:
@@ -106,12 +111,21 @@ class Setup:
             stderr=subprocess.DEVNULL,
         )
 
+    def start_passthrough(self, port: int, plugin: str) -> None:
+        self.passthrough = subprocess.Popen(
+            [sys.executable, "-m", "bench.passthrough", f"127.0.0.1:{port}", plugin],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
     def stop(self) -> None:
         for process in self.plugins.values():
             process.kill()
-        if self.router is not None:
-            self.router.terminate()
-            self.router.wait(10)
+        for child in (self.router, self.passthrough):
+            if child is not None:
+                child.terminate()
+                child.wait(10)
 
 
 async def timed(call: Any) -> float:
@@ -148,19 +162,30 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         setup.publish(
             [PluginRoute("CommunicationPlugin", "default", "primary", "sms", endpoints=(primary,))]
         )
-        grpc_port = 19090
+        grpc_port, passthrough_port = 19090, 19091
         setup.start_router(18080, grpc_port)
+        setup.start_passthrough(passthrough_port, primary)
         assert setup.router is not None
+        assert setup.passthrough is not None
         direct_channel = grpc.aio.insecure_channel(primary)
         routed_channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}")
+        passthrough_channel = grpc.aio.insecure_channel(f"127.0.0.1:{passthrough_port}")
         direct = plugin_pb2_grpc.PluginServiceStub(direct_channel)
         routed = router_pb2_grpc.RouterStub(routed_channel)
+        forwarded = passthrough_channel.unary_unary(
+            f"/{passthrough.SERVICE}/{passthrough.METHOD}",
+            request_serializer=plugin_pb2.SendRequest.SerializeToString,
+            response_deserializer=plugin_pb2.SendResponse.FromString,
+        )
+        plugin_request = plugin_pb2.SendRequest(
+            recipient="+15551234567", content=PAYLOAD, tenant="default"
+        )
 
         def direct_send(i: int) -> Any:
-            return direct.Send(
-                plugin_pb2.SendRequest(recipient="+15551234567", content=PAYLOAD, tenant="default"),
-                timeout=10,
-            )
+            return direct.Send(plugin_request, timeout=10)
+
+        def passthrough_send(i: int) -> Any:
+            return forwarded(plugin_request, timeout=10)
 
         def routed_send(i: int) -> Any:
             return routed.SendMessage(
@@ -171,40 +196,63 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 timeout=10,
             )
 
-        for _ in range(100):  # the router is up and has read its routes
-            try:
-                await routed_send(0)
-                break
-            except grpc.aio.AioRpcError:
-                await asyncio.sleep(0.1)
-        await latency(direct_send, 200)  # warm up both paths
-        await latency(routed_send, 200)
+        for send in (routed_send, passthrough_send):
+            for _ in range(100):  # the server is up (and the router has read its routes)
+                try:
+                    await send(0)
+                    break
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.1)
+        for send in (direct_send, passthrough_send, routed_send):
+            await latency(send, 200)  # warm up every path
         d = await latency(direct_send, args.requests)
+        f = await latency(passthrough_send, args.requests)
         r = await latency(routed_send, args.requests)
+
+        def added(path: list[float]) -> dict[str, float]:
+            return {
+                "p50": round(statistics.median(path) - statistics.median(d), 3),
+                "p99": round(percentile(path, 0.99) - percentile(d, 0.99), 3),
+            }
+
         results["latency_ms"] = {
             "direct_p50": round(statistics.median(d), 3),
             "direct_p99": round(percentile(d, 0.99), 3),
             "routed_p50": round(statistics.median(r), 3),
             "routed_p99": round(percentile(r, 0.99), 3),
-            "added_p50": round(statistics.median(r) - statistics.median(d), 3),
-            "added_p99": round(percentile(r, 0.99) - percentile(d, 0.99), 3),
+            "added_p50": added(r)["p50"],
+            "added_p99": added(r)["p99"],
+            "passthrough_added": added(f),
         }
         direct_done, direct_secs = await throughput(direct_send, args.seconds, args.concurrency)
-        cpu_before = cpu_seconds(setup.router.pid)
-        routed_done, routed_secs = await throughput(routed_send, args.seconds, args.concurrency)
-        cpu_used = cpu_seconds(setup.router.pid) - cpu_before
+        measured = {}
+        for name, send, pid in (
+            ("passthrough", passthrough_send, setup.passthrough.pid),
+            ("router", routed_send, setup.router.pid),
+        ):
+            cpu_before = cpu_seconds(pid)
+            done, secs = await throughput(send, args.seconds, args.concurrency)
+            cpu_used = cpu_seconds(pid) - cpu_before
+            measured[name] = {
+                "rps": round(done / secs, 1),
+                "cpu_seconds_per_1000_requests": round(cpu_used / done * 1000, 3),
+                "rss_mb": round(rss_mb(pid), 1),
+            }
+        direct_rps = direct_done / direct_secs
         results["throughput"] = {
             "concurrency": args.concurrency,
-            "direct_rps": round(direct_done / direct_secs, 1),
-            "routed_rps": round(routed_done / routed_secs, 1),
-            "routed_over_direct": round(
-                (routed_done / routed_secs) / (direct_done / direct_secs), 3
-            ),
+            "direct_rps": round(direct_rps, 1),
+            "routed_rps": measured["router"]["rps"],
+            "routed_over_direct": round(measured["router"]["rps"] / direct_rps, 3),
+            "passthrough_rps": measured["passthrough"]["rps"],
         }
         results["router"] = {
-            "cpu_seconds_per_1000_requests": round(cpu_used / routed_done * 1000, 3),
-            "rss_mb": round(rss_mb(setup.router.pid), 1),
+            key: measured["router"][key] for key in ("cpu_seconds_per_1000_requests", "rss_mb")
         }
+        results["passthrough"] = {
+            key: measured["passthrough"][key] for key in ("cpu_seconds_per_1000_requests", "rss_mb")
+        }
+        await passthrough_channel.close()
         await direct_channel.close()
 
         # Failover: priority 1 killed with -9 under a steady request rate.

@@ -15,10 +15,11 @@ and secret loading, secret rotation and log redaction; see
 docs/plugin-authoring.md. Names outside ``__all__`` are private.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+# Private aliases: the module's public names are exactly `__all__`.
+import importlib as _importlib
+import typing as _typing
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from switchboard.api.models import IntegrationType
     from switchboard.sdk._client import PluginClient
     from switchboard.sdk._errors import (
@@ -104,10 +105,10 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     home = _HOME.get(name)
     if home is None:
         raise AttributeError(f"module 'switchboard.sdk' has no attribute {name!r}")
-    value = getattr(import_module(home), name)
+    value = getattr(_importlib.import_module(home), name)
     globals()[name] = value
     return value

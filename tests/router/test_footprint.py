@@ -1,0 +1,33 @@
+"""The router process carries only what it runs: its memory is mostly libraries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def loaded_after(statement: str) -> set[str]:
+    # A fresh interpreter: this test session has imported everything already.
+    probe = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    return set(result.stdout.split())
+
+
+def test_a_static_router_loads_no_kubernetes_client_plugin_runtime_or_http_client() -> None:
+    # What `switchboard router --backend static` imports before it serves.
+    loaded = loaded_after(
+        "import switchboard.cli, switchboard.router.app, switchboard.router.settings"
+    )
+
+    heavy = {"kubernetes", "kopf", "jsonschema", "httpx", "rich"}
+    assert {m.split(".")[0] for m in loaded} & heavy == set()
+    assert "switchboard.sdk._runtime" not in loaded
+    assert "switchboard.sdk._client" in loaded  # what the router does need
+
+
+def test_the_kubernetes_backend_loads_the_kubernetes_client() -> None:
+    loaded = loaded_after("import switchboard.router.kubernetes")
+
+    assert "kubernetes.client" in loaded
