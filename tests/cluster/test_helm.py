@@ -352,9 +352,7 @@ def test_non_default_render_is_accepted_by_the_api_server(
     manifest = render(control_plane, namespace, "--values", values_file(tmp_path, values))
     kinds = sorted(o["kind"] for o in objects(manifest))
     assert kinds == [
-        "ClusterRole",  # the operator's kopf scanning: CRDs and namespaces, read-only
         "ClusterRole",  # the router's TokenReview/SubjectAccessReview, cluster-scoped
-        "ClusterRoleBinding",
         "ClusterRoleBinding",
         "Deployment",
         "Deployment",
