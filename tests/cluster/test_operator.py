@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -474,7 +475,7 @@ def test_licence_is_checked(
         "in-grace": lambda: _license(operator, ns, datetime.timedelta(hours=-2)),
         "expired": lambda: _license(operator, ns, datetime.timedelta(days=-3)),
         "forged": lambda: licensing.sign(
-            licensing.Ed25519PrivateKey.generate(),
+            Ed25519PrivateKey.generate(),
             "voltha",
             ns,
             datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30),

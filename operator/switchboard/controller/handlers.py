@@ -18,6 +18,19 @@ from switchboard.controller.reconciler import Key
 from switchboard.controller.runtime import OperatorRuntime
 
 _MANAGED = {constants.LABEL_MANAGED_BY: constants.MANAGED_BY}
+#: The same, as a server-side label selector for the watches of these kinds.
+MANAGED_SELECTOR = f"{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY}"
+#: What the operator makes or what its workloads make: changes reconcile the owner.
+CHILD_RESOURCES = (
+    ("apps/v1", "deployments"),
+    ("v1", "services"),
+    ("v1", "configmaps"),
+    ("v1", "serviceaccounts"),
+    ("networking.k8s.io/v1", "networkpolicies"),
+    ("policy/v1", "poddisruptionbudgets"),
+    ("v1", "pods"),
+    ("discovery.k8s.io/v1", "endpointslices"),
+)
 _KIND_BY_LABEL = {
     constants.kind_label(kind): kind
     for kind in (constants.COMMUNICATION_PLUGIN, constants.VENDOR_INTEGRATION)
@@ -46,7 +59,7 @@ def register_communication_plugins(
         secrets, _deps = _references(dict(spec))
         runtime.remember_references(key, secrets, set(), deleted=type == "DELETED")
         if type != "DELETED":
-            await runtime.request(key)
+            runtime.request(key)
 
 
 def register_vendor_integrations(registry: kopf.OperatorRegistry, runtime: OperatorRuntime) -> None:
@@ -62,10 +75,10 @@ def register_vendor_integrations(registry: kopf.OperatorRegistry, runtime: Opera
         secrets, depends_on = _references(dict(spec))
         runtime.remember_references(key, secrets, depends_on, deleted=type == "DELETED")
         if type != "DELETED":
-            await runtime.request(key)
+            runtime.request(key)
         # Whatever happened to this one may unblock (or block) its dependents.
         for dependent in list(runtime.dependents.get((namespace or "", name), ())):
-            await runtime.request(dependent)
+            runtime.request(dependent)
 
 
 def written_by(body: Mapping[str, Any], field_manager: str) -> bool:
@@ -80,22 +93,13 @@ def register_dependents(
 ) -> None:
     """Children, pods, endpoints and Secrets: changes there reconcile their owner."""
 
-    async def owner_changed(labels: dict[str, str], namespace: str) -> None:
+    def owner_changed(labels: dict[str, str], namespace: str) -> None:
         kind = _KIND_BY_LABEL.get(labels.get(constants.LABEL_KIND, ""))
         name = labels.get(constants.LABEL_PLUGIN)
         if kind and name:
-            await runtime.request(Key(kind, namespace or "", name))
+            runtime.request(Key(kind, namespace or "", name))
 
-    for group_version, plural in (
-        ("apps/v1", "deployments"),
-        ("v1", "services"),
-        ("v1", "configmaps"),
-        ("v1", "serviceaccounts"),
-        ("networking.k8s.io/v1", "networkpolicies"),
-        ("policy/v1", "poddisruptionbudgets"),
-        ("v1", "pods"),
-        ("discovery.k8s.io/v1", "endpointslices"),
-    ):
+    for group_version, plural in CHILD_RESOURCES:
 
         @kopf.on.event(group_version, plural, labels=_MANAGED, registry=registry)
         async def child_event(
@@ -103,9 +107,9 @@ def register_dependents(
         ) -> None:
             if type != "DELETED" and written_by(body, field_manager):
                 return
-            await owner_changed(dict(labels), namespace or "")
+            owner_changed(dict(labels), namespace or "")
 
     @kopf.on.event("v1", "secrets", registry=registry)
     async def secret_event(name: str, namespace: str | None, **_: Any) -> None:
         for user in list(runtime.secret_users.get((namespace or "", name), ())):
-            await runtime.request(user)
+            runtime.request(user)

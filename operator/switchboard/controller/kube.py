@@ -14,18 +14,100 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import json
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
+from urllib.parse import urlencode
 
 from kubernetes import client as k8s
-from kubernetes import dynamic
 from kubernetes.client.exceptions import ApiException
 
 from switchboard.api import constants
 from switchboard.controller import drift
 from switchboard.kubeclient import api_client
+
+#: Plural (URL) name of every kind the operator reads or writes. A fixed table,
+#: not API discovery: the kinds are known, and the Kubernetes client's typed APIs
+#: and discovery cost tens of MB of memory for the operator's few calls.
+PLURALS = {
+    "ConfigMap": "configmaps",
+    "Deployment": "deployments",
+    "EndpointSlice": "endpointslices",
+    "Event": "events",
+    "NetworkPolicy": "networkpolicies",
+    "Pod": "pods",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "Secret": "secrets",
+    "Service": "services",
+    "ServiceAccount": "serviceaccounts",
+}
+
+_JSON = "application/json"
+_APPLY = "application/apply-patch+yaml"  # JSON is YAML: the body is sent as JSON
+_MERGE_PATCH = "application/merge-patch+json"
+#: A list's items as metadata only (PartialObjectMetadataList), where the server can.
+_METADATA_LIST = f"{_JSON};as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,{_JSON}"
+#: Items per page when the operator lists resources only to name them.
+PAGE_SIZE = 100
+
+
+def resource_path(
+    api_version: str, plural: str, namespace: str | None = None, name: str | None = None
+) -> str:
+    """The URL path of a namespaced resource (or of its collection)."""
+    path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    if namespace is not None:
+        path += f"/namespaces/{namespace}"
+    path += f"/{plural}"
+    return f"{path}/{name}" if name is not None else path
+
+
+def bearer_token(api: k8s.ApiClient) -> str | None:
+    """The `Authorization` header value (`Bearer ...`) of the client's credentials, if any.
+
+    Through `auth_settings()`, which every client version fills from wherever its
+    config loader put the token, and which refreshes expiring tokens first."""
+    setting = api.configuration.auth_settings().get("BearerToken") or {}
+    value = setting.get("value")
+    return str(value) if value else None
+
+
+def request(
+    api: k8s.ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: Iterable[tuple[str, str]] = (),
+    body: Any = None,
+    content_type: str = _JSON,
+    accept: str = _JSON,
+) -> Any:
+    """One API call with the client's connection and credentials; the JSON reply as
+    plain data. Raises `ApiException` (`.status` 404, 409, ...) for a reply that is not 2xx.
+
+    The client's generated API classes and models are not used: they cost the
+    operator tens of MB of memory for a handful of calls."""
+    config = api.configuration
+    query = list(query)
+    url = config.host + path + (f"?{urlencode(query)}" if query else "")
+    headers = {**api.default_headers, "Accept": accept}
+    if (token := bearer_token(api)) is not None:
+        headers["Authorization"] = token
+    payload = None
+    if body is not None:
+        headers["Content-Type"] = content_type
+        payload = json.dumps(body)
+    response = api.rest_client.pool_manager.request(method, url, body=payload, headers=headers)
+    data: bytes = response.data
+    if not 200 <= response.status <= 299:
+        error = ApiException(status=response.status, reason=response.reason)
+        error.body = data.decode(errors="replace")
+        error.headers = response.headers
+        raise error
+    return json.loads(data) if data else None
 
 
 @dataclass(frozen=True)
@@ -40,9 +122,6 @@ class Kube:
     def __init__(self, api_client: k8s.ApiClient, field_manager: str) -> None:
         self.api_client = api_client
         self.field_manager = field_manager
-        self.dynamic = dynamic.DynamicClient(api_client)  # type: ignore[no-untyped-call]
-        self.core = k8s.CoreV1Api(api_client)
-        self.custom = k8s.CustomObjectsApi(api_client)
         self.writes: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -55,15 +134,38 @@ class Kube:
         with self._lock:
             self.writes[f"{verb} {kind}"] += 1
 
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Iterable[tuple[str, str]] = (),
+        body: Any = None,
+        content_type: str = _JSON,
+        accept: str = _JSON,
+    ) -> Any:
+        return request(
+            self.api_client,
+            method,
+            path,
+            query=query,
+            body=body,
+            content_type=content_type,
+            accept=accept,
+        )
+
     # -- generic objects --
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
         try:
-            obj = resource.get(name=name, namespace=namespace)
-        except dynamic.exceptions.NotFoundError:
-            return None
-        return dict(obj.to_dict())
+            obj: dict[str, Any] = self._call(
+                "GET", resource_path(api_version, PLURALS[kind], namespace, name)
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return obj
 
     def apply(self, desired: dict[str, Any]) -> dict[str, Any]:
         """Make the live object say `desired`; write only when it does not already."""
@@ -71,44 +173,43 @@ class Kube:
         live = self.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
         if live is not None and drift.in_sync(desired, live):
             return live
-        resource = self.dynamic.resources.get(
-            api_version=desired["apiVersion"], kind=desired["kind"]
-        )
-        applied = resource.server_side_apply(
+        applied: dict[str, Any] = self._call(
+            "PATCH",
+            resource_path(
+                desired["apiVersion"], PLURALS[desired["kind"]], meta["namespace"], meta["name"]
+            ),
+            query=[("fieldManager", self.field_manager), ("force", "true")],
             body=desired,
-            name=meta["name"],
-            namespace=meta["namespace"],
-            field_manager=self.field_manager,
-            force_conflicts=True,
+            content_type=_APPLY,
         )
         self._count("apply", desired["kind"])
-        return dict(applied.to_dict())
+        return applied
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
-        resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
         try:
-            resource.delete(name=name, namespace=namespace)
-        except dynamic.exceptions.NotFoundError:
-            return False
+            self._call("DELETE", resource_path(api_version, PLURALS[kind], namespace, name))
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
         self._count("delete", kind)
         return True
 
     def list_objects(
         self, api_version: str, kind: str, namespace: str, label_selector: str = ""
     ) -> list[dict[str, Any]]:
-        resource = self.dynamic.resources.get(api_version=api_version, kind=kind)
-        items = resource.get(namespace=namespace, label_selector=label_selector).items
-        return [dict(item.to_dict()) for item in items]
+        query = [("labelSelector", label_selector)] if label_selector else []
+        listing = self._call(
+            "GET", resource_path(api_version, PLURALS[kind], namespace), query=query
+        )
+        return list(listing.get("items") or [])
 
     # -- plugin resources --
 
     def get_plugin(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            obj = cast(
-                dict[str, Any],
-                self.custom.get_namespaced_custom_object(
-                    constants.GROUP, constants.VERSION, namespace, plural, name
-                ),
+            obj: dict[str, Any] = self._call(
+                "GET", resource_path(constants.API_VERSION, plural, namespace, name)
             )
         except ApiException as error:
             if error.status == 404:
@@ -118,47 +219,59 @@ class Kube:
 
     def list_plugins(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
         """Resources of one kind in `namespace`, or in every namespace when None."""
-        if namespace is None:
-            listing = self.custom.list_cluster_custom_object(
-                constants.GROUP, constants.VERSION, plural
+        listing = self._call("GET", resource_path(constants.API_VERSION, plural, namespace))
+        return list(listing.get("items") or [])
+
+    def plugin_names(self, plural: str, namespace: str | None) -> list[tuple[str, str]]:
+        """(namespace, name) of every resource of one kind, in `namespace` or in all.
+
+        Listed in pages and as metadata only: the periodic resync needs names,
+        and a full list of every resource at once would be a burst of memory."""
+        names: list[tuple[str, str]] = []
+        token = ""
+        while True:
+            query = [("limit", str(PAGE_SIZE))] + ([("continue", token)] if token else [])
+            listing = self._call(
+                "GET",
+                resource_path(constants.API_VERSION, plural, namespace),
+                query=query,
+                accept=_METADATA_LIST,
             )
-        else:
-            listing = self.custom.list_namespaced_custom_object(
-                constants.GROUP, constants.VERSION, namespace, plural
-            )
-        return list(listing.get("items", []))  # type: ignore[attr-defined]
+            for item in listing.get("items") or []:
+                names.append((item["metadata"]["namespace"], item["metadata"]["name"]))
+            token = (listing.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return names
 
     def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            constants.GROUP, constants.VERSION, namespace, plural, name, {"status": status}
+        self._call(
+            "PATCH",
+            resource_path(constants.API_VERSION, plural, namespace, name) + "/status",
+            body={"status": status},
+            content_type=_MERGE_PATCH,
         )
         self._count("patch-status", plural)
 
     # -- secrets and events --
 
+    def _secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's data (base64 values), or None when there is no such Secret."""
+        secret = self.get("v1", "Secret", namespace, name)
+        return None if secret is None else dict(secret.get("data") or {})
+
     def secret_summary(self, namespace: str, name: str) -> SecretSummary | None:
         """Key names and a checksum of a Secret's data; never the values."""
-        try:
-            secret = self.core.read_namespaced_secret(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        data = {k: str(v) for k, v in (secret.data or {}).items()}
+        data = self._secret_data(namespace, name)
+        if data is None:
+            return None
         digest = hashlib.sha256()
         for key in sorted(data):
-            digest.update(key.encode() + b"\0" + data[key].encode() + b"\0")
+            digest.update(key.encode() + b"\0" + str(data[key]).encode() + b"\0")
         return SecretSummary(frozenset(data), digest.hexdigest()[:16])
 
     def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """One Secret value, for the licence check (a licence is not a credential)."""
-        try:
-            secret = self.core.read_namespaced_secret(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        raw = (secret.data or {}).get(key)
+        raw = (self._secret_data(namespace, name) or {}).get(key)
         return None if raw is None else base64.b64decode(str(raw)).decode(errors="replace")
 
     def post_event(
@@ -187,7 +300,7 @@ class Kube:
             "lastTimestamp": _timestamp(),
             "count": 1,
         }
-        self.core.create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
+        self._call("POST", resource_path("v1", "events", meta["namespace"]), body=event)
         self._count("create", "Event")
 
 

@@ -13,15 +13,27 @@ import datetime
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+
+from switchboard.controller.kube import request, resource_path
 
 log = logging.getLogger("switchboard.operator")
 
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def _micro_time(value: datetime.datetime) -> str:
+    """A Lease's MicroTime: RFC 3339 in UTC with microseconds."""
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(value: str | None) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(value) if value else None
 
 
 class LeaseElector:
@@ -33,46 +45,52 @@ class LeaseElector:
         identity: str,
         lease_seconds: int = 15,
     ) -> None:
-        self.api = k8s.CoordinationV1Api(api_client)
+        self.api_client = api_client
         self.namespace, self.name, self.identity = namespace, name, identity
         self.lease_seconds = lease_seconds
+
+    def _path(self, name: str | None = None) -> str:
+        return resource_path("coordination.k8s.io/v1", "leases", self.namespace, name)
 
     def try_acquire(self) -> bool:
         """Take or renew the Lease if it is ours or has expired; True when we hold it."""
         now = _now()
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease: dict[str, Any] = request(self.api_client, "GET", self._path(self.name))
         except ApiException as error:
             if error.status != 404:
                 raise
-            body = k8s.V1Lease(
-                metadata=k8s.V1ObjectMeta(name=self.name, namespace=self.namespace),
-                spec=self._spec(now, now, transitions=0),
-            )
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": self._spec(now, now, transitions=0),
+            }
             try:
-                self.api.create_namespaced_lease(self.namespace, body)
+                request(self.api_client, "POST", self._path(), body=body)
             except ApiException as conflict:
                 if conflict.status == 409:
                     return False
                 raise
             return True
-        spec = lease.spec or k8s.V1LeaseSpec()
-        holder = spec.holder_identity
-        renewed = spec.renew_time or spec.acquire_time
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity")
+        acquire_time = _parse_time(spec.get("acquireTime"))
+        renewed = _parse_time(spec.get("renewTime")) or acquire_time
         expired = (
             renewed is None
             or renewed
-            + datetime.timedelta(seconds=spec.lease_duration_seconds or self.lease_seconds)
+            + datetime.timedelta(seconds=spec.get("leaseDurationSeconds") or self.lease_seconds)
             < now
         )
         if holder != self.identity and not expired:
             return False
-        acquired = spec.acquire_time if holder == self.identity else now
-        transitions = (spec.lease_transitions or 0) + (0 if holder == self.identity else 1)
-        lease.spec = self._spec(acquired or now, now, transitions)
+        acquired = acquire_time if holder == self.identity else now
+        transitions = (spec.get("leaseTransitions") or 0) + (0 if holder == self.identity else 1)
+        lease["spec"] = self._spec(acquired or now, now, transitions)
         try:
             # The resourceVersion in `lease` makes this a compare-and-swap.
-            self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+            request(self.api_client, "PUT", self._path(self.name), body=lease)
         except ApiException as conflict:
             if conflict.status == 409:
                 return False
@@ -81,14 +99,14 @@ class LeaseElector:
 
     def _spec(
         self, acquired: datetime.datetime, renewed: datetime.datetime, transitions: int
-    ) -> k8s.V1LeaseSpec:
-        return k8s.V1LeaseSpec(
-            holder_identity=self.identity,
-            lease_duration_seconds=self.lease_seconds,
-            acquire_time=acquired,
-            renew_time=renewed,
-            lease_transitions=transitions,
-        )
+    ) -> dict[str, Any]:
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": self.lease_seconds,
+            "acquireTime": _micro_time(acquired),
+            "renewTime": _micro_time(renewed),
+            "leaseTransitions": transitions,
+        }
 
     def wait_for_leadership(self, stop: threading.Event) -> bool:
         """Block until we hold the Lease (True) or `stop` is set (False)."""

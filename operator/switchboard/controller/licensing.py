@@ -14,12 +14,12 @@ import datetime
 import json
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+if TYPE_CHECKING:
+    # Loaded where a signature is checked or made: the operator process carries
+    # cryptography (about 9 MB) only once it checks a licence.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
 class Verdict(StrEnum):
@@ -112,6 +112,9 @@ def verify(
 
 
 def _signed_by(key_text: str, payload: bytes, signature: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         Ed25519PublicKey.from_public_bytes(base64.b64decode(key_text)).verify(signature, payload)
     except (InvalidSignature, ValueError, binascii.Error):

@@ -51,7 +51,7 @@ class ReconcileError(Exception):
     """A reconcile could not finish; the next trigger or resync retries it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Key:
     kind: str
     namespace: str
@@ -217,12 +217,11 @@ class Reconciler:
     def all_keys(self) -> list[Key]:
         """Every plugin resource the operator is responsible for."""
         namespace = self.settings.namespace
-        keys = []
-        for kind, model in MODELS.items():
-            for item in self.kube.list_plugins(model.plural, namespace):
-                meta = item["metadata"]
-                keys.append(Key(kind, meta["namespace"], meta["name"]))
-        return keys
+        return [
+            Key(kind, item_namespace, name)
+            for kind, model in MODELS.items()
+            for item_namespace, name in self.kube.plugin_names(model.plural, namespace)
+        ]
 
     # -- the reconcile --
 
