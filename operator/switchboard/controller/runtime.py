@@ -88,8 +88,10 @@ class OperatorRuntime:
                 self._again.discard(key)
                 loop.call_later(RETRY_DELAY, self.request, key)
             except Exception:
-                log.exception("Reconcile of %s failed", key)
+                # A bug must not lose the resource: it is tried again like an API error.
+                log.exception("Reconcile of %s failed, retrying in %ss", key, RETRY_DELAY)
                 self._again.discard(key)
+                loop.call_later(RETRY_DELAY, self.request, key)
             finally:
                 self._active.discard(key)
             if key in self._again:
