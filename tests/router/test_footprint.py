@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-
-def loaded_after(statement: str) -> set[str]:
-    # A fresh interpreter: this test session has imported everything already.
-    probe = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
-    )
-    return set(result.stdout.split())
+from tests.support.imports import loaded_after
 
 
 def test_a_static_router_loads_no_kubernetes_client_plugin_runtime_or_http_client() -> None:

@@ -134,38 +134,23 @@ class Kube:
         with self._lock:
             self.writes[f"{verb} {kind}"] += 1
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Iterable[tuple[str, str]] = (),
-        body: Any = None,
-        content_type: str = _JSON,
-        accept: str = _JSON,
-    ) -> Any:
-        return request(
-            self.api_client,
-            method,
-            path,
-            query=query,
-            body=body,
-            content_type=content_type,
-            accept=accept,
-        )
+    def _call(self, method: str, path: str, **options: Any) -> Any:
+        return request(self.api_client, method, path, **options)
 
-    # -- generic objects --
-
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    def _read(self, path: str) -> dict[str, Any] | None:
+        """The object at `path`, or None when there is none."""
         try:
-            obj: dict[str, Any] = self._call(
-                "GET", resource_path(api_version, PLURALS[kind], namespace, name)
-            )
+            obj: dict[str, Any] = self._call("GET", path)
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
         return obj
+
+    # -- generic objects --
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._read(resource_path(api_version, PLURALS[kind], namespace, name))
 
     def apply(self, desired: dict[str, Any]) -> dict[str, Any]:
         """Make the live object say `desired`; write only when it does not already."""
@@ -207,15 +192,7 @@ class Kube:
     # -- plugin resources --
 
     def get_plugin(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            obj: dict[str, Any] = self._call(
-                "GET", resource_path(constants.API_VERSION, plural, namespace, name)
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return obj
+        return self._read(resource_path(constants.API_VERSION, plural, namespace, name))
 
     def list_plugins(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
         """Resources of one kind in `namespace`, or in every namespace when None."""
