@@ -23,13 +23,20 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# Only what `pip install .` reads: the project metadata and the package.
+# The locked dependencies first (their layer survives code changes), exactly
+# as `make lock` pinned them, hash-checked; the slim base has no compiler, so
+# the native ones (grpcio, cryptography, pydantic-core, ...) come as wheels.
+COPY requirements/switchboard.txt requirements/build.txt ./requirements/
+RUN python -m venv /opt/switchboard \
+    && /opt/switchboard/bin/pip install --require-hashes --no-deps --only-binary=:all: \
+        -r requirements/switchboard.txt \
+    && python -m venv /opt/build \
+    && /opt/build/bin/pip install --require-hashes --no-deps -r requirements/build.txt
+# Then the project, built by the locked setuptools (nothing fetched).
 COPY pyproject.toml README.md ./
 COPY operator/switchboard ./operator/switchboard
-# The slim base has no compiler: the native dependencies (grpcio, cryptography,
-# pydantic-core, ...) install from their manylinux wheels.
-RUN python -m venv /opt/switchboard \
-    && /opt/switchboard/bin/pip install . \
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
+    && /opt/switchboard/bin/pip install --no-deps /tmp/wheels/*.whl \
     && /opt/switchboard/bin/python -m compileall -q /opt/switchboard/lib \
     && /opt/switchboard/bin/switchboard --version
 

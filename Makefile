@@ -4,17 +4,27 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint typecheck unit crds proto clean control-plane demo system-deps
+.PHONY: dev lock test lint typecheck unit crds proto clean control-plane demo system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Exactly the locked versions, hash-checked (requirements/dev.txt, from `make
+# lock`), installed by the locked uv; the project itself is built with the
+# locked setuptools, not one fetched for the build.
+$(VENV)/.installed: $(BIN)/python requirements/dev.txt requirements/uv.txt pyproject.toml
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/uv.txt
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python --require-hashes requirements/dev.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $@
 
 dev: $(VENV)/.installed
+
+# Re-resolve the locked installs after a change to pyproject.toml's
+# dependencies (pins move only where they must); `make lock UPGRADE=1` moves
+# every pin to its newest version.
+lock: dev
+	$(BIN)/python hack/lock.py $(if $(UPGRADE),--upgrade)
 
 control-plane:
 	bash hack/build-control-plane.sh

@@ -115,9 +115,10 @@ class ApprisePlugin(MessagingPlugin):
     def _asset(self) -> apprise.AppriseAsset:
         # Memory only: the root filesystem is read-only. Secure logging masks
         # the tokens in every URL Apprise writes to its log.
-        asset = apprise.AppriseAsset(storage_mode=apprise.PersistentStoreMode.MEMORY)
-        asset.secure_logging = True
-        return asset
+        # A constructor argument: 2.3 made the attribute read-only.
+        return apprise.AppriseAsset(
+            storage_mode=apprise.PersistentStoreMode.MEMORY, secure_logging=True
+        )
 
 
 def _describe(services: list[apprise.NotifyResult]) -> str:
