@@ -1,7 +1,9 @@
 """The locked installs agree with pyproject.toml, with each other and with what the tests run.
 
-A fresh machine installs requirements/dev.txt (``make dev``), the images
-install requirements/switchboard.txt and plugin-images/NAME/requirements.txt;
+A fresh machine installs requirements/dev.txt (``make dev``), the Switchboard
+image requirements/switchboard.txt, the plugin base image
+requirements/plugin-base.txt and each plugin image its
+plugin-images/NAME/requirements.txt;
 ``make lock`` writes all of them. If pyproject.toml changes without a
 ``make lock``, or a file is edited by hand, these tests say which pin is off.
 """
@@ -80,10 +82,17 @@ def plugin_extras() -> list[str]:
 
 
 DEV = pins(REQUIREMENTS / "dev.txt")
-BASE = pins(REQUIREMENTS / "switchboard.txt")
+#: The Switchboard image: the project with its `server` extra.
+SERVER = pins(REQUIREMENTS / "switchboard.txt")
+#: The plugin base image: the project's own dependencies alone.
+BASE = pins(REQUIREMENTS / "plugin-base.txt")
+#: What only the operator, the router and local mode import.
+SERVER_ONLY = {"kopf", "kubernetes", "aiohttp", "rich", "cryptography", "prometheus-client"}
 
 
-@pytest.mark.parametrize("extra", [None, "dev", *(f"plugin-{name}" for name in plugin_extras())])
+@pytest.mark.parametrize(
+    "extra", [None, "server", "dev", *(f"plugin-{name}" for name in plugin_extras())]
+)
 def test_every_declared_requirement_is_satisfied_by_the_lock(extra: str | None) -> None:
     for requirement in requirements_of(extra):
         pin = DEV.get(canonicalize_name(requirement.name))
@@ -93,14 +102,25 @@ def test_every_declared_requirement_is_satisfied_by_the_lock(extra: str | None) 
         )
     for requirement in requirements_of(None):
         assert canonicalize_name(requirement.name) in BASE, f"{requirement} missing from the base"
+    for requirement in requirements_of(None) + requirements_of("server"):
+        name = canonicalize_name(requirement.name)
+        assert name in SERVER, f"{requirement} missing from requirements/switchboard.txt"
 
 
-def test_the_base_images_lock_is_the_dev_lock_restricted_to_the_project() -> None:
-    for name, pin in BASE.items():
+@pytest.mark.parametrize("image_lock", [SERVER, BASE], ids=["switchboard", "plugin-base"])
+def test_the_images_locks_are_the_dev_lock_restricted_to_the_project(
+    image_lock: dict[str, Pin],
+) -> None:
+    for name, pin in image_lock.items():
         assert DEV[name].version == pin.version, name
         assert pin.hashes <= DEV[name].hashes, name
-    assert "pytest" not in BASE
-    assert "kopf" in BASE
+    assert "pytest" not in image_lock
+
+
+def test_the_plugin_base_holds_no_operator_or_router_library() -> None:
+    assert SERVER_ONLY <= set(SERVER), "the Switchboard image lacks a server library"
+    assert not SERVER_ONLY & set(BASE), "the plugin base image would carry a server library"
+    assert set(BASE) <= set(SERVER), "the two images would hold different SDKs"
 
 
 @pytest.mark.parametrize("plugin", plugin_extras())
@@ -129,8 +149,11 @@ def test_the_running_environment_is_the_lock() -> None:
         assert importlib.metadata.version(name) == pin.version, f"{name}: run `make dev`"
 
 
-def test_the_images_install_from_the_lock_with_hashes() -> None:
-    for dockerfile in (REPO_ROOT / "Dockerfile", PLUGIN_IMAGES / "base" / "Dockerfile"):
-        text = dockerfile.read_text()
-        install = re.search(r"pip install --require-hashes --no-deps [^&]*switchboard\.txt", text)
-        assert install, f"{dockerfile} does not install requirements/switchboard.txt with hashes"
+@pytest.mark.parametrize(
+    ("dockerfile", "lock"),
+    [("Dockerfile", "switchboard.txt"), ("plugin-images/base/Dockerfile", "plugin-base.txt")],
+)
+def test_the_images_install_from_the_lock_with_hashes(dockerfile: str, lock: str) -> None:
+    text = (REPO_ROOT / dockerfile).read_text()
+    install = re.search(rf"pip install --require-hashes --no-deps [^&]*{re.escape(lock)}", text)
+    assert install, f"{dockerfile} does not install requirements/{lock} with hashes"
