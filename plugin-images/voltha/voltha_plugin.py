@@ -275,7 +275,7 @@ class VolthaPlugin(NetworkAutomationPlugin):
         device = await self._get_device(device.id)
         self.logger.info(
             "Provisioned an OLT",
-            extra={"device_id": device.id, "host_and_port": host_and_port, "created": created},
+            extra={"device_id": device.id, "host_and_port": host_and_port, "new_device": created},
         )
         return {"created": created, "device": _device_json(device)}
 
