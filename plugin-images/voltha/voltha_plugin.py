@@ -190,7 +190,8 @@ class VolthaPlugin(NetworkAutomationPlugin):
         self._alarm_sequence = itertools.count(1)
         self._alarms_dropped = 0
         self._stream_connected = False
-        self._reachable: bool | None = None
+        #: What VOLTHA last answered: "reachable", "unreachable" or "unauthenticated".
+        self._voltha_state: str | None = None
         self._device_states: dict[str, tuple[int, int, int]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -591,20 +592,24 @@ class VolthaPlugin(NetworkAutomationPlugin):
         nni = next((port for port in ports if port.root_port), None)
         if nni is None:
             raise PermanentError(f"logical device {logical_device.id} has no NNI port yet")
-        if "uni_port" in params:
-            uni_port = params["uni_port"]
-            if uni_port not in {port.ofp_port.port_no for port in ports}:
-                raise InvalidInput(
-                    f"params.uni_port: logical device {logical_device.id} has no port {uni_port}"
-                )
-        else:
-            uni = next((port for port in ports if port.device_id == onu.id), None)
-            if uni is None:
-                raise PermanentError(
-                    f"ONU {params['onu_serial_number']} has no UNI port on logical device "
-                    f"{logical_device.id}; provision and enable the ONU first"
-                )
-            uni_port = uni.ofp_port.port_no
+        # Only the subscriber's own ONU's UNI ports: another ONU's port would
+        # hand the subscriber someone else's line, the NNI would loop traffic.
+        own_unis = sorted(
+            port.ofp_port.port_no
+            for port in ports
+            if port.device_id == onu.id and not port.root_port
+        )
+        if not own_unis:
+            raise PermanentError(
+                f"ONU {params['onu_serial_number']} has no UNI port on logical device "
+                f"{logical_device.id}; provision and enable the ONU first"
+            )
+        uni_port = params.get("uni_port", own_unis[0])
+        if uni_port not in own_unis:
+            raise InvalidInput(
+                f"params.uni_port: {uni_port} is not a UNI port of ONU "
+                f"{params['onu_serial_number']} (its UNI ports: {own_unis})"
+            )
         nni_port = nni.ofp_port.port_no
         cookie = _subscriber_cookie(olt.id, params["subscriber_id"])
         c_tag, s_tag = params["c_tag"], params["s_tag"]
@@ -643,12 +648,25 @@ class VolthaPlugin(NetworkAutomationPlugin):
             ],
             **common,
         )
+        previous = await self._rpc(
+            "ListLogicalDeviceFlows", common_pb2.ID(id=logical_device.id), subject=logical_device.id
+        )
         for flow_mod in (upstream, downstream):
             await self._rpc(
                 "UpdateLogicalDeviceFlowTable",
                 _OFP.FlowTableUpdate(id=logical_device.id, flow_mod=flow_mod),
                 subject=logical_device.id,
             )
+        # Make before break: the subscriber's flows from an earlier call with other
+        # VLANs or ports go only once the new ones are in.
+        current = {_flow_key(flow_mod) for flow_mod in (upstream, downstream)}
+        for flow in previous.items:
+            if flow.cookie == cookie and _flow_key(flow) not in current:
+                await self._rpc(
+                    "UpdateLogicalDeviceFlowTable",
+                    _OFP.FlowTableUpdate(id=logical_device.id, flow_mod=_delete_strict(flow)),
+                    subject=logical_device.id,
+                )
         self.logger.info(
             "Added subscriber flows",
             extra={
@@ -894,14 +912,14 @@ class VolthaPlugin(NetworkAutomationPlugin):
             )
         except grpc.aio.AioRpcError as error:
             raise await self._translate(error, name, subject) from None
-        await self._set_reachable(True)
+        await self._note_voltha("reachable")
         return response
 
     async def _translate(self, error: grpc.aio.AioRpcError, rpc: str, subject: str) -> PluginError:
         code, details = error.code(), error.details() or ""
         what = f"VOLTHA {rpc}"
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            await self._set_reachable(False, reason=f"{code.name}: {details}")
+            await self._note_voltha("unreachable", reason=f"{code.name}: {details}")
             return RetryableError(
                 f"{what} failed: VOLTHA at {self._settings.target} is unreachable "
                 f"({code.name}: {details})",
@@ -912,6 +930,7 @@ class VolthaPlugin(NetworkAutomationPlugin):
         if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
             return InvalidInput(f"{what} rejected the request: {details}")
         if code == grpc.StatusCode.UNAUTHENTICATED:
+            await self._note_voltha("unauthenticated")
             return Unauthenticated(
                 f"{what}: VOLTHA rejected the credentials in VOLTHA_USERNAME/VOLTHA_PASSWORD"
             )
@@ -924,17 +943,22 @@ class VolthaPlugin(NetworkAutomationPlugin):
             return PermanentError(f"{what} refused: {code.name}: {details}")
         return RetryableError(f"{what} failed: {code.name}: {details}")
 
-    async def _set_reachable(self, reachable: bool, *, reason: str = "") -> None:
-        if reachable == self._reachable:
+    async def _note_voltha(self, state: str, *, reason: str = "") -> None:
+        """Keep health in step with VOLTHA: SERVING only while it answers and accepts us."""
+        if state == self._voltha_state:
             return
-        self._reachable = reachable
-        if reachable:
-            self.logger.info("Reached VOLTHA", extra={"target": self._settings.target})
-        else:
-            self.logger.warning(
-                "Lost VOLTHA", extra={"target": self._settings.target, "reason": reason}
+        self._voltha_state = state
+        target = self._settings.target
+        if state == "reachable":
+            self.logger.info("Reached VOLTHA", extra={"target": target})
+        elif state == "unauthenticated":
+            self.logger.error(
+                "VOLTHA rejected the credentials",
+                extra={"target": target, "secrets": "VOLTHA_USERNAME/VOLTHA_PASSWORD"},
             )
-        await self.report_health(reachable)
+        else:
+            self.logger.warning("Lost VOLTHA", extra={"target": target, "reason": reason})
+        await self.report_health(state == "reachable")
 
     async def _get_device(self, device_id: str) -> device_pb2.Device:
         device: device_pb2.Device = await self._rpc(
@@ -1021,9 +1045,11 @@ class VolthaPlugin(NetworkAutomationPlugin):
                     self._record_change_event(event)
             except grpc.aio.AioRpcError as error:
                 if error.code() == grpc.StatusCode.UNAVAILABLE:
-                    await self._set_reachable(False, reason=f"event stream: {error.details()}")
+                    await self._note_voltha(
+                        "unreachable", reason=f"event stream: {error.details()}"
+                    )
                 elif error.code() == grpc.StatusCode.UNAUTHENTICATED:
-                    self.logger.error("VOLTHA rejected the credentials for change events")
+                    await self._note_voltha("unauthenticated")
             except Exception:
                 self.logger.exception("Failed to read VOLTHA change events")
             finally:
@@ -1046,6 +1072,8 @@ class VolthaPlugin(NetworkAutomationPlugin):
                 # Unreachable: probe more often than the interval until VOLTHA is back.
                 await asyncio.sleep(backoff.next())
                 continue
+            except Unauthenticated:
+                pass  # said once, when VOLTHA first refused; health is NOT_SERVING
             except PluginError as error:
                 self.logger.warning("Device monitoring failed", extra={"error": error.message})
             except Exception:
@@ -1324,6 +1352,25 @@ def _apply_actions(*actions: openflow_13_pb2.ofp_action) -> openflow_13_pb2.ofp_
     return _OFP.ofp_instruction(
         type=_OFP.OFPIT_APPLY_ACTIONS,
         actions=_OFP.ofp_instruction_actions(actions=list(actions)),
+    )
+
+
+def _flow_key(flow: Any) -> tuple[int, int, bytes]:
+    """What identifies a flow in its table: table, priority and match (OpenFlow 1.3, 6.4)."""
+    return flow.table_id, flow.priority, flow.match.SerializeToString(deterministic=True)
+
+
+def _delete_strict(flow: openflow_13_pb2.ofp_flow_stats) -> openflow_13_pb2.ofp_flow_mod:
+    """A flow mod deleting exactly ``flow``."""
+    return _OFP.ofp_flow_mod(
+        command=_OFP.OFPFC_DELETE_STRICT,
+        cookie=flow.cookie,
+        cookie_mask=_ALL_COOKIE_BITS,
+        table_id=flow.table_id,
+        priority=flow.priority,
+        match=flow.match,
+        out_port=_OFP.OFPP_ANY,
+        out_group=_OFP.OFPG_ANY,
     )
 
 

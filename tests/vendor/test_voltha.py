@@ -453,6 +453,68 @@ async def test_flows_need_an_active_onu(voltha: Voltha) -> None:
         )
 
 
+async def test_only_the_subscribers_own_uni_port_is_accepted(voltha: Voltha) -> None:
+    olt_id = await voltha.active_olt()
+    await voltha.active_onu(olt_id, "BBSM000a0001")
+    await voltha.active_onu(olt_id, "BBSM000a0002")
+    logical = voltha.core.logical_device_of(olt_id)
+    assert logical is not None
+    ports = voltha.core.logical_ports[logical.id]
+    other_onu = voltha.core.device_by_serial("BBSM000a0002")
+    assert other_onu is not None
+    other_uni = next(p.ofp_port.port_no for p in ports if p.device_id == other_onu.id)
+    subscriber = {
+        "olt_device_id": olt_id,
+        "onu_serial_number": "BBSM000a0001",
+        "subscriber_id": "sub-1",
+        "c_tag": 101,
+        "s_tag": 900,
+    }
+
+    with pytest.raises(
+        InvalidInput, match=r"params\.uni_port: .* not a UNI port of ONU BBSM000a0001"
+    ):
+        await voltha.invoke("add_subscriber_flow", {**subscriber, "uni_port": other_uni})
+    with pytest.raises(
+        InvalidInput, match=r"params\.uni_port: .* not a UNI port of ONU BBSM000a0001"
+    ):
+        await voltha.invoke("add_subscriber_flow", {**subscriber, "uni_port": NNI_PORT_NO})
+
+    assert voltha.core.flows[logical.id] == []
+    own_uni = next(
+        p.ofp_port.port_no
+        for p in ports
+        if p.device_id == voltha.core.device_by_serial("BBSM000a0001").id  # type: ignore[union-attr]
+    )
+    added = await voltha.invoke("add_subscriber_flow", {**subscriber, "uni_port": own_uni})
+    assert added["flows"][0]["in_port"] == own_uni
+
+
+async def test_new_vlans_for_a_subscriber_replace_its_old_flows(voltha: Voltha) -> None:
+    olt_id = await voltha.active_olt()
+    await voltha.active_onu(olt_id, "BBSM000a0001")
+    logical = voltha.core.logical_device_of(olt_id)
+    assert logical is not None
+    subscriber = {
+        "olt_device_id": olt_id,
+        "onu_serial_number": "BBSM000a0001",
+        "subscriber_id": "sub-1",
+    }
+    await voltha.invoke("add_subscriber_flow", {**subscriber, "c_tag": 101, "s_tag": 900})
+
+    await voltha.invoke("add_subscriber_flow", {**subscriber, "c_tag": 202, "s_tag": 901})
+
+    flows = voltha.core.flows[logical.id]
+    assert len(flows) == 2
+    vlans = sorted(_fields(flow)["OFPXMT_OFB_VLAN_VID"] & 0xFFF for flow in flows)
+    assert vlans == [202, 901]
+    removed = await voltha.invoke(
+        "remove_subscriber_flow", {"olt_device_id": olt_id, "subscriber_id": "sub-1"}
+    )
+    assert removed["removed"] == 2
+    assert voltha.core.flows[logical.id] == []
+
+
 # --- alarms ---------------------------------------------------------------------------
 
 
@@ -675,6 +737,35 @@ async def test_credentials_travel_as_metadata_and_are_checked(
         assert "VOLTHA_USERNAME/VOLTHA_PASSWORD" in rejected.message
         with pytest.raises(Unauthenticated):
             await client.invoke("list_devices")
+
+
+async def test_rejected_credentials_are_not_serving_from_the_start(
+    core: VolthaCore,
+    voltha_server: VolthaServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with (
+        serve_plugin(
+            VOLTHA_PLUGIN,
+            config=plugin_config(voltha_server),
+            secrets_dir=write_secrets(tmp_path / "wrong", password="not-it"),
+            secrets_poll_interval=None,
+        ) as server,
+        PluginClient(server.address) as client,
+    ):
+        assert await client.health() == "NOT_SERVING"
+        # The device monitor keeps asking; the answer stays the same.
+        await eventually(
+            lambda: [rpc for rpc, _ in core.calls].count("ListDevices") >= 3,
+            within=10,
+            what="the monitor asking again",
+        )
+        assert await client.health() == "NOT_SERVING"
+    rejected = [r for r in caplog.records if r.getMessage() == "VOLTHA rejected the credentials"]
+    assert len(rejected) == 1
+    assert rejected[0].levelname == "ERROR"
+    assert "not-it" not in caplog.text
 
 
 def _certificates(directory: Path) -> tuple[Path, bytes, bytes]:
