@@ -193,7 +193,7 @@ async def test_a_certificate_from_an_untrusted_ca_is_refused(
         SmtpServer(mode, ca, users={USER: PASSWORD}) as server,  # type: ignore[arg-type]
         run_plugin("smtp-email", config(server), secrets=SECRETS) as client,
     ):
-        with pytest.raises(RetryableError, match=r"TLS with SMTP server 127\.0\.0\.1 failed"):
+        with pytest.raises(ConfigError, match=r"TLS with SMTP server 127\.0\.0\.1 failed"):
             await client.send("ann@example.org", "x")
 
     assert server.received == []
@@ -204,7 +204,7 @@ async def test_starttls_is_required_when_configured(run_plugin: RunPlugin) -> No
         SmtpServer("plain") as server,
         run_plugin("smtp-email", config(server, security="starttls")) as client,
     ):
-        with pytest.raises(RetryableError, match="STARTTLS extension not supported"):
+        with pytest.raises(ConfigError, match="STARTTLS extension not supported"):
             await client.send("ann@example.org", "x")
 
     assert server.received == []

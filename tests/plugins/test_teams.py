@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from switchboard.sdk import InvalidInput, RetryableError, Unauthenticated
+from switchboard.sdk import ConfigError, InvalidInput, RetryableError, Unauthenticated
 from tests.plugins.conftest import HTTP_FAILURES, Failure, RunPlugin, assert_classified
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
 
@@ -125,7 +125,7 @@ async def test_a_bad_signature_is_unauthenticated_and_a_deleted_workflow_fails_o
 
     fake.fail_next(Reply(404, {"error": {"code": "WorkflowNotFound", "message": "Gone."}}))
     async with run_plugin("teams", CONFIG, secrets=secrets(fake)) as client:
-        with pytest.raises(RetryableError, match="check the plugin's URL settings"):
+        with pytest.raises(ConfigError, match="check the plugin's URL settings"):
             await client.send("ops", "x")
 
     assert SIGNATURE not in str(rejected.value)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from switchboard.sdk import InvalidInput, PermanentError, RetryableError
+from switchboard.sdk import ConfigError, InvalidInput, PermanentError, RetryableError
 from tests.plugins.conftest import HTTP_FAILURES, Failure, RunPlugin, assert_classified
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
 
@@ -162,7 +162,7 @@ async def test_an_invalid_number_is_invalid_input_naming_it_and_nothing_is_sent(
                 21606,
                 "The 'From' phone number is not a valid message-capable Twilio phone number.",
             ),
-            RetryableError,
+            ConfigError,
             id="21606-sender-is-config",
         ),
     ],

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from switchboard.sdk import (
+    ConfigError,
     InvalidInput,
     PermanentError,
     PluginError,
@@ -138,8 +139,8 @@ async def test_a_long_message_reports_every_part(fake: HttpFake, run_plugin: Run
         ("8", "Partner account barred", Unauthenticated, None),
         ("9", "Partner quota exceeded", RetryableError, None),
         ("12", "Message too long", InvalidInput, None),
-        ("15", "Illegal Sender Address - rejected", RetryableError, None),
-        ("29", "Non White-listed Destination - rejected", RetryableError, None),
+        ("15", "Illegal Sender Address - rejected", ConfigError, None),
+        ("29", "Non White-listed Destination - rejected", ConfigError, None),
         ("33", "Number de-activated", PermanentError, None),
         ("99", "Something new", RetryableError, None),
     ],

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from switchboard.sdk import (
+    ConfigError,
     InvalidInput,
     PermanentError,
     PluginError,
@@ -177,7 +178,7 @@ async def test_template_message_takes_name_language_and_components_from_metadata
         ),
         pytest.param(
             graph_error(400, 131030, "(#131030) Recipient phone number not in allowed list"),
-            RetryableError,
+            ConfigError,
             id="131030-test-number-list",
         ),
         pytest.param(

@@ -10,8 +10,10 @@ import pytest
 
 from switchboard.plugin.v1 import ERROR_METADATA_KEY, plugin_pb2, plugin_pb2_grpc
 from switchboard.sdk import (
+    ConfigError,
     ErrorClass,
     InvalidInput,
+    OutcomeUnknown,
     PermanentError,
     PluginClient,
     PluginError,
@@ -126,7 +128,9 @@ async def test_empty_recipient_is_invalid_input(echo: Endpoint) -> None:
             None,
         ),
         # ConfigError during a call: the request is fine, another provider may take it.
-        ("fail:config", RetryableError, ErrorClass.RETRYABLE, "UNAVAILABLE", None),
+        ("fail:config", ConfigError, ErrorClass.CONFIGURATION, "UNAVAILABLE", None),
+        # Maybe delivered: DEADLINE_EXCEEDED, gRPC's "may have completed".
+        ("fail:unknown", OutcomeUnknown, ErrorClass.UNKNOWN_OUTCOME, "DEADLINE_EXCEEDED", None),
         # An unexpected exception: a bug in this plugin must let the router fail over.
         ("fail:crash", RetryableError, ErrorClass.RETRYABLE, "UNAVAILABLE", None),
     ],

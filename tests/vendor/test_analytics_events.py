@@ -431,6 +431,81 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'events.sqlite3'}"
 
 
+@asynccontextmanager
+async def on_both_engines(
+    database: Database, tmp_path: Path, **config: Any
+) -> AsyncIterator[dict[str, Analytics]]:
+    """The plugin twice, same config, one on PostgreSQL and one on SQLite."""
+    base = {"batch_size": 1000, "flush_interval": 600, **config}
+    async with (
+        analytics({**base, "database_url": database.url}) as postgresql,
+        analytics({**base, "database_url": f"sqlite:///{tmp_path / 'both.sqlite3'}"}) as sqlite,
+    ):
+        yield {"postgresql": postgresql, "sqlite": sqlite}
+
+
+async def same_on_both(
+    plugins: dict[str, Analytics], operation: str, params: dict[str, Any]
+) -> Any:
+    """Ask both engines; their answers must be identical. Returns the answer."""
+    answers = {engine: await plugin.invoke(operation, params) for engine, plugin in plugins.items()}
+    assert answers["postgresql"] == answers["sqlite"], f"{operation} {params}"
+    return answers["postgresql"]
+
+
+async def test_funnel_filters_compare_values_as_json_on_both_engines(
+    database: Database, tmp_path: Path
+) -> None:
+    def visit_then(user: str, properties: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {
+                "event": "page_view",
+                "user_id": user,
+                "timestamp": at("10:00"),
+                "properties": {"url": "/"},
+            },
+            {
+                "event": "signup",
+                "user_id": user,
+                "timestamp": at("10:01"),
+                "properties": properties,
+            },
+        ]
+
+    events = [
+        *visit_then("u1", {"value": 10}),
+        *visit_then("u2", {"seats": "5"}),
+        *visit_then("u3", {"seats": 5, "value": 10.5}),
+        *visit_then("u4", {"trial": True}),
+    ]
+
+    async def second_step(where: dict[str, Any]) -> int:
+        funnel = await same_on_both(
+            plugins,
+            "generate_report",
+            {
+                "report_type": "funnel",
+                "parameters": {
+                    **RANGE,
+                    "steps": ["page_view", {"event": "signup", "where": where}],
+                },
+            },
+        )
+        return int(funnel["steps"][1]["users"])
+
+    async with on_both_engines(database, tmp_path) as plugins:
+        for plugin in plugins.values():
+            await plugin.track(*events)
+
+        assert await second_step({"value": 10}) == 1
+        assert await second_step({"value": 10.5}) == 1
+        assert await second_step({"seats": 5}) == 1
+        assert await second_step({"seats": "5"}) == 1
+        assert await second_step({"trial": True}) == 1
+        assert await second_step({"trial": "true"}) == 0
+        assert await second_step({"value": "10"}) == 0
+
+
 async def test_reports_give_the_known_figures(database_url: str) -> None:
     config = {"database_url": database_url, "batch_size": 100, "flush_interval": 600}
     async with analytics(config) as plugin:

@@ -8,6 +8,9 @@ deadline. What happens after a failed attempt depends on its class:
 
     INVALID_INPUT, PERMANENT      stop: no other plugin will do better
     UNAUTHENTICATED               next plugin: this one's credentials are bad
+    CONFIGURATION                 next plugin: this one's settings or account are wrong
+    UNKNOWN_OUTCOME               next endpoint, then the next plugin (the provider
+                                  may have accepted it: a possible duplicate)
     RETRYABLE with retry-after    next plugin; this one is held back that long
     RETRYABLE, timeout, broken    next endpoint, then the next plugin
 
@@ -53,8 +56,8 @@ class Attempt:
     plugin: str
     endpoint: str
     outcome: str
-    """`success`, `invalid_input`, `permanent`, `unauthenticated`, `retryable`,
-    `timeout` or `unavailable`."""
+    """`success`, `invalid_input`, `permanent`, `unauthenticated`, `configuration`,
+    `retryable`, `unknown_outcome`, `timeout` or `unavailable`."""
     duration_ms: float
     message: str = ""
     retry_after_seconds: float | None = None
@@ -99,11 +102,11 @@ class DispatchError(Exception):
 
 def _outcome(error: PluginError) -> str:
     cause = error.__cause__
-    if isinstance(cause, grpc.aio.AioRpcError) and not isinstance(error, ConfigError):
+    if isinstance(cause, grpc.aio.AioRpcError) and not cause.trailing_metadata():
         code = cause.code()
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return "timeout"
-        if code == grpc.StatusCode.UNAVAILABLE and not cause.trailing_metadata():
+        if code == grpc.StatusCode.UNAVAILABLE:
             return "unavailable"
     return str(error.error_class.value).lower()
 
@@ -284,8 +287,8 @@ class Dispatcher:
                                 self.pool.hold(route.id, error.retry_after)
                                 retry_after = error.retry_after
                                 break  # the whole plugin asked for a pause
-                            if isinstance(error, Unauthenticated):
-                                break  # its credentials are bad on every endpoint
+                            if isinstance(error, Unauthenticated | ConfigError):
+                                break  # its credentials or settings are bad on every endpoint
                             continue
                     elapsed = (self.clock() - started) * 1000
                     self.pool.record_success(endpoint)

@@ -11,14 +11,25 @@ status plus a serialized ``PluginError`` proto in the trailing metadata key
     ├── PermanentError          PERMANENT          FAILED_PRECONDITION
     ├── RetryableError          RETRYABLE          UNAVAILABLE
     ├── Unauthenticated         UNAUTHENTICATED    UNAUTHENTICATED
-    └── ConfigError             RETRYABLE          UNAVAILABLE
+    ├── ConfigError             CONFIGURATION      UNAVAILABLE
+    └── OutcomeUnknown          UNKNOWN_OUTCOME    DEADLINE_EXCEEDED
 
-``ConfigError`` means "this plugin's configuration is wrong". Raised while the
-plugin starts (``validate_config``, ``initialize``), it stops the process with
-exit code 2. Raised during a call it is RETRYABLE: the request is fine and
-another provider may deliver it, so the router should fail over rather than give
-up. Any other exception escaping plugin code is RETRYABLE for the same reason: a
-bug in one provider's plugin must not stop the router from trying the next one.
+``ConfigError`` means "this plugin's configuration or provider account is
+wrong". Raised while the plugin starts (``validate_config``, ``initialize``),
+it stops the process with exit code 2 and the message in the termination log.
+Raised during a call (a sender the account does not own, a webhook whose
+channel was deleted) it is CONFIGURATION: the request is fine and another
+provider may deliver it, so the router moves to the next plugin and reports
+the plugin's configuration as broken. Any other exception escaping plugin code
+is RETRYABLE for the same reason: a bug in one provider's plugin must not stop
+the router from trying the next one.
+
+``OutcomeUnknown`` means "the provider may have accepted the message": the
+request was sent and no answer came (a timeout after the bytes left, a
+connection that broke mid-answer), or the provider itself says delivery may
+still happen. Another plugin sending it again may deliver it twice, so the
+channel's delivery policy decides (at-least-once resends and flags a possible
+duplicate, at-most-once stops). Old routers read it as RETRYABLE.
 """
 
 from __future__ import annotations
@@ -43,6 +54,10 @@ class ErrorClass(StrEnum):
     """Try again later or elsewhere; the router fails over."""
     UNAUTHENTICATED = "UNAUTHENTICATED"
     """The provider rejected the plugin's credentials."""
+    CONFIGURATION = "CONFIGURATION"
+    """The plugin's configuration or account is wrong; the next plugin may deliver."""
+    UNKNOWN_OUTCOME = "UNKNOWN_OUTCOME"
+    """The provider may have accepted the request; resending may duplicate it."""
 
 
 _WIRE: Final[dict[ErrorClass, tuple[plugin_pb2.ErrorClass.ValueType, grpc.StatusCode]]] = {
@@ -55,6 +70,11 @@ _WIRE: Final[dict[ErrorClass, tuple[plugin_pb2.ErrorClass.ValueType, grpc.Status
     ErrorClass.UNAUTHENTICATED: (
         plugin_pb2.ERROR_CLASS_UNAUTHENTICATED,
         grpc.StatusCode.UNAUTHENTICATED,
+    ),
+    ErrorClass.CONFIGURATION: (plugin_pb2.ERROR_CLASS_CONFIGURATION, grpc.StatusCode.UNAVAILABLE),
+    ErrorClass.UNKNOWN_OUTCOME: (
+        plugin_pb2.ERROR_CLASS_UNKNOWN_OUTCOME,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
     ),
 }
 _FROM_PROTO: Final = {proto: error_class for error_class, (proto, _) in _WIRE.items()}
@@ -127,13 +147,19 @@ class Unauthenticated(PluginError):
 
 
 class ConfigError(PluginError):
-    """The plugin's configuration or secrets are unusable.
+    """The plugin's configuration, secrets or provider account are unusable.
 
     At start-up this stops the plugin with exit code 2 and the message in the
-    termination log; during a call it is RETRYABLE (see the module docstring).
+    termination log; during a call it is CONFIGURATION (see the module docstring).
     """
 
-    error_class = ErrorClass.RETRYABLE
+    error_class = ErrorClass.CONFIGURATION
+
+
+class OutcomeUnknown(PluginError):
+    """The provider may have accepted the request although no success came back."""
+
+    error_class = ErrorClass.UNKNOWN_OUTCOME
 
 
 _EXCEPTION_OF_CLASS: Final[dict[ErrorClass, type[PluginError]]] = {
@@ -141,6 +167,8 @@ _EXCEPTION_OF_CLASS: Final[dict[ErrorClass, type[PluginError]]] = {
     ErrorClass.PERMANENT: PermanentError,
     ErrorClass.RETRYABLE: RetryableError,
     ErrorClass.UNAUTHENTICATED: Unauthenticated,
+    ErrorClass.CONFIGURATION: ConfigError,
+    ErrorClass.UNKNOWN_OUTCOME: OutcomeUnknown,
 }
 
 

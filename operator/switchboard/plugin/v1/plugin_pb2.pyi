@@ -60,6 +60,16 @@ class _ErrorClassEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorClass
     """
     ERROR_CLASS_UNAUTHENTICATED: _ErrorClass.ValueType  # 4
     """The plugin's credentials were rejected by its provider."""
+    ERROR_CLASS_CONFIGURATION: _ErrorClass.ValueType  # 5
+    """The plugin's own configuration or provider account is wrong (a sender the
+    account does not own, a webhook whose channel is gone): the request is fine,
+    so the router tries the next plugin. Travels as UNAVAILABLE.
+    """
+    ERROR_CLASS_UNKNOWN_OUTCOME: _ErrorClass.ValueType  # 6
+    """The request may have reached the provider and been accepted (a timeout after
+    sending): the channel's delivery policy decides whether another plugin may
+    send it again. Travels as DEADLINE_EXCEEDED.
+    """
 
 class ErrorClass(_ErrorClass, metaclass=_ErrorClassEnumTypeWrapper):
     """How a caller should react to a failure."""
@@ -75,6 +85,16 @@ Also used for unexpected exceptions inside a plugin.
 """
 ERROR_CLASS_UNAUTHENTICATED: ErrorClass.ValueType  # 4
 """The plugin's credentials were rejected by its provider."""
+ERROR_CLASS_CONFIGURATION: ErrorClass.ValueType  # 5
+"""The plugin's own configuration or provider account is wrong (a sender the
+account does not own, a webhook whose channel is gone): the request is fine,
+so the router tries the next plugin. Travels as UNAVAILABLE.
+"""
+ERROR_CLASS_UNKNOWN_OUTCOME: ErrorClass.ValueType  # 6
+"""The request may have reached the provider and been accepted (a timeout after
+sending): the channel's delivery policy decides whether another plugin may
+send it again. Travels as DEADLINE_EXCEEDED.
+"""
 Global___ErrorClass: _TypeAlias = ErrorClass  # noqa: Y015
 
 @_typing.final

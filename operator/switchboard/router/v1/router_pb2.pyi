@@ -102,7 +102,9 @@ class Attempt(_message.Message):
     plugin: _builtins.str
     endpoint: _builtins.str
     outcome: _builtins.str
-    """success | invalid_input | permanent | unauthenticated | retryable | timeout | unavailable"""
+    """success | invalid_input | permanent | unauthenticated | configuration | retryable |
+    unknown_outcome | timeout | unavailable
+    """
     duration_ms: _builtins.float
     message: _builtins.str
     retry_after_seconds: _builtins.float

@@ -21,6 +21,7 @@ from switchboard.sdk import (
     InvalidInput,
     Message,
     MessagingPlugin,
+    OutcomeUnknown,
     PermanentError,
     RetryableError,
     SendResult,
@@ -34,6 +35,7 @@ FAILURES = {
     "fail:retryable": lambda: RetryableError("the provider throttled us", retry_after=7.5),
     "fail:unauthenticated": lambda: Unauthenticated("the provider rejected the token"),
     "fail:config": lambda: ConfigError("the sender is not verified"),
+    "fail:unknown": lambda: OutcomeUnknown("the provider did not answer in time"),
 }
 
 
