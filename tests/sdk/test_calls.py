@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 
@@ -10,6 +11,7 @@ import pytest
 
 from switchboard.plugin.v1 import ERROR_METADATA_KEY, plugin_pb2, plugin_pb2_grpc
 from switchboard.sdk import (
+    Attachment,
     ConfigError,
     ErrorClass,
     InvalidInput,
@@ -18,9 +20,11 @@ from switchboard.sdk import (
     PluginClient,
     PluginError,
     RetryableError,
+    Template,
     Unauthenticated,
     errors_from_rpc_error,
 )
+from switchboard.sdk._messages import required_capabilities
 from tests.sdk.conftest import TOKEN, Endpoint, token_id
 
 
@@ -177,3 +181,55 @@ async def test_unexpected_exception_message_names_the_error_but_not_the_secret(
 
     assert raised.value.message == "Send failed: RuntimeError: client broke while using ***"
     assert TOKEN not in raised.value.message
+
+
+async def test_attachments_template_and_copies_reach_the_plugin_as_sent(echo: Endpoint) -> None:
+    pdf = b"%PDF-1.7 invoice"
+    async with PluginClient(echo.address) as client:
+        result = await client.send(
+            "+15551234567",
+            "Your invoice",
+            attachments=(
+                Attachment("invoice.pdf", "application/pdf", data=pdf),
+                Attachment("logo.png", "image/png", url="https://cdn.example.com/logo.png"),
+            ),
+            template=Template("d-123", {"name": "Ann", "items": [1, 2]}, "en_US"),
+            cc=("a@example.org",),
+            bcc=("b@example.org",),
+        )
+
+    assert result.details["attachment.invoice.pdf"] == (
+        f"application/pdf sha256={hashlib.sha256(pdf).hexdigest()}"
+    )
+    assert result.details["attachment.logo.png"] == "image/png url=https://cdn.example.com/logo.png"
+    assert result.details["template"] == 'd-123 en_US {"items": [1, 2], "name": "Ann"}'
+    assert result.details["copies"] == "cc=a@example.org bcc=b@example.org"
+
+
+@pytest.mark.parametrize(
+    ("attachment", "complaint"),
+    [
+        (Attachment("", "application/pdf", data=b"x"), r"attachments\[0\]\.filename"),
+        (Attachment("a.pdf", "pdf", data=b"x"), r"attachments\[0\]\.content_type"),
+        (Attachment("a.pdf", "application/pdf"), r"attachments\[0\]: needs its data or a url"),
+        (Attachment("a.png", "image/png", url="file:///etc/passwd"), r"attachments\[0\]\.url"),
+    ],
+)
+async def test_an_incomplete_attachment_is_invalid_input_naming_it(
+    echo: Endpoint, attachment: Attachment, complaint: str
+) -> None:
+    async with PluginClient(echo.address) as client:
+        with pytest.raises(InvalidInput, match=complaint):
+            await client.send("+15551234567", "x", attachments=(attachment,))
+
+
+def test_a_message_needs_the_capabilities_of_its_parts() -> None:
+    assert required_capabilities() == frozenset()
+    assert required_capabilities(
+        attachments=(Attachment("a.pdf", "application/pdf", data=b"x"),)
+    ) == {"attachments"}
+    assert required_capabilities(
+        attachments=(Attachment("a.png", "image/png", url="https://x.example/a.png"),),
+        template=Template("HX1"),
+        bcc=("b@example.org",),
+    ) == {"media_urls", "templates", "cc"}

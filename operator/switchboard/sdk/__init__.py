@@ -33,7 +33,7 @@ if _typing.TYPE_CHECKING:
         Unauthenticated,
         errors_from_rpc_error,
     )
-    from switchboard.sdk._messages import Message, SendResult
+    from switchboard.sdk._messages import Attachment, Message, SendResult, Template
     from switchboard.sdk._plugin import (
         AnalyticsPlugin,
         MessagingPlugin,
@@ -48,6 +48,7 @@ if _typing.TYPE_CHECKING:
 
 __all__ = [
     "AnalyticsPlugin",
+    "Attachment",
     "ConfigError",
     "ErrorClass",
     "ExitCode",
@@ -68,6 +69,7 @@ __all__ = [
     "PluginServer",
     "RetryableError",
     "SendResult",
+    "Template",
     "Unauthenticated",
     "errors_from_rpc_error",
     "load_manifest",
@@ -80,6 +82,7 @@ __all__ = [
 # runtime, JSON Schema or the manifest loader.
 _HOME = {
     "AnalyticsPlugin": "switchboard.sdk._plugin",
+    "Attachment": "switchboard.sdk._messages",
     "ConfigError": "switchboard.sdk._errors",
     "ErrorClass": "switchboard.sdk._errors",
     "ExitCode": "switchboard.sdk._runtime",
@@ -100,6 +103,7 @@ _HOME = {
     "PluginServer": "switchboard.sdk._runtime",
     "RetryableError": "switchboard.sdk._errors",
     "SendResult": "switchboard.sdk._messages",
+    "Template": "switchboard.sdk._messages",
     "Unauthenticated": "switchboard.sdk._errors",
     "errors_from_rpc_error": "switchboard.sdk._errors",
     "load_manifest": "switchboard.sdk.manifest",

@@ -19,7 +19,7 @@ from opentelemetry import propagate
 
 from switchboard.plugin.v1 import plugin_pb2, plugin_pb2_grpc
 from switchboard.sdk._errors import errors_from_rpc_error
-from switchboard.sdk._messages import SendResult
+from switchboard.sdk._messages import Attachment, SendResult, Template
 
 _Response = TypeVar("_Response")
 
@@ -75,6 +75,10 @@ class PluginClient:
         metadata: Mapping[str, str] | None = None,
         idempotency_key: str = "",
         tenant: str = "",
+        attachments: tuple[Attachment, ...] = (),
+        template: Template | None = None,
+        cc: tuple[str, ...] = (),
+        bcc: tuple[str, ...] = (),
         timeout: float | _Default | None = _DEFAULT,
     ) -> SendResult:
         """Deliver one message through a communication plugin."""
@@ -86,6 +90,10 @@ class PluginClient:
             metadata=dict(metadata or {}),
             idempotency_key=idempotency_key,
             tenant=tenant,
+            attachments=[_attachment_proto(attachment) for attachment in attachments],
+            template=_template_proto(template) if template is not None else None,
+            cc=cc,
+            bcc=bcc,
         )
         response = await self._call(self._stub.Send, request, timeout)
         return SendResult(response.provider_message_id, dict(response.details))
@@ -137,3 +145,20 @@ class PluginClient:
             )
         except grpc.aio.AioRpcError as error:
             raise errors_from_rpc_error(error) from error
+
+
+def _attachment_proto(attachment: Attachment) -> plugin_pb2.Attachment:
+    wire = plugin_pb2.Attachment(filename=attachment.filename, content_type=attachment.content_type)
+    if attachment.url:
+        wire.url = attachment.url
+    else:
+        wire.data = attachment.data
+    return wire
+
+
+def _template_proto(template: Template) -> plugin_pb2.Template:
+    return plugin_pb2.Template(
+        id=template.id,
+        variables_json=json.dumps(dict(template.variables)),
+        language=template.language,
+    )

@@ -3,12 +3,50 @@
 Kept apart from the plugin classes so that a caller of plugins (the router,
 through `PluginClient`) can use them without loading what plugin authors
 need (JSON Schema and the runtime).
+
+A message may need more than text from its plugin; each such need is a
+capability the plugin declares (``capabilities`` in its manifest and class),
+and the router only routes a message to plugins that declare every
+capability it needs (``required_capabilities``)::
+
+    the message has                       the plugin must declare
+    an attachment with its bytes          attachments
+    an attachment given by URL            media_urls
+    a provider template                   templates
+    cc or bcc recipients                  cc
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Final
+
+ATTACHMENTS: Final = "attachments"
+MEDIA_URLS: Final = "media_urls"
+TEMPLATES: Final = "templates"
+CC: Final = "cc"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a message: its bytes (``data``) or a URL the provider fetches."""
+
+    filename: str
+    content_type: str
+    data: bytes = b""
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A template kept at the provider (SendGrid ``d-...``, Twilio ``HX...``, a WhatsApp name)."""
+
+    id: str
+    #: The template's variables (a JSON object).
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    #: The template's language where the provider needs one (WhatsApp: ``en_US``).
+    language: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +62,10 @@ class Message:
     idempotency_key: str = ""
     #: The tenant (Kubernetes namespace) the message is sent for.
     tenant: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    template: Template | None = None
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +74,22 @@ class SendResult:
 
     provider_message_id: str
     details: Mapping[str, str] = field(default_factory=dict)
+
+
+def required_capabilities(
+    attachments: tuple[Attachment, ...] = (),
+    template: Template | None = None,
+    cc: tuple[str, ...] = (),
+    bcc: tuple[str, ...] = (),
+) -> frozenset[str]:
+    """The capabilities a plugin must declare to deliver a message with these parts."""
+    needed = set()
+    if any(attachment.data for attachment in attachments):
+        needed.add(ATTACHMENTS)
+    if any(attachment.url for attachment in attachments):
+        needed.add(MEDIA_URLS)
+    if template is not None:
+        needed.add(TEMPLATES)
+    if cc or bcc:
+        needed.add(CC)
+    return frozenset(needed)

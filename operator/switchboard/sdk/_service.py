@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
 
@@ -36,7 +36,7 @@ from switchboard.sdk._errors import (
 )
 from switchboard.sdk._loader import LoadedPlugin
 from switchboard.sdk._logging import Redactor
-from switchboard.sdk._messages import Message, SendResult
+from switchboard.sdk._messages import Attachment, Message, SendResult, Template
 from switchboard.sdk._plugin import MessagingPlugin, Plugin
 
 SERVICE_NAME: Final = plugin_pb2.DESCRIPTOR.services_by_name["PluginService"].full_name
@@ -136,6 +136,13 @@ class PluginServicer(plugin_pb2_grpc.PluginServiceServicer):
             metadata=dict(request.metadata),
             idempotency_key=request.idempotency_key,
             tenant=request.tenant,
+            attachments=tuple(
+                _attachment(wire, f"attachments[{index}]")
+                for index, wire in enumerate(request.attachments)
+            ),
+            template=_template(request.template) if request.HasField("template") else None,
+            cc=_addresses(request.cc, "cc"),
+            bcc=_addresses(request.bcc, "bcc"),
         )
         result = await plugin.send_message(message)
         if not isinstance(result, SendResult):
@@ -248,3 +255,38 @@ def _parse_params(params_json: str) -> dict[str, Any]:
 
 def _since(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
+
+
+def _attachment(wire: plugin_pb2.Attachment, field: str) -> Attachment:
+    """An attachment as the plugin sees it; ``InvalidInput`` naming ``field`` if incomplete."""
+    if not wire.filename.strip():
+        raise InvalidInput(f"{field}.filename: must not be empty")
+    if "/" not in wire.content_type:
+        raise InvalidInput(f"{field}.content_type: {wire.content_type!r} is not a MIME type")
+    source = wire.WhichOneof("source")
+    if source == "url":
+        if not wire.url.startswith(("https://", "http://")):
+            raise InvalidInput(f"{field}.url: must be an http(s) URL")
+        return Attachment(wire.filename, wire.content_type, url=wire.url)
+    if source != "data" or not wire.data:
+        raise InvalidInput(f"{field}: needs its data or a url")
+    return Attachment(wire.filename, wire.content_type, data=wire.data)
+
+
+def _template(wire: plugin_pb2.Template) -> Template:
+    if not wire.id.strip():
+        raise InvalidInput("template.id: must not be empty")
+    try:
+        variables = json.loads(wire.variables_json or "{}")
+    except ValueError:
+        raise InvalidInput("template.variables: not JSON") from None
+    if not isinstance(variables, dict):
+        raise InvalidInput("template.variables: must be a JSON object")
+    return Template(wire.id, variables, wire.language)
+
+
+def _addresses(values: Iterable[str], field: str) -> tuple[str, ...]:
+    addresses = tuple(value.strip() for value in values)
+    if not all(addresses):
+        raise InvalidInput(f"{field}: an address is empty")
+    return addresses

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import uuid
 from pathlib import Path
@@ -92,6 +93,7 @@ class EchoSms(MessagingPlugin):
                 "echo": message.content,
                 "tenant": message.tenant,
                 "idempotency_key": message.idempotency_key,
+                **_parts(message),
                 **dict(message.metadata),
             },
         )
@@ -113,3 +115,23 @@ class EchoSms(MessagingPlugin):
         """Upper-case a short text."""
         self.record("shout.log", params["text"])
         return {"text": params["text"].upper()}
+
+
+def _parts(message: Message) -> dict[str, str]:
+    """What arrived besides the text, for tests to compare with what they sent."""
+    parts = {
+        f"attachment.{attachment.filename}": (
+            f"{attachment.content_type} url={attachment.url}"
+            if attachment.url
+            else f"{attachment.content_type} sha256={hashlib.sha256(attachment.data).hexdigest()}"
+        )
+        for attachment in message.attachments
+    }
+    if message.template is not None:
+        parts["template"] = (
+            f"{message.template.id} {message.template.language} "
+            f"{json.dumps(dict(message.template.variables), sort_keys=True)}"
+        )
+    if message.cc or message.bcc:
+        parts["copies"] = f"cc={','.join(message.cc)} bcc={','.join(message.bcc)}"
+    return parts
