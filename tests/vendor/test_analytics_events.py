@@ -37,13 +37,14 @@ from tests.vendor.conftest import Database, RouterStandIn
 ANALYTICS_PLUGIN = Path(__file__).resolve().parents[2] / "plugin-images" / "analytics-events"
 sys.path.insert(0, str(ANALYTICS_PLUGIN))
 
-from analytics_events_notify import (  # noqa: E402  (the plugin folder is its source root)
+from analytics_events_plugin.migrations import LATEST_VERSION  # noqa: E402  (a source root)
+from analytics_events_plugin.notify import (  # noqa: E402
     Notification,
     NotificationFailed,
     NotificationRejected,
     RouterNotifier,
 )
-from analytics_events_store import LATEST_VERSION, SqliteEventStore  # noqa: E402
+from analytics_events_plugin.store import open_store  # noqa: E402
 
 ROUTER_TOKEN = "router-token-5b1d9e"
 
@@ -225,7 +226,7 @@ async def test_a_full_buffer_pushes_back_and_memory_stays_bounded(database: Data
         assert raised.value.retry_after is not None
         with pytest.raises(InvalidInput, match="more than the plugin buffers"):
             await plugin.track(*page_views(21))
-        assert len(plugin.server.plugin._buffer) <= 20  # type: ignore[attr-defined]
+        assert len(plugin.server.plugin.buffer) <= 20  # type: ignore[attr-defined]
 
         async def not_serving() -> bool:
             return await plugin.client.health() == "NOT_SERVING"
@@ -779,7 +780,7 @@ async def test_each_window_fires_on_its_own(tmp_path: Path, router: RouterStandI
         eleven = ten + timedelta(hours=1)
         await plugin.track_events_batch({"events": security_events(4, ten)})
         await plugin.track_events_batch({"events": security_events(4, eleven)})
-        await plugin._drain(everything=True)
+        await plugin.buffer.drain(everything=True)
 
         await plugin.evaluate_alerts(ten + timedelta(minutes=5))
         await plugin.evaluate_alerts(ten + timedelta(minutes=20))
@@ -799,7 +800,8 @@ async def test_an_event_the_database_refuses_does_not_block_the_others(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from analytics_events_plugin import AnalyticsEventsPlugin
-    from analytics_events_store import EventRejected, EventStore, StoredEvent
+    from analytics_events_plugin.events import StoredEvent
+    from analytics_events_plugin.store import EventRejected, EventStore
 
     class RefusesOne:
         """The real store, except that it refuses any batch holding event ``bad``."""
@@ -820,21 +822,20 @@ async def test_an_event_the_database_refuses_does_not_block_the_others(
     plugin.validate_config()
     await plugin.initialize()
     real_store = plugin.store
-    plugin.store = RefusesOne(real_store)  # type: ignore[assignment]
+    plugin.buffer.store = RefusesOne(real_store)  # type: ignore[assignment]
     try:
         events = page_views(3)
         events[1]["event_id"] = "bad"
         await plugin.track_events_batch({"events": events})
-        await plugin._drain(everything=True)
+        await plugin.buffer.drain(everything=True)
 
         assert await real_store.count_events() == 2
-        assert not plugin._buffer
+        assert not len(plugin.buffer)
         assert any(
             r.getMessage() == "Dropped an event the database refused" for r in caplog.records
         )
     finally:
         await plugin.deactivate()
-        plugin.store = real_store
         await plugin.cleanup()
 
 
@@ -894,11 +895,11 @@ async def test_migrations_are_versioned_and_applied_once(database: Database) -> 
 
 
 async def test_sqlite_store_migrates_once(tmp_path: Path) -> None:
-    path = str(tmp_path / "events.sqlite3")
-    first = SqliteEventStore(path)
+    url = f"sqlite:///{tmp_path / 'events.sqlite3'}"
+    first = open_store(url, max_connections=1, timeout=5)
     assert await first.open() == list(range(1, LATEST_VERSION + 1))
     await first.close()
-    again = SqliteEventStore(path)
+    again = open_store(url, max_connections=1, timeout=5)
     assert await again.open() == []
     await again.close()
 

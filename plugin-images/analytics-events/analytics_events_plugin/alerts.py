@@ -73,7 +73,9 @@ class AlertRule:
 class AlertEvaluator:
     """Evaluates rules against the store and sends their notifications."""
 
-    def __init__(self, store: EventStore, notifier: Notifier | None, logger: logging.Logger) -> None:
+    def __init__(
+        self, store: EventStore, notifier: Notifier | None, logger: logging.Logger
+    ) -> None:
         self.store = store
         self.notifier = notifier
         self._logger = logger

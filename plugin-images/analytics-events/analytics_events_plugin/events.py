@@ -197,7 +197,9 @@ class EventValidator:
             )
         elif validator is not None:
             for error in sorted(validator.iter_errors(properties), key=lambda e: list(e.path)):
-                checked.problem(f"{path}.properties{json_path(error.absolute_path)}: {error.message}")
+                checked.problem(
+                    f"{path}.properties{json_path(error.absolute_path)}: {error.message}"
+                )
         for where, value in (("properties", properties), ("context", context or {})):
             for nul in nul_paths(value):
                 checked.problem(

@@ -31,6 +31,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    func,
     insert,
     select,
     text,
@@ -46,7 +47,7 @@ schema_migrations = Table(
     MetaData(),
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("name", Text, nullable=False),
-    Column("applied_at", UtcTimestamp, nullable=False),
+    Column("applied_at", UtcTimestamp, nullable=False, server_default=func.now()),
 )
 
 
@@ -145,8 +146,11 @@ MIGRATIONS: Final = (
     Migration(1, "events", _events),
     Migration(2, "dashboards", _dashboards),
     Migration(3, "alert firings", _alert_firings),
-    Migration(4, "tracking spec: calls, anonymous ids, profiles, groups, aliases, alert rules",
-              _tracking_spec),
+    Migration(
+        4,
+        "tracking spec: calls, anonymous ids, profiles, groups, aliases, alert rules",
+        _tracking_spec,
+    ),
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
 
@@ -181,4 +185,3 @@ def migrate(connection: Connection) -> list[int]:
             )
         )
     return [migration.version for migration in todo]
-

@@ -1,4 +1,4 @@
-"""JSON Schemas: of each operation's params (the SDK checks them) and of the built-in event types."""
+"""JSON Schemas: of each operation's params (checked by the SDK) and of built-in event types."""
 
 from __future__ import annotations
 

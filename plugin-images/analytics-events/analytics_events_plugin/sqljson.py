@@ -52,21 +52,21 @@ class _JsonPathFunction(FunctionElement[Any]):
         super().__init__(document, *(literal(key, String()) for key in keys))
 
 
-class json_kind(_JsonPathFunction):  # noqa: N801 - SQL function naming
+class json_kind(_JsonPathFunction):
     type = String()
     inherit_cache = True
 
 
-class json_text(_JsonPathFunction):  # noqa: N801 - SQL function naming
+class json_text(_JsonPathFunction):
     type = String()
     inherit_cache = True
 
 
-class _json_array(_JsonPathFunction):  # noqa: N801 - SQL function naming
+class _json_array(_JsonPathFunction):
     inherit_cache = True
 
 
-class epoch_micros(FunctionElement[int]):  # noqa: N801 - SQL function naming
+class epoch_micros(FunctionElement[int]):
     type = BigInteger()
     inherit_cache = True
 
@@ -138,7 +138,9 @@ def _pg_epoch_micros(element: epoch_micros, compiler: SQLCompiler, **kw: Any) ->
 # --- SQLite: JSON1 ----------------------------------------------------------------------
 
 
-def _sqlite_path(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> tuple[str, str]:
+def _sqlite_path(
+    element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any
+) -> tuple[str, str]:
     document, *keys = _arguments(element, compiler, **kw)
     # Keys are plain identifiers (property_path), so '$.' || key needs no quoting.
     return document, " || ".join(["'$'", *(f"'.' || {key}" for key in keys)])

@@ -51,7 +51,14 @@ from sqlalchemy.pool import StaticPool
 
 from .events import StoredEvent, identities
 from .migrations import SchemaTooNew, migrate
-from .sqljson import epoch_micros, json_array_elements, json_equals, json_kind, json_text, json_value
+from .sqljson import (
+    epoch_micros,
+    json_array_elements,
+    json_equals,
+    json_kind,
+    json_text,
+    json_value,
+)
 from .tables import (
     alert_firings,
     alert_rules,
@@ -99,7 +106,9 @@ class AlertClaim:
 
 
 #: Events with the user each anonymous id was aliased to.
-_EVENTS_AND_ALIASES: Final = events.outerjoin(aliases, aliases.c.previous_id == events.c.anonymous_id)
+_EVENTS_AND_ALIASES: Final = events.outerjoin(
+    aliases, aliases.c.previous_id == events.c.anonymous_id
+)
 #: An event's person: its user, the user its anonymous id is, or the anonymous id.
 PERSON: Final = func.coalesce(events.c.user_id, aliases.c.user_id, events.c.anonymous_id)
 
@@ -192,17 +201,17 @@ class EventStore:
         else:
             stmt = self._insert(table).values(group_id=key, traits=merged, updated_at=seen)
             changes = {"traits": stmt.excluded.traits, "updated_at": stmt.excluded.updated_at}
-        await connection.execute(stmt.on_conflict_do_update(index_elements=[key_column], set_=changes))
+        await connection.execute(
+            stmt.on_conflict_do_update(index_elements=[key_column], set_=changes)
+        )
 
     async def count_events(self) -> int:
         return int(await self._scalar(select(func.count()).select_from(events)))
 
     async def profile(self, user_key: str) -> dict[str, Any] | None:
-        row = (
-            await self._rows(
-                select(profiles.c.traits, profiles.c.first_seen, profiles.c.last_seen).where(
-                    profiles.c.user_key == user_key
-                )
+        row = await self._rows(
+            select(profiles.c.traits, profiles.c.first_seen, profiles.c.last_seen).where(
+                profiles.c.user_key == user_key
             )
         )
         if not row:
@@ -212,8 +221,19 @@ class EventStore:
 
     async def ids_of_person(self, user_id: str) -> set[str]:
         """``user_id`` and every anonymous id aliased to it."""
-        previous = await self._rows(select(aliases.c.previous_id).where(aliases.c.user_id == user_id))
+        previous = await self._rows(
+            select(aliases.c.previous_id).where(aliases.c.user_id == user_id)
+        )
         return {user_id, *(row[0] for row in previous)}
+
+    async def count_person_events(self, ids: set[str]) -> int:
+        return int(
+            await self._scalar(
+                select(func.count())
+                .select_from(events)
+                .where(or_(events.c.user_id.in_(ids), events.c.anonymous_id.in_(ids)))
+            )
+        )
 
     async def delete_person(self, ids: set[str]) -> dict[str, int]:
         """Delete every event, trait and alias of the person named by ``ids``."""
@@ -242,13 +262,18 @@ class EventStore:
     ) -> list[dict[str, Any]]:
         """Events and distinct people by event type and category in ``[start, end)``."""
         rows = await self._rows(
-            select(events.c.event_type, events.c.category, func.count(), func.count(PERSON.distinct()))
+            select(
+                events.c.event_type, events.c.category, func.count(), func.count(PERSON.distinct())
+            )
             .select_from(_EVENTS_AND_ALIASES)
             .where(*_conditions(start, end, filters))
             .group_by(events.c.event_type, events.c.category)
         )
         return sorted(
-            ({"event_type": t, "category": c, "count": int(n), "users": int(u)} for t, c, n, u in rows),
+            (
+                {"event_type": t, "category": c, "count": int(n), "users": int(u)}
+                for t, c, n, u in rows
+            ),
             key=lambda row: (row["event_type"], row["category"]),
         )
 
@@ -341,7 +366,9 @@ class EventStore:
             for row in rows
         ]
 
-    async def funnel(self, steps: Sequence[FunnelStep], start: datetime, end: datetime) -> list[int]:
+    async def funnel(
+        self, steps: Sequence[FunnelStep], start: datetime, end: datetime
+    ) -> list[int]:
         """People reaching each step, in order: step n at or after the person's step n-1."""
         ctes: list[Any] = []
         for index, step in enumerate(steps):
@@ -509,7 +536,10 @@ class EventStore:
         if replace:
             stmt = stmt.on_conflict_do_update(
                 index_elements=["name"],
-                set_={"definition": stmt.excluded.definition, "updated_at": stmt.excluded.updated_at},
+                set_={
+                    "definition": stmt.excluded.definition,
+                    "updated_at": stmt.excluded.updated_at,
+                },
             )
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=["name"])
@@ -532,16 +562,15 @@ class EventStore:
             select(table.c.name, table.c.definition, table.c.created_at, table.c.updated_at)
         )
         return sorted(
-            (
-                {"name": n, "definition": d, "created_at": c, "updated_at": u}
-                for n, d, c, u in rows
-            ),
+            ({"name": n, "definition": d, "created_at": c, "updated_at": u} for n, d, c, u in rows),
             key=lambda row: str(row["name"]),
         )
 
     async def _delete_named(self, table: Any, name: str) -> bool:
         async with self._transaction() as connection:
-            return (await connection.execute(delete(table).where(table.c.name == name))).rowcount > 0
+            return (
+                await connection.execute(delete(table).where(table.c.name == name))
+            ).rowcount > 0
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -587,7 +616,7 @@ async def _guarded() -> AsyncIterator[None]:
         raise StorageUnavailable(f"database unavailable: {_one_line(cause)}") from None
     except sa_exc.DBAPIError as error:
         if error.connection_invalidated:
-            raise StorageUnavailable(f"database unavailable: {_one_line(error.orig)}") from None
+            raise StorageUnavailable(f"database unavailable: {_one_line(error.orig or error)}") from None
         raise
     except OSError as error:
         raise StorageUnavailable(f"database unavailable: {_one_line(error)}") from None
@@ -625,7 +654,9 @@ def open_store(url: str, *, max_connections: int, timeout: float) -> EventStore:
     if parsed.drivername == "sqlite":
         memory = parsed.database in (None, "", ":memory:")
         engine = create_async_engine(
-            parsed.set(drivername="sqlite+aiosqlite", database=":memory:" if memory else parsed.database),
+            parsed.set(
+                drivername="sqlite+aiosqlite", database=":memory:" if memory else parsed.database
+            ),
             connect_args={"timeout": timeout},
             # One in-memory database is one connection.
             **({"poolclass": StaticPool} if memory else {}),
