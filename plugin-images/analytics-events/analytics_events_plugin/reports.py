@@ -19,7 +19,7 @@ from switchboard.sdk import InvalidInput
 
 from .events import iso, parse_time
 from .schemas import DURATION, DURATION_UNITS, MONEY_PROPERTIES
-from .sqljson import property_path
+from .sqljson import property_path, value_order
 from .store import EventStore, Filters, FunnelStep
 
 #: A time series has at most this many buckets.
@@ -114,7 +114,7 @@ async def _timeseries(
             )
         for index, bucket in enumerate(series):
             bucket["breakdown"] = sorted(
-                by_bucket.get(index, []), key=lambda v: (-v["count"], repr(v["value"]))
+                by_bucket.get(index, []), key=lambda v: (-v["count"], *value_order(v["value"]))
             )
         result["breakdown_property"] = parameters["breakdown"]
     return result

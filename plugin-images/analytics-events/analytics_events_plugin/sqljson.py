@@ -103,6 +103,17 @@ def json_value(kind: str | None, text: str | None) -> Any:
     return json.loads(text)
 
 
+def value_order(value: Any) -> tuple[int, float, str]:
+    """Sorts JSON values alike on both engines: numbers by value, then strings, then the rest."""
+    if isinstance(value, bool) or value is None:
+        return (2, 0.0, json.dumps(value))
+    if isinstance(value, int | float):
+        return (0, float(value), "")
+    if isinstance(value, str):
+        return (1, 0.0, value)
+    return (3, 0.0, json.dumps(value, sort_keys=True))
+
+
 # --- PostgreSQL: jsonb ----------------------------------------------------------------
 
 

@@ -58,6 +58,7 @@ from .sqljson import (
     json_kind,
     json_text,
     json_value,
+    value_order,
 )
 from .tables import (
     alert_firings,
@@ -324,10 +325,10 @@ class EventStore:
                 grouped.c.n >= func.coalesce(threshold, 0)
             )
         )
-        ranked = sorted(rows, key=lambda row: (-int(row[2]), str(row[0]), str(row[1])))[:limit]
-        return [
-            {"value": json_value(k, t), "count": int(n), "users": int(u)} for k, t, n, u in ranked
+        values = [
+            {"value": json_value(k, t), "count": int(n), "users": int(u)} for k, t, n, u in rows
         ]
+        return sorted(values, key=lambda v: (-v["count"], *value_order(v["value"])))[:limit]
 
     async def timeseries(
         self,
@@ -341,7 +342,7 @@ class EventStore:
         start_us = (start - datetime(1970, 1, 1, tzinfo=start.tzinfo)) // _MICROSECOND
         bucket = (
             (epoch_micros(events.c.occurred_at) - literal(start_us, BigInteger()))
-            / literal(width // _MICROSECOND, BigInteger())
+            // literal(width // _MICROSECOND, BigInteger())
         ).label("bucket")
         columns: list[Any] = [bucket, func.count(), func.count(PERSON.distinct())]
         group_by: list[Any] = [bucket]
@@ -616,7 +617,9 @@ async def _guarded() -> AsyncIterator[None]:
         raise StorageUnavailable(f"database unavailable: {_one_line(cause)}") from None
     except sa_exc.DBAPIError as error:
         if error.connection_invalidated:
-            raise StorageUnavailable(f"database unavailable: {_one_line(error.orig or error)}") from None
+            raise StorageUnavailable(
+                f"database unavailable: {_one_line(error.orig or error)}"
+            ) from None
         raise
     except OSError as error:
         raise StorageUnavailable(f"database unavailable: {_one_line(error)}") from None
