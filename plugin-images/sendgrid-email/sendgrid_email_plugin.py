@@ -22,7 +22,7 @@ from switchboard.sdk import (
     InvalidInput,
     Message,
     MessagingPlugin,
-    PermanentError,
+    OutcomeUnknown,
     PluginError,
     SendResult,
     Unauthenticated,
@@ -91,9 +91,9 @@ class SendgridEmailPlugin(MessagingPlugin):
             raise _error(response)
         message_id = response.headers.get("X-Message-Id")
         if not message_id:
-            raise PermanentError(
+            raise OutcomeUnknown(
                 f"{PROVIDER} answered HTTP {response.status_code} without X-Message-Id; "
-                "not retried because the message may have been sent"
+                "it was probably sent"
             )
         return SendResult(
             message_id,

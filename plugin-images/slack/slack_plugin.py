@@ -31,6 +31,7 @@ from switchboard.sdk import (
     InvalidInput,
     Message,
     MessagingPlugin,
+    OutcomeUnknown,
     PermanentError,
     PluginError,
     RetryableError,
@@ -158,9 +159,8 @@ class SlackPlugin(MessagingPlugin):
         body = await self._call_api("chat.postMessage", payload)
         channel, ts = str(body.get("channel") or message.recipient), str(body.get("ts") or "")
         if not ts:
-            raise PermanentError(
-                f"{PROVIDER} accepted the message without a ts; "
-                "not retried because the message may have been sent"
+            raise OutcomeUnknown(
+                f"{PROVIDER} accepted the message without a ts; it was probably sent"
             )
         return SendResult(f"{channel}:{ts}", details={"channel": channel, "ts": ts})
 

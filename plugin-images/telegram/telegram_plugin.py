@@ -22,6 +22,7 @@ from switchboard.sdk import (
     InvalidInput,
     Message,
     MessagingPlugin,
+    OutcomeUnknown,
     PermanentError,
     PluginError,
     RetryableError,
@@ -79,9 +80,8 @@ class TelegramPlugin(MessagingPlugin):
         result = await self._call("sendMessage", payload)
         message_id = result.get("message_id") if isinstance(result, dict) else None
         if message_id is None:
-            raise PermanentError(
-                f"{PROVIDER} accepted the message without a message_id; "
-                "not retried because the message may have been sent"
+            raise OutcomeUnknown(
+                f"{PROVIDER} accepted the message without a message_id; it was probably sent"
             )
         chat = result.get("chat") if isinstance(result, dict) else None
         chat_ref = str(chat.get("id") if isinstance(chat, dict) else chat_id)

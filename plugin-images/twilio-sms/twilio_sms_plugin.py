@@ -20,6 +20,7 @@ from switchboard.sdk import (
     InvalidInput,
     Message,
     MessagingPlugin,
+    OutcomeUnknown,
     PermanentError,
     PluginError,
     SendResult,
@@ -100,9 +101,9 @@ class TwilioSmsPlugin(MessagingPlugin):
         sent = providers.response_json(response, provider=PROVIDER)
         sid = sent.get("sid") if isinstance(sent, dict) else None
         if not isinstance(sid, str) or not sid:
-            raise PermanentError(
+            raise OutcomeUnknown(
                 f"{PROVIDER} answered HTTP {response.status_code} without a message sid; "
-                "not retried because the message may have been sent"
+                "it was probably sent"
             )
         return SendResult(
             sid,

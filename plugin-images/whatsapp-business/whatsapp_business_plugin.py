@@ -28,6 +28,7 @@ from switchboard.sdk import (
     InvalidInput,
     Message,
     MessagingPlugin,
+    OutcomeUnknown,
     PermanentError,
     PluginError,
     RetryableError,
@@ -132,9 +133,8 @@ class WhatsappBusinessPlugin(MessagingPlugin):
         first = messages[0] if isinstance(messages, list) and messages else None
         message_id = first.get("id") if isinstance(first, dict) else None
         if not isinstance(message_id, str) or not message_id:
-            raise PermanentError(
-                f"{PROVIDER} accepted the message without an id; "
-                "not retried because the message may have been sent"
+            raise OutcomeUnknown(
+                f"{PROVIDER} accepted the message without an id; it was probably sent"
             )
         details = {"to": to, "type": payload["type"]}
         if isinstance(first, dict) and first.get("message_status"):

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from switchboard.sdk import ConfigError, RetryableError
+from switchboard.sdk import ConfigError, OutcomeUnknown, RetryableError
 from tests.plugins.conftest import HTTP_FAILURES, Failure, RunPlugin, assert_classified
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
 
@@ -163,7 +163,7 @@ async def test_headers_the_plugin_owns_cannot_be_configured(
             pass
 
 
-async def test_connection_refused_and_timeouts_are_retryable(
+async def test_a_refused_connection_is_retryable_and_a_timeout_is_unknown(
     fake: HttpFake, run_plugin: RunPlugin
 ) -> None:
     async with run_plugin(
@@ -176,5 +176,5 @@ async def test_connection_refused_and_timeouts_are_retryable(
     async with run_plugin(
         "generic-webhook", config(fake.url, timeout_seconds=0.2), secrets=SECRETS
     ) as client:
-        with pytest.raises(RetryableError, match=r"127\.0\.0\.1 did not answer in time"):
+        with pytest.raises(OutcomeUnknown, match=r"127\.0\.0\.1 did not answer in time"):
             await client.send("ops", "x")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import hashlib
 import hmac
 import inspect
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,9 +19,11 @@ from switchboard.sdk import (
     ConfigError,
     InvalidInput,
     Message,
+    OutcomeUnknown,
     PermanentError,
     PluginError,
     RetryableError,
+    SendResult,
     Unauthenticated,
     providers,
 )
@@ -163,7 +169,54 @@ def test_the_providers_own_words_are_quoted(body: object, detail: str) -> None:
     assert providers.response_detail(response) == detail
 
 
-async def test_send_request_classifies_refused_connections_and_timeouts() -> None:
+@pytest.mark.parametrize(
+    ("error", "raised", "words"),
+    [
+        pytest.param(
+            httpx.ConnectError("refused"), RetryableError, "Could not reach Acme", id="refused"
+        ),
+        pytest.param(
+            httpx.ConnectTimeout("slow"),
+            RetryableError,
+            "in time (connecting)",
+            id="connect-timeout",
+        ),
+        pytest.param(
+            httpx.PoolTimeout("busy"), RetryableError, "waiting for a free connection", id="pool"
+        ),
+        pytest.param(httpx.ProxyError("407"), RetryableError, "Could not reach Acme", id="proxy"),
+        pytest.param(
+            httpx.ReadTimeout("quiet"),
+            OutcomeUnknown,
+            "waiting for the response",
+            id="read-timeout",
+        ),
+        pytest.param(
+            httpx.WriteTimeout("stuck"), OutcomeUnknown, "sending the request", id="write-timeout"
+        ),
+        pytest.param(httpx.ReadError("reset"), OutcomeUnknown, "broke the connection", id="read"),
+        pytest.param(httpx.WriteError("pipe"), OutcomeUnknown, "broke the connection", id="write"),
+        pytest.param(
+            httpx.RemoteProtocolError("closed"), OutcomeUnknown, "broke the connection", id="closed"
+        ),
+        pytest.param(
+            httpx.UnsupportedProtocol("ftp"), ConfigError, "URL is not usable", id="scheme"
+        ),
+        pytest.param(httpx.InvalidURL("bad"), ConfigError, "URL is not usable", id="invalid-url"),
+    ],
+)
+def test_a_failure_before_the_request_left_is_retryable_and_after_it_is_unknown(
+    error: httpx.TransportError | httpx.InvalidURL, raised: type[PluginError], words: str
+) -> None:
+    classified = providers.error_for_transport(error, provider="Acme")
+
+    assert type(classified) is raised
+    assert words in classified.message
+    if raised is OutcomeUnknown:
+        assert classified.message.endswith("the message may or may not have been accepted")
+
+
+async def test_send_request_over_loopback_tells_not_sent_from_maybe_sent() -> None:
     async with providers.http_client(base_url=f"http://127.0.0.1:{closed_port()}") as client:
         with pytest.raises(RetryableError, match="Could not reach Acme: ConnectError"):
             await providers.send_request(client, "GET", "/", provider="Acme")
@@ -172,8 +225,86 @@ async def test_send_request_classifies_refused_connections_and_timeouts() -> Non
         HttpFake(lambda _: Reply(200, delay=2)) as slow,
         providers.http_client(base_url=slow.url, timeout=0.1) as client,
     ):
-        with pytest.raises(RetryableError, match="Acme did not answer in time"):
-            await providers.send_request(client, "GET", "/", provider="Acme")
+        with pytest.raises(OutcomeUnknown, match=r"Acme did not answer in time \(waiting for"):
+            await providers.send_request(client, "POST", "/", provider="Acme", json={})
+
+    async with (
+        hanging_up_server() as port,
+        providers.http_client(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        with pytest.raises(OutcomeUnknown, match="Acme broke the connection before answering"):
+            await providers.send_request(client, "POST", "/", provider="Acme", json={})
+
+
+async def test_a_connect_timeout_is_retryable_because_nothing_was_sent() -> None:
+    async with (
+        full_backlog() as port,
+        providers.http_client(base_url=f"http://127.0.0.1:{port}", timeout=0.3) as client,
+    ):
+        with pytest.raises(RetryableError, match=r"Could not reach Acme in time \(connecting\)"):
+            await providers.send_request(client, "POST", "/", provider="Acme", json={})
+
+
+@asynccontextmanager
+async def hanging_up_server() -> AsyncIterator[int]:
+    """A server that reads the request and closes the connection without an answer."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@asynccontextmanager
+async def full_backlog() -> AsyncIterator[int]:
+    """A listening port whose accept queue is full, so a new connection's SYN goes unanswered."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port: int = listener.getsockname()[1]
+        filling: list[socket.socket] = []
+        try:
+            # Linux queues backlog + 1 connections; fill the queue (never accepted).
+            for _ in range(4):
+                probe = socket.socket()
+                probe.setblocking(False)
+                probe.connect_ex(("127.0.0.1", port))
+                filling.append(probe)
+            yield port
+        finally:
+            for probe in filling:
+                probe.close()
+
+
+def test_a_message_in_parts_succeeds_once_any_part_was_accepted() -> None:
+    throttled = RetryableError("Vonage refused part 3 with status 1: Throttled", retry_after=1)
+    barred = PermanentError("Vonage refused part 1 with status 7: Number barred")
+
+    whole = providers.result_of_parts(["id-1", "id-2"], details={"to": "+44"})
+    partial = providers.result_of_parts(["id-1", "id-2", throttled])
+    stopped = providers.result_of_parts(["id-1", throttled], total=4)
+
+    assert whole == SendResult("id-1", {"to": "+44", "parts": "2/2", "message_ids": "id-1,id-2"})
+    assert partial == SendResult(
+        "id-1",
+        {
+            "parts": "2/3",
+            "message_ids": "id-1,id-2",
+            "partial": "true",
+            "failed": "part 3: RETRYABLE: Vonage refused part 3 with status 1: Throttled",
+        },
+    )
+    assert stopped.details["parts"] == "1/4"
+    assert stopped.details["failed"].endswith("; part 3-4: not sent")
+    with pytest.raises(PermanentError) as nothing:
+        providers.result_of_parts([barred, throttled])
+    assert nothing.value is barred
 
 
 async def test_the_client_sends_a_user_agent_and_does_not_follow_redirects() -> None:

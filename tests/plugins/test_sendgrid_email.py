@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from switchboard.sdk import InvalidInput, RetryableError
+from switchboard.sdk import InvalidInput, OutcomeUnknown, RetryableError
 from tests.plugins.conftest import HTTP_FAILURES, Failure, RunPlugin, assert_classified
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
 
@@ -201,7 +201,7 @@ async def test_a_revoked_key_fails_check_credentials(fake: HttpFake, run_plugin:
     assert "authorization grant is invalid" in checked.message
 
 
-async def test_connection_refused_and_timeouts_are_retryable(
+async def test_a_refused_connection_is_retryable_and_a_timeout_is_unknown(
     fake: HttpFake, run_plugin: RunPlugin
 ) -> None:
     refused = config(f"http://127.0.0.1:{closed_port()}")
@@ -213,5 +213,5 @@ async def test_connection_refused_and_timeouts_are_retryable(
     async with run_plugin(
         "sendgrid-email", config(fake.url, timeout_seconds=0.2), secrets=SECRETS
     ) as client:
-        with pytest.raises(RetryableError, match="SendGrid did not answer in time"):
+        with pytest.raises(OutcomeUnknown, match="SendGrid did not answer in time"):
             await client.send("ann@example.org", "x")

@@ -11,6 +11,7 @@ import pytest
 from switchboard.sdk import (
     ConfigError,
     InvalidInput,
+    OutcomeUnknown,
     PermanentError,
     PluginError,
     RetryableError,
@@ -233,7 +234,7 @@ async def test_exactly_one_mode_must_be_configured(fake: HttpFake, run_plugin: R
             pass
 
 
-async def test_connection_refused_and_timeouts_are_retryable(
+async def test_a_refused_connection_is_retryable_and_a_timeout_is_unknown(
     fake: HttpFake, run_plugin: RunPlugin
 ) -> None:
     refused = bot_config(f"http://127.0.0.1:{closed_port()}")
@@ -244,5 +245,5 @@ async def test_connection_refused_and_timeouts_are_retryable(
     fake.fail_next(Reply(200, "ok", delay=2))
     slow = {**webhook_config(fake), "timeout_seconds": 0.2}
     async with run_plugin("slack", slow, secrets=webhook_secrets(fake)) as client:
-        with pytest.raises(RetryableError, match="Slack did not answer in time"):
+        with pytest.raises(OutcomeUnknown, match="Slack did not answer in time"):
             await client.send("#general", "hello")

@@ -7,7 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from switchboard.sdk import ConfigError, InvalidInput, RetryableError, Unauthenticated
+from switchboard.sdk import (
+    ConfigError,
+    InvalidInput,
+    OutcomeUnknown,
+    RetryableError,
+    Unauthenticated,
+)
 from tests.plugins.conftest import HTTP_FAILURES, Failure, RunPlugin, assert_classified
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
 
@@ -143,7 +149,7 @@ async def test_http_failures_are_classified(
     assert_classified(raised, failure)
 
 
-async def test_connection_refused_and_timeouts_are_retryable(
+async def test_a_refused_connection_is_retryable_and_a_timeout_is_unknown(
     fake: HttpFake, run_plugin: RunPlugin
 ) -> None:
     refused = {"TEAMS_WEBHOOK_URL": f"http://127.0.0.1:{closed_port()}{WORKFLOW_PATH}"}
@@ -155,5 +161,5 @@ async def test_connection_refused_and_timeouts_are_retryable(
     async with run_plugin(
         "teams", {**CONFIG, "timeout_seconds": 0.2}, secrets=secrets(fake)
     ) as client:
-        with pytest.raises(RetryableError, match="Teams did not answer in time"):
+        with pytest.raises(OutcomeUnknown, match="Teams did not answer in time"):
             await client.send("ops", "x")

@@ -9,6 +9,7 @@ import pytest
 
 from switchboard.sdk import (
     InvalidInput,
+    OutcomeUnknown,
     PermanentError,
     PluginError,
     RetryableError,
@@ -225,7 +226,7 @@ async def test_check_credentials_calls_get_me(fake: HttpFake, run_plugin: RunPlu
     assert "wrong-token" not in rejected.message
 
 
-async def test_connection_refused_and_timeouts_are_retryable(
+async def test_a_refused_connection_is_retryable_and_a_timeout_is_unknown(
     fake: HttpFake, run_plugin: RunPlugin
 ) -> None:
     async with run_plugin(
@@ -238,7 +239,7 @@ async def test_connection_refused_and_timeouts_are_retryable(
     async with run_plugin(
         "telegram", config(fake.url, timeout_seconds=0.2), secrets=SECRETS
     ) as client:
-        with pytest.raises(RetryableError, match="Telegram did not answer in time"):
+        with pytest.raises(OutcomeUnknown, match="Telegram did not answer in time"):
             await client.send("123456789", "hi")
 
     assert TOKEN not in str(refused.value)

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from switchboard.sdk import ConfigError, InvalidInput, PermanentError, RetryableError
+from switchboard.sdk import (
+    ConfigError,
+    InvalidInput,
+    OutcomeUnknown,
+    PermanentError,
+    RetryableError,
+)
 from tests.plugins.conftest import HTTP_FAILURES, Failure, RunPlugin, assert_classified
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
 
@@ -217,10 +223,12 @@ async def test_connection_refused_is_retryable(run_plugin: RunPlugin) -> None:
             await client.send("+16502530000", "hi")
 
 
-async def test_a_timeout_is_retryable(fake: HttpFake, run_plugin: RunPlugin) -> None:
+async def test_a_timeout_after_sending_is_an_unknown_outcome(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
     fake.fail_next(Reply(201, {"sid": "SMlate"}, delay=2))
     async with run_plugin(
         "twilio-sms", config(fake.url, timeout_seconds=0.2), secrets=SECRETS
     ) as client:
-        with pytest.raises(RetryableError, match="Twilio did not answer in time"):
+        with pytest.raises(OutcomeUnknown, match="Twilio did not answer in time"):
             await client.send("+16502530000", "hi")

@@ -10,6 +10,7 @@ import pytest
 from switchboard.sdk import (
     ConfigError,
     InvalidInput,
+    OutcomeUnknown,
     PermanentError,
     PluginError,
     RetryableError,
@@ -195,7 +196,7 @@ async def test_http_failures_are_classified(
     assert_classified(raised, failure)
 
 
-async def test_connection_refused_and_timeouts_are_retryable(
+async def test_a_refused_connection_is_retryable_and_a_timeout_is_unknown(
     fake: HttpFake, run_plugin: RunPlugin
 ) -> None:
     refused_config = config(f"http://127.0.0.1:{closed_port()}")
@@ -207,5 +208,5 @@ async def test_connection_refused_and_timeouts_are_retryable(
     async with run_plugin(
         "vonage-sms", config(fake.url, timeout_seconds=0.2), secrets=SECRETS
     ) as client:
-        with pytest.raises(RetryableError, match="Vonage did not answer in time"):
+        with pytest.raises(OutcomeUnknown, match="Vonage did not answer in time"):
             await client.send("+447700900123", "hi")

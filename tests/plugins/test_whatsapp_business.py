@@ -11,6 +11,7 @@ import pytest
 from switchboard.sdk import (
     ConfigError,
     InvalidInput,
+    OutcomeUnknown,
     PermanentError,
     PluginError,
     RetryableError,
@@ -251,7 +252,7 @@ async def test_check_credentials_reads_the_phone_number(
     assert "code 190" in rejected.message
 
 
-async def test_connection_refused_and_timeouts_are_retryable(
+async def test_a_refused_connection_is_retryable_and_a_timeout_is_unknown(
     fake: HttpFake, run_plugin: RunPlugin
 ) -> None:
     async with run_plugin(
@@ -264,5 +265,5 @@ async def test_connection_refused_and_timeouts_are_retryable(
     async with run_plugin(
         "whatsapp-business", config(fake.url, timeout_seconds=0.2), secrets=SECRETS
     ) as client:
-        with pytest.raises(RetryableError, match="WhatsApp did not answer in time"):
+        with pytest.raises(OutcomeUnknown, match="WhatsApp did not answer in time"):
             await client.send("+16502530000", "hi")

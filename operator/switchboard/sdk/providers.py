@@ -16,26 +16,30 @@ way. A plugin that talks HTTP looks like this::
         providers.raise_for_status(response, provider="Acme")
         return SendResult(providers.response_json(response, provider="Acme")["id"])
 
-How an HTTP failure is classified (``error_for_status``), for every provider
-unless its plugin documents an exception::
+How an HTTP failure is classified (``error_for_status``, ``error_for_transport``),
+for every provider unless its plugin documents an exception::
 
     failure                                  raised                  the router
     400, 422                                 InvalidInput*           gives up
     401, 403                                 Unauthenticated         flags the credentials
-    404, 405, 3xx                            ConfigError             fails over (RETRYABLE):
-                                                                     the plugin's URL is wrong
+    404, 405, 3xx                            ConfigError             fails over, reports the
+                                                                     plugin's URL as broken
     408, 425, 429, 5xx                       RetryableError          fails over, honouring the
                                                                      provider's Retry-After
     any other 4xx                            PermanentError          gives up
-    timeout, refused or broken connection    RetryableError          fails over
+    connection refused, connect timeout,     RetryableError          fails over: nothing
+    no free connection, TLS handshake                                reached the provider
+    read or write timeout, connection        OutcomeUnknown          the channel's delivery
+    broken or closed before the answer                               policy decides on a resend
 
     * or the ``client_error`` class the plugin passes (``PermanentError``)
 
 Messages carry the provider's own words (``"Twilio answered HTTP 400: The 'To'
 number ... (code 21211)"``) and never a URL, a credential or the message body.
-A timeout is RETRYABLE although the provider may have accepted the message
-before it went quiet: a duplicate beats a lost message, and the idempotency
-key lets the receiving side tell.
+A failure after the request left is OutcomeUnknown, not RETRYABLE: the provider
+may have accepted the message before it went quiet, and sending it through
+another plugin may deliver it twice; the channel's delivery policy decides
+(at-least-once resends and flags a possible duplicate, at-most-once stops).
 
 Phone numbers need ``phonenumbers`` and email addresses ``email-validator``
 (the ``plugins`` extra, or the plugin image's ``requirements.txt``); both are
@@ -51,7 +55,7 @@ import json
 import re
 import ssl
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -63,12 +67,13 @@ from switchboard import __version__
 from switchboard.sdk._errors import (
     ConfigError,
     InvalidInput,
+    OutcomeUnknown,
     PermanentError,
     PluginError,
     RetryableError,
     Unauthenticated,
 )
-from switchboard.sdk._messages import Message
+from switchboard.sdk._messages import Message, SendResult
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
@@ -79,6 +84,7 @@ __all__ = [
     "email_bodies",
     "error_for_response",
     "error_for_status",
+    "error_for_transport",
     "generated_message_id",
     "html_to_text",
     "http_client",
@@ -91,6 +97,7 @@ __all__ = [
     "raise_for_status",
     "response_detail",
     "response_json",
+    "result_of_parts",
     "send_request",
     "sign_webhook",
     "validate_region",
@@ -148,33 +155,76 @@ async def send_request(
     *,
     provider: str,
     json: Any = None,
-    data: Mapping[str, str] | None = None,
+    data: Mapping[str, Any] | None = None,
     content: bytes | None = None,
+    files: Any = None,
     params: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
     """Send one request; a failure to get an answer becomes a typed ``PluginError``.
 
     Returns the response whatever its status (check it with
-    ``raise_for_status``). A timeout, a refused or broken connection raises
-    ``RetryableError``; an unusable URL (bad scheme, no host) ``ConfigError``.
-    Neither message contains the URL, which may hold a token.
+    ``raise_for_status``). A failure before the request reached the provider
+    (refused connection, connect timeout) raises ``RetryableError``; one after
+    it left (read or write timeout, broken connection) ``OutcomeUnknown``; an
+    unusable URL (bad scheme, no host) ``ConfigError`` (``error_for_transport``).
+    ``data`` values may be lists (repeated form fields); ``files`` makes the
+    body ``multipart/form-data`` as httpx takes it. No message contains the
+    URL, which may hold a token.
     """
     try:
         return await client.request(
-            method, url, json=json, data=data, content=content, params=params, headers=headers
+            method,
+            url,
+            json=json,
+            data=data,
+            content=content,
+            files=files,
+            params=params,
+            headers=headers,
         )
-    except httpx.TimeoutException as error:
-        raise RetryableError(
-            f"{provider} did not answer in time ({_timeout_phase(error)}); "
-            "the message may or may not have been accepted"
-        ) from None
-    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as error:
-        raise ConfigError(f"{provider} URL is not usable: {_exception_text(error)}") from None
-    except httpx.TransportError as error:
-        raise RetryableError(
-            f"Could not reach {provider}: {type(error).__name__}: {_exception_text(error)}"
-        ) from None
+    except (httpx.TransportError, httpx.InvalidURL) as error:
+        raise error_for_transport(error, provider=provider) from None
+
+
+#: Failures once the request is (partly) on its way: the provider may act on it.
+#: Every other transport failure (refused connection, connect or pool timeout,
+#: proxy refusal, TLS handshake) happens before the provider saw the request.
+_MAYBE_SENT: Final = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+
+def error_for_transport(
+    error: httpx.TransportError | httpx.InvalidURL, *, provider: str
+) -> PluginError:
+    """The ``PluginError`` for an exchange that ended without an answer.
+
+    ``RetryableError`` when nothing reached the provider (refused connection,
+    connect timeout, no free connection, proxy refusal), ``OutcomeUnknown``
+    when the request left and no answer came back (read or write timeout,
+    connection broken or closed mid-exchange), ``ConfigError`` for an unusable
+    URL. The message names the phase, never the URL.
+    """
+    if isinstance(error, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return ConfigError(f"{provider} URL is not usable: {_exception_text(error)}")
+    if isinstance(error, _MAYBE_SENT):
+        what = (
+            f"did not answer in time ({_timeout_phase(error)})"
+            if isinstance(error, httpx.TimeoutException)
+            else f"broke the connection before answering ({type(error).__name__}: "
+            f"{_exception_text(error)})"
+        )
+        return OutcomeUnknown(f"{provider} {what}; the message may or may not have been accepted")
+    if isinstance(error, httpx.TimeoutException):
+        return RetryableError(f"Could not reach {provider} in time ({_timeout_phase(error)})")
+    return RetryableError(
+        f"Could not reach {provider}: {type(error).__name__}: {_exception_text(error)}"
+    )
 
 
 def error_for_status(
@@ -269,6 +319,54 @@ def response_json(response: httpx.Response, *, provider: str) -> Any:
         raise RetryableError(
             f"{provider} answered HTTP {response.status_code} with a body that is not JSON ({kind})"
         ) from None
+
+
+def result_of_parts(
+    parts: Sequence[str | PluginError],
+    *,
+    total: int | None = None,
+    details: Mapping[str, str] | None = None,
+) -> SendResult:
+    """The outcome of a message the provider takes in parts, each accepted or refused on its own.
+
+    A long SMS answered per part, a long chat text sent as several messages, one
+    message per attachment: ``parts`` holds, in order, each part's provider id
+    or the ``PluginError`` it failed with; ``total`` (default ``len(parts)``)
+    counts the parts that were to be sent, so parts never tried count as not
+    delivered.
+
+    * No part accepted: the first part's error is raised; nothing reached the
+      recipient, so the message may go elsewhere as a whole.
+    * Some part accepted: a success, because sending the message again would
+      repeat what the recipient already has. The result's id is the first
+      accepted part's; details hold ``parts`` (``"2/3"``), ``partial: "true"``,
+      ``message_ids`` and ``failed``: each failed part with its error class and
+      the provider's words (``"part 3: RETRYABLE: ... status 1: Throttled"``).
+    * Every part accepted: details ``parts`` (``"3/3"``) and ``message_ids``.
+
+    ``details`` are added to the result's details.
+    """
+    count = len(parts) if total is None else total
+    accepted = [part for part in parts if isinstance(part, str)]
+    refused = [(index, part) for index, part in enumerate(parts, 1) if not isinstance(part, str)]
+    if not accepted:
+        if refused:
+            raise refused[0][1]
+        raise ValueError("result_of_parts needs at least one part")
+    summary = {
+        **(details or {}),
+        "parts": f"{len(accepted)}/{count}",
+        "message_ids": ",".join(accepted),
+    }
+    if len(accepted) < count:
+        failed = [f"part {index}: {error.error_class}: {error.message}" for index, error in refused]
+        if len(parts) < count:
+            untried = (
+                f"{len(parts) + 1}" if len(parts) + 1 == count else f"{len(parts) + 1}-{count}"
+            )
+            failed.append(f"part {untried}: not sent")
+        summary |= {"partial": "true", "failed": "; ".join(failed)}
+    return SendResult(accepted[0], details=summary)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
