@@ -31,7 +31,9 @@ from switchboard.sdk import (
 )
 from tests.sdk.harness import eventually
 from tests.vendor.voltha_core import (
+    ADMIN,
     NNI_PORT_NO,
+    ONU_TYPE,
     OPER,
     UNI_PORT_NO,
     VolthaCore,
@@ -285,6 +287,54 @@ async def test_inventory_lists_olts_with_their_onus_and_ports(voltha: Voltha) ->
     assert inventory["count"] == 4
 
 
+async def test_an_olt_and_a_pon_port_are_disabled_and_enabled_again(voltha: Voltha) -> None:
+    olt_id = await voltha.active_olt()
+    await voltha.active_onu(olt_id, "BBSM000a0001")
+    onu = voltha.core.device_by_serial("BBSM000a0001")
+    assert onu is not None
+
+    port = await voltha.invoke("disable_port", {"device_id": olt_id, "port_no": pon_port_no(0)})
+
+    assert (port["port"]["admin_state"], port["port"]["oper_status"]) == ("DISABLED", "UNKNOWN")
+    assert (await voltha.status(onu.id))["connect_status"] == "UNREACHABLE"
+    await voltha.invoke("enable_port", {"device_id": olt_id, "port_no": pon_port_no(0)})
+    assert (await voltha.status(onu.id))["oper_status"] == "ACTIVE"
+    with pytest.raises(InvalidInput, match=r"params\.port_no: device .* has no port 7"):
+        await voltha.invoke("disable_port", {"device_id": olt_id, "port_no": 7})
+
+    disabled = await voltha.invoke("disable_device", {"device_id": olt_id})
+    assert disabled["device"]["admin_state"] == "DISABLED"
+    assert voltha.core.devices[olt_id].admin_state == ADMIN.DISABLED
+    enabled = await voltha.invoke("enable_device", {"device_id": olt_id})
+    assert enabled["device"]["admin_state"] == "ENABLED"
+    await eventually(
+        lambda: voltha.core.devices[olt_id].oper_status == OPER.ACTIVE,
+        within=10,
+        what="OLT ACTIVE again",
+    )
+    # Enabling what is enabled is no error (retry-safe), and calls no EnableDevice.
+    calls = [rpc for rpc, _ in voltha.core.calls].count("EnableDevice")
+    await voltha.invoke("enable_device", {"device_id": olt_id})
+    assert [rpc for rpc, _ in voltha.core.calls].count("EnableDevice") == calls
+
+
+async def test_adapters_and_components_are_listed(voltha: Voltha) -> None:
+    adapters = await voltha.invoke("list_adapters")
+    components = await voltha.invoke("list_components")
+
+    assert [(a["id"], a["type"], a["device_types"]) for a in adapters["adapters"]] == [
+        ("adapter-open-olt", "openolt", ["openolt"]),
+        ("adapter-open-onu", ONU_TYPE, [ONU_TYPE]),
+    ]
+    assert adapters["adapters"][0]["endpoint"] == "adapter-open-olt.voltha.svc:50060"
+    assert components["version"] == voltha.core.version
+    assert components["core_instances"] == [
+        {"instance_id": "rw-core-1", "health": "HEALTHY"},
+        {"instance_id": "rw-core-2", "health": "HEALTHY"},
+    ]
+    assert [a["version"] for a in components["adapters"]] == ["4.4.10", "2.11.6"]
+
+
 # --- configuration and metrics --------------------------------------------------------
 
 
@@ -437,6 +487,42 @@ async def test_subscriber_flows_are_added_to_and_removed_from_the_logical_device
     assert topology["logical_devices"][0]["flow_count"] == 2
 
 
+async def test_the_flow_view_reads_vlans_and_actions(voltha: Voltha) -> None:
+    olt_id = await voltha.active_olt()
+    await voltha.active_onu(olt_id, "BBSM000a0001")
+    added = await voltha.invoke(
+        "add_subscriber_flow",
+        {
+            "olt_device_id": olt_id,
+            "onu_serial_number": "BBSM000a0001",
+            "subscriber_id": "sub-1",
+            "c_tag": 101,
+            "s_tag": 900,
+        },
+    )
+    uni = added["flows"][0]["in_port"]
+
+    flows = (await voltha.invoke("list_flows", {"olt_device_id": olt_id}))["flows"]
+
+    by_direction = {flow["match"]["in_port"]: flow for flow in flows}
+    upstream, downstream = by_direction[uni], by_direction[NNI_PORT_NO]
+    assert upstream["match"] == {"in_port": uni, "vlan_vid": 101}
+    assert upstream["actions"] == [
+        {"push_vlan": "0x8100"},
+        {"set_vlan_vid": 900},
+        {"output": NNI_PORT_NO},
+    ]
+    assert downstream["match"] == {
+        "in_port": NNI_PORT_NO,
+        "vlan_vid": 900,
+        "metadata": hex((101 << 32) | uni),
+    }
+    assert downstream["actions"] == [{"pop_vlan": True}, {"output": uni}]
+    assert upstream["cookie"] == downstream["cookie"] == added["cookie"]
+    topology = await voltha.invoke("get_topology", {"include_flows": True})
+    assert topology["logical_devices"][0]["flows"] == flows
+
+
 async def test_flows_need_an_active_onu(voltha: Voltha) -> None:
     olt_id = await voltha.active_olt()
 
@@ -587,6 +673,48 @@ async def test_alarm_buffer_is_bounded(
         result = await client.invoke("get_alarms")
         assert len(result["alarms"]) == 3
         assert [a["seq"] for a in result["alarms"]] == sorted(a["seq"] for a in result["alarms"])
+
+
+async def test_alarm_history_survives_a_restart_and_is_read_while_voltha_is_down(
+    core: VolthaCore, voltha_server: VolthaServer, tmp_path: Path
+) -> None:
+    history = tmp_path / "volume" / "voltha-alarms.sqlite3"
+    history.parent.mkdir()
+    config = plugin_config(voltha_server, alarm_history_path=str(history), alarm_buffer_size=50)
+    secrets = write_secrets(tmp_path / "secrets")
+
+    def plugin() -> Any:
+        return serve_plugin(
+            VOLTHA_PLUGIN, config=config, secrets_dir=secrets, secrets_poll_interval=None
+        )
+
+    async with plugin() as server, PluginClient(server.address) as client:
+        await eventually(lambda: core.subscriber_count == 1, within=10, what="subscribed")
+        await client.invoke("provision_olt", {"host_and_port": OLT_ADDRESS})
+        olt_id = next(iter(core.devices))
+        await eventually(lambda: core.logical_device_of(olt_id) is not None, within=10)
+        core.set_link(olt_id, NNI_PORT_NO, up=False)
+
+        async def link_down_seen() -> bool:
+            alarms = await client.invoke("get_alarms", {"alarms_only": True})
+            return any(a["kind"] == "port_status" for a in alarms["alarms"])
+
+        await eventually(link_down_seen, within=10, what="the link-down alarm")
+        before = await client.invoke("get_alarms")
+        assert before["persistent"] is True
+        await voltha_server.stop()
+        while_down = await client.invoke("get_alarms")
+        assert while_down["alarms"][: len(before["alarms"])] == before["alarms"]
+
+    # A new plugin process on the same volume, VOLTHA still down.
+    async with plugin() as server, PluginClient(server.address) as client:
+        assert await client.health() == "NOT_SERVING"
+        after = await client.invoke("get_alarms", {"alarms_only": True})
+        link_down = [a for a in after["alarms"] if a["kind"] == "port_status"]
+        assert link_down and link_down[0]["details"]["link_down"] is True
+        assert after["last_seq"] >= before["last_seq"]
+        newer = await client.invoke("get_alarms", {"after_seq": after["last_seq"]})
+        assert newer["alarms"] == []
 
 
 # --- input validation -----------------------------------------------------------------

@@ -42,8 +42,10 @@ from typing import Any, Final
 import grpc
 from google.protobuf import empty_pb2
 from voltha_protos import (
+    adapter_pb2,
     common_pb2,
     device_pb2,
+    health_pb2,
     logical_device_pb2,
     openflow_13_pb2,
     voltha_pb2,
@@ -62,6 +64,29 @@ PON_PORT_BASE: Final = 2 << 28
 UNI_PORT_NO: Final = 16
 ONU_TYPE: Final = "brcm_openomci_onu_adapter"
 _Context = grpc.aio.ServicerContext[Any, Any]
+
+
+#: The adapters registered with the stand-in core, as VOLTHA lists them.
+ADAPTERS: Final = (
+    adapter_pb2.Adapter(
+        id="adapter-open-olt",
+        vendor="VOLTHA OpenOLT",
+        type="openolt",
+        version="4.4.10",
+        endpoint="adapter-open-olt.voltha.svc:50060",
+        currentReplica=1,
+        totalReplicas=1,
+    ),
+    adapter_pb2.Adapter(
+        id="adapter-open-onu",
+        vendor="VOLTHA OpenONUGo",
+        type=ONU_TYPE,
+        version="2.11.6",
+        endpoint="adapter-open-onu.voltha.svc:50060",
+        currentReplica=1,
+        totalReplicas=1,
+    ),
+)
 
 
 def pon_port_no(index: int) -> int:
@@ -145,6 +170,43 @@ class VolthaCore(voltha_pb2_grpc.VolthaServiceServicer):  # type: ignore[misc]  
                 await task
 
     # --- VolthaService ----------------------------------------------------------------
+
+    async def ListAdapters(self, request: empty_pb2.Empty, context: _Context) -> Any:
+        await self._authorize("ListAdapters", context)
+        return adapter_pb2.Adapters(items=list(ADAPTERS))
+
+    async def ListDeviceTypes(self, request: empty_pb2.Empty, context: _Context) -> Any:
+        await self._authorize("ListDeviceTypes", context)
+        return device_pb2.DeviceTypes(
+            items=[
+                device_pb2.DeviceType(
+                    id=adapter.type, adapter=adapter.id, vendor_ids=[adapter.vendor]
+                )
+                for adapter in ADAPTERS
+            ]
+        )
+
+    async def ListCoreInstances(self, request: empty_pb2.Empty, context: _Context) -> Any:
+        await self._authorize("ListCoreInstances", context)
+        return voltha_pb2.CoreInstances(
+            items=[
+                voltha_pb2.CoreInstance(
+                    instance_id=f"rw-core-{index}",
+                    health=health_pb2.HealthStatus(state=health_pb2.HealthStatus.HEALTHY),
+                )
+                for index in (1, 2)
+            ]
+        )
+
+    async def DisablePort(self, request: device_pb2.Port, context: _Context) -> Any:
+        await self._authorize("DisablePort", context)
+        await self._set_port_admin(request, context, enabled=False)
+        return empty_pb2.Empty()
+
+    async def EnablePort(self, request: device_pb2.Port, context: _Context) -> Any:
+        await self._authorize("EnablePort", context)
+        await self._set_port_admin(request, context, enabled=True)
+        return empty_pb2.Empty()
 
     async def GetVoltha(self, request: empty_pb2.Empty, context: _Context) -> Any:
         await self._authorize("GetVoltha", context)
@@ -382,6 +444,29 @@ class VolthaCore(voltha_pb2_grpc.VolthaServiceServicer):  # type: ignore[misc]  
                 yield await queue.get()
         finally:
             self._subscribers.discard(queue)
+
+    async def _set_port_admin(
+        self, request: device_pb2.Port, context: _Context, *, enabled: bool
+    ) -> None:
+        """A port's admin state; an OLT's PON port takes the ONUs on it down and up with it."""
+        await self._device(request.device_id, context)
+        port = next(
+            (p for p in self.ports[request.device_id] if p.port_no == request.port_no), None
+        )
+        if port is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"port {request.port_no} of device {request.device_id} not found",
+            )
+        assert port is not None
+        port.admin_state = ADMIN.ENABLED if enabled else ADMIN.DISABLED
+        port.oper_status = OPER.ACTIVE if enabled else OPER.UNKNOWN
+        for onu in [d for d in self.devices.values() if d.parent_id == request.device_id]:
+            if onu.parent_port_no != request.port_no or onu.admin_state != ADMIN.ENABLED:
+                continue
+            onu.oper_status = OPER.ACTIVE if enabled else OPER.UNKNOWN
+            onu.connect_status = CONNECT.REACHABLE if enabled else CONNECT.UNREACHABLE
+            self._set_logical_port_state(onu.id, UNI_PORT_NO, live=enabled)
 
     # --- state machine ----------------------------------------------------------------
 
