@@ -9,11 +9,13 @@ config as ``${KEY}``, and ``PluginClient`` calls it.
 from __future__ import annotations
 
 import email.utils
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -26,6 +28,7 @@ from switchboard.sdk import (
     Unauthenticated,
     serve_plugin,
 )
+from switchboard.sdk._loader import load_plugin
 from tests.plugins.fakes import Reply
 from tests.sdk.harness import MountedSecret
 
@@ -47,6 +50,11 @@ PLUGINS = (
 )
 
 RunPlugin = Callable[..., AbstractAsyncContextManager[PluginClient]]
+
+
+def plugin_module(name: str) -> ModuleType:
+    """The module of plugin ``name`` as the runtime imports it (to read its code tables)."""
+    return sys.modules[load_plugin(PLUGIN_IMAGES / name).plugin_class.__module__]
 
 
 @pytest.fixture

@@ -44,6 +44,13 @@ class Recorded:
         assert len(pairs) == len(dict(pairs)), f"repeated form fields: {pairs}"
         return dict(pairs)
 
+    def form_lists(self) -> dict[str, list[str]]:
+        """The form body with repeated fields (Twilio's ``MediaUrl``) as lists, in order."""
+        fields: dict[str, list[str]] = {}
+        for name, value in parse_qsl(self.body.decode(), keep_blank_values=True):
+            fields.setdefault(name, []).append(value)
+        return fields
+
     @property
     def content_type(self) -> str:
         return self.headers.get("Content-Type", "").split(";")[0].strip()

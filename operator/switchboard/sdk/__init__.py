@@ -33,6 +33,7 @@ if _typing.TYPE_CHECKING:
         Unauthenticated,
         errors_from_rpc_error,
     )
+    from switchboard.sdk._http_plugin import HttpProviderPlugin
     from switchboard.sdk._messages import Attachment, Message, SendResult, Template
     from switchboard.sdk._plugin import (
         AnalyticsPlugin,
@@ -52,6 +53,7 @@ __all__ = [
     "ConfigError",
     "ErrorClass",
     "ExitCode",
+    "HttpProviderPlugin",
     "IntegrationType",
     "InvalidInput",
     "Manifest",
@@ -86,6 +88,7 @@ _HOME = {
     "ConfigError": "switchboard.sdk._errors",
     "ErrorClass": "switchboard.sdk._errors",
     "ExitCode": "switchboard.sdk._runtime",
+    "HttpProviderPlugin": "switchboard.sdk._http_plugin",
     "IntegrationType": "switchboard.api.models",
     "InvalidInput": "switchboard.sdk._errors",
     "Manifest": "switchboard.sdk.manifest",

@@ -55,7 +55,7 @@ import json
 import re
 import ssl
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -73,7 +73,7 @@ from switchboard.sdk._errors import (
     RetryableError,
     Unauthenticated,
 )
-from switchboard.sdk._messages import Message, SendResult
+from switchboard.sdk._messages import Message, SendResult, required_capabilities
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
@@ -95,6 +95,7 @@ __all__ = [
     "parse_email_addresses",
     "parse_retry_after",
     "raise_for_status",
+    "require_capabilities",
     "response_detail",
     "response_json",
     "result_of_parts",
@@ -319,6 +320,28 @@ def response_json(response: httpx.Response, *, provider: str) -> Any:
         raise RetryableError(
             f"{provider} answered HTTP {response.status_code} with a body that is not JSON ({kind})"
         ) from None
+
+
+def require_capabilities(
+    message: Message, capabilities: Collection[str] | None, *, provider: str
+) -> None:
+    """``RetryableError`` if ``message`` has a part the plugin does not declare a capability for.
+
+    The router sends a message only to plugins whose capabilities cover its
+    attachments, template and copies; a plugin that gets one anyway (an older
+    router) must not drop the part silently, and another plugin may carry it,
+    so the router should move on. Call it first in ``send_message`` with the
+    class's ``capabilities``.
+    """
+    missing = sorted(
+        required_capabilities(message.attachments, message.template, message.cc, message.bcc)
+        - set(capabilities or ())
+    )
+    if missing:
+        raise RetryableError(
+            f"This {provider} plugin does not declare {', '.join(missing)}: the message "
+            "needs a plugin that does"
+        )
 
 
 def result_of_parts(
