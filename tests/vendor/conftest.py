@@ -5,14 +5,21 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from tests.vendor.kafka import FETCH_HINT, KafkaBroker, find_libs
 from tests.vendor.postgres import INSTALL_HINT, PostgresServer, find_bindir
+from tests.vendor.voltha_core import VolthaCore, VolthaServer
+
+#: The VOLTHA stand-in's credentials and fiber plant: ONUs cabled to each PON of the OLT.
+USERNAME, PASSWORD = "voltha-admin", "pw-3f9a7c1e"
+OLT_ADDRESS = "10.90.0.11:9191"
+PLANT = {OLT_ADDRESS: {0: ["BBSM000a0001", "BBSM000a0002"], 1: ["ALPHe3d1cfde"]}}
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +34,20 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.destroy()
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaBroker]:
+    """One Kafka broker (KRaft, loopback) for the session, started on first use."""
+    libs = find_libs()
+    if libs is None:
+        pytest.fail(f"Kafka's jars or Java not found; fetch them first: {FETCH_HINT}")
+    broker = KafkaBroker(libs)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
 
 
 @dataclass
@@ -108,3 +129,18 @@ def router() -> Iterator[RouterStandIn]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+async def core() -> AsyncIterator[VolthaCore]:
+    core = VolthaCore(username=USERNAME, password=PASSWORD, plant=PLANT, step=0.05)
+    yield core
+    await core.close()
+
+
+@pytest.fixture
+async def voltha_server(core: VolthaCore) -> AsyncIterator[VolthaServer]:
+    server = VolthaServer(core)
+    await server.start()
+    yield server
+    await server.stop()

@@ -30,6 +30,7 @@ from switchboard.sdk import (
     serve_plugin,
 )
 from tests.sdk.harness import eventually
+from tests.vendor.conftest import OLT_ADDRESS, PASSWORD, USERNAME
 from tests.vendor.voltha_core import (
     ADMIN,
     NNI_PORT_NO,
@@ -42,9 +43,6 @@ from tests.vendor.voltha_core import (
 )
 
 VOLTHA_PLUGIN = Path(__file__).resolve().parents[2] / "plugin-images" / "voltha"
-USERNAME, PASSWORD = "voltha-admin", "pw-3f9a7c1e"
-OLT_ADDRESS = "10.90.0.11:9191"
-PLANT = {OLT_ADDRESS: {0: ["BBSM000a0001", "BBSM000a0002"], 1: ["ALPHe3d1cfde"]}}
 OFP = openflow_13_pb2
 
 
@@ -97,21 +95,6 @@ def plugin_config(server: VolthaServer, **extra: Any) -> dict[str, Any]:
         "request_timeout": 3,
         **extra,
     }
-
-
-@pytest.fixture
-async def core() -> AsyncIterator[VolthaCore]:
-    core = VolthaCore(username=USERNAME, password=PASSWORD, plant=PLANT, step=0.05)
-    yield core
-    await core.close()
-
-
-@pytest.fixture
-async def voltha_server(core: VolthaCore) -> AsyncIterator[VolthaServer]:
-    server = VolthaServer(core)
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from switchboard.sdk import (
 
 from . import schemas
 from .alarms import AlarmLog, Query, now
+from .bus import DEFAULT_TOPIC, BusSettings, EventBus
 from .connection import PROBE_TIMEOUT, Endpoint, VolthaConnection
 from .monitor import Monitor
 from .openflow import (
@@ -102,6 +103,21 @@ class VolthaPlugin(NetworkAutomationPlugin):
                 f"config.alarm_history_path: cannot open {self.alarm_log_path}: {error}"
             ) from None
         self.monitor = Monitor(self.voltha, self.alarm_log, interval, self.logger)
+        kafka = config.get("kafka")
+        self.bus = (
+            EventBus(
+                BusSettings(
+                    bootstrap_servers=kafka["bootstrap_servers"],
+                    topic=kafka.get("topic", DEFAULT_TOPIC),
+                    group_id=kafka.get("group_id", "switchboard-voltha"),
+                    start_from=kafka.get("start_from", "latest"),
+                ),
+                self.alarm_log,
+                self.logger,
+            )
+            if kafka
+            else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def activate(self) -> None:
@@ -114,6 +130,8 @@ class VolthaPlugin(NetworkAutomationPlugin):
             asyncio.create_task(self.monitor.follow_change_events(), name="voltha-change-events"),
             asyncio.create_task(self.monitor.monitor_devices(), name="voltha-device-monitor"),
         ]
+        if self.bus is not None:
+            self._tasks.append(asyncio.create_task(self.bus.run(), name="voltha-event-bus"))
 
     async def deactivate(self) -> None:
         for task in self._tasks:
@@ -524,8 +542,22 @@ class VolthaPlugin(NetworkAutomationPlugin):
             "last_seq": self.alarm_log.last_seq,
             "dropped": self.alarm_log.dropped,
             "stream_connected": self.monitor.stream_connected,
+            "event_bus_connected": self.bus.connected if self.bus is not None else None,
             "persistent": self.alarm_log_path is not None,
         }
+
+    @operation(schema=schemas.GET_KPIS)
+    async def get_kpis(self, params: dict[str, Any]) -> Any:
+        """The newest KPIs VOLTHA published on its event bus (e.g. PON_Optical), per device."""
+        if self.bus is None:
+            raise PermanentError("no event bus configured: set config.kafka to receive KPIs")
+        device_id, group = params.get("device_id"), params.get("group")
+        kpis = [
+            kpi
+            for (kpi_device, kpi_group), kpi in sorted(self.bus.kpis.items())
+            if device_id in (None, kpi_device) and group in (None, kpi_group)
+        ]
+        return {"kpis": kpis, "event_bus_connected": self.bus.connected}
 
     @operation(schema=schemas.GET_TOPOLOGY)
     async def get_topology(self, params: dict[str, Any]) -> Any:

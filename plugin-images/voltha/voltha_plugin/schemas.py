@@ -248,3 +248,12 @@ LIST_FLOWS: Final[dict[str, Any]] = {
 }
 
 NO_PARAMS: Final[dict[str, Any]] = {"type": "object", "additionalProperties": False}
+
+GET_KPIS: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": {
+        "device_id": DEVICE_ID,
+        "group": {"type": "string", "minLength": 1, "description": "e.g. PON_Optical"},
+    },
+    "additionalProperties": False,
+}
