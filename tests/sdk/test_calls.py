@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import uuid
@@ -24,6 +25,7 @@ from switchboard.sdk import (
     Unauthenticated,
     errors_from_rpc_error,
 )
+from switchboard.sdk._logging import Redactor
 from switchboard.sdk._messages import required_capabilities
 from tests.sdk.conftest import TOKEN, Endpoint, token_id
 
@@ -181,6 +183,30 @@ async def test_unexpected_exception_message_names_the_error_but_not_the_secret(
 
     assert raised.value.message == "Send failed: RuntimeError: client broke while using ***"
     assert TOKEN not in raised.value.message
+
+
+async def test_credentials_a_provider_echoes_are_hidden_in_every_encoding(
+    echo: Endpoint,
+) -> None:
+    async with PluginClient(echo.address) as client:
+        with pytest.raises(RetryableError) as raised:
+            await client.send("fail:echoed-credentials", "x")
+
+    message = raised.value.message
+    assert message == "Provider said: bad request (Authorization: Basic ***; url=/send?token=***)"
+    encoded = base64.b64encode(f"echo-user:{TOKEN}".encode()).decode()
+    assert TOKEN not in message and encoded not in message
+
+
+def test_a_short_secret_is_hidden_only_where_it_stands_alone() -> None:
+    redactor = Redactor()
+    redactor.add(["k", "tok-7c1f0e5a9b"])
+
+    assert redactor.redact("Listening for calls, token k") == "Listening for calls, token ***"
+    assert redactor.redact('{"msg": "Activated the plugin", "kind": "ok"}') == (
+        '{"msg": "Activated the plugin", "kind": "ok"}'
+    )
+    assert redactor.redact("token=tok-7c1f0e5a9b") == "token=***"
 
 
 async def test_attachments_template_and_copies_reach_the_plugin_as_sent(echo: Endpoint) -> None:

@@ -48,6 +48,16 @@ def kind_label(kind: str) -> str:
     return kind.lower()
 
 
+#: What a caller's idempotency key may hold: printable ASCII without space, quote
+#: or backslash, so that it fits in any provider header (the IETF Idempotency-Key
+#: header is a structured-field string) without escaping.
+IDEMPOTENCY_KEY_PATTERN: Final = r"^[!#-\[\]-~]{1,255}$"
+#: A message's metadata key: a word plugins recognise (`notify_type`, `header.X-Tag`).
+METADATA_KEY_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+#: Characters a metadata value may not hold: control characters other than tab
+#: and newline (a CR or NUL would break the provider request built from it).
+METADATA_VALUE_FORBIDDEN: Final = r"[\x00-\x08\x0b-\x1f\x7f]"
+
 #: The gRPC port every plugin container listens on.
 PLUGIN_GRPC_PORT: Final = 50051
 PLUGIN_PORT_NAME: Final = "grpc"

@@ -1,9 +1,15 @@
 """The router process: discovery, endpoint pool, dispatcher, HTTP and gRPC servers.
 
 `Router` wires the parts; `switchboard router` runs one until SIGTERM, and
-local mode and the tests run one in process. Overload protection sits in
-front of everything: past `max_concurrency` requests in flight, a request is
-refused at once (429 / RESOURCE_EXHAUSTED) instead of queueing.
+local mode and the tests run one in process.
+
+Hostile or slow clients must not take the router from everyone else. A
+request is authenticated from its headers before anything else; its body is
+read only then, within `body_timeout_seconds` (408 after) and
+`max_body_bytes` (413), and decoded with a nesting limit (400). A connection
+that does not finish its headers within `header_timeout_seconds` is closed.
+Only dispatch holds one of the `max_concurrency` in-flight slots; past the
+limit a request is refused at once (429 / RESOURCE_EXHAUSTED), never queued.
 """
 
 from __future__ import annotations
@@ -21,13 +27,13 @@ from aiohttp import web
 from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from switchboard.router.auth import ApiKeyAuthority, Authority
+from switchboard.router.auth import ApiKeyAuthority, Authority, Caller
 from switchboard.router.discovery import Discovery, StaticDiscovery
 from switchboard.router.dispatch import Dispatcher
 from switchboard.router.endpoints import EndpointPool
 from switchboard.router.metrics import RouterMetrics
 from switchboard.router.openapi import openapi_document
-from switchboard.router.service import ApiError, RouterService
+from switchboard.router.service import ApiError, RouterService, decode_json
 from switchboard.router.settings import Backend, RouterSettings
 from switchboard.router.table import RoutingTable
 from switchboard.router.v1 import router_pb2, router_pb2_grpc
@@ -39,14 +45,15 @@ _GRPC_CODES = {
     401: grpc.StatusCode.UNAUTHENTICATED,
     403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
     413: grpc.StatusCode.INVALID_ARGUMENT,
+    415: grpc.StatusCode.INVALID_ARGUMENT,
     422: grpc.StatusCode.INVALID_ARGUMENT,
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     502: grpc.StatusCode.FAILED_PRECONDITION,
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
-_UNLIMITED_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
 
 
 class Router:
@@ -71,34 +78,14 @@ class Router:
             self.pool,
             self.metrics,
             tracer,
+            settings.max_concurrency,
         )
-        self.in_flight = 0
         self.http_port = 0
         self.grpc_port = 0
         self._runner: web.AppRunner | None = None
         self._grpc: grpc.aio.Server | None = None
         self._sync_task: asyncio.Task[None] | None = None
         discovery.subscribe(self._table_changed)
-
-    # -- overload --
-
-    @contextlib.contextmanager
-    def admitted(self) -> Any:
-        if self.in_flight >= self.settings.max_concurrency:
-            self.metrics.refused.labels("overload").inc()
-            raise ApiError(
-                429,
-                "OVERLOADED",
-                f"The router is handling {self.in_flight} requests, its limit; retry shortly.",
-                retry_after=1.0,
-            )
-        self.in_flight += 1
-        self.metrics.in_flight.inc()
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            self.metrics.in_flight.dec()
 
     # -- lifecycle --
 
@@ -124,7 +111,12 @@ class Router:
                 web.get("/openapi.json", self._openapi),
             ]
         )
-        self._runner = web.AppRunner(app, access_log=None)
+        # aiohttp closes a connection whose request has not arrived when its
+        # keep-alive timer fires, which it starts as the connection opens: the
+        # header deadline.
+        self._runner = web.AppRunner(
+            app, access_log=None, keepalive_timeout=self.settings.header_timeout_seconds
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.http_port)
         await site.start()
@@ -153,10 +145,7 @@ class Router:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         try:
-            if request.path in _UNLIMITED_PATHS:
-                return await handler(request)
-            with self.admitted():
-                return await handler(request)
+            return await handler(request)
         except ApiError as error:
             headers = {}
             if error.retry_after is not None:
@@ -170,38 +159,39 @@ class Router:
             )
             return web.json_response(too_large.body(), status=413)
 
-    async def _json(self, request: web.Request) -> Any:
+    async def _caller_and_body(self, request: web.Request) -> tuple[Caller, Any]:
+        """Who is calling (from the headers alone), then their body, read within its deadline."""
+        caller = await self.service.caller(request.headers.get("Authorization"))
         if request.content_type != "application/json":
             raise ApiError(
                 415, "UNSUPPORTED_MEDIA_TYPE", "Send the body as Content-Type: application/json."
             )
-        raw = await request.read()
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as error:
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                raw = await request.read()
+        except TimeoutError:
+            self.service.metrics.refused.labels("slow_body").inc()
             raise ApiError(
-                400, "INVALID_REQUEST", f"The body is not valid JSON: {error}"
-            ) from error
+                408,
+                "REQUEST_TIMEOUT",
+                f"The body did not arrive within {self.settings.body_timeout_seconds:g}s.",
+            ) from None
+        return caller, decode_json(raw, self.settings.max_json_depth)
 
     async def _send(self, request: web.Request) -> web.Response:
-        data = await self._json(request)
-        answer = await self.service.send_message(request.headers.get("Authorization"), data)
-        return web.json_response(answer)
+        caller, data = await self._caller_and_body(request)
+        return web.json_response(await self.service.send_message(caller, data))
 
     async def _invoke(self, request: web.Request) -> web.Response:
-        data = await self._json(request)
+        caller, data = await self._caller_and_body(request)
         answer = await self.service.invoke(
-            request.headers.get("Authorization"),
-            request.match_info["name"],
-            request.match_info["operation"],
-            data,
+            caller, request.match_info["name"], request.match_info["operation"], data
         )
         return web.json_response(answer)
 
     async def _status(self, request: web.Request) -> web.Response:
-        answer = await self.service.system_status(
-            request.headers.get("Authorization"), request.query.get("namespace")
-        )
+        caller = await self.service.caller(request.headers.get("Authorization"))
+        answer = await self.service.system_status(caller, request.query.get("namespace"))
         return web.json_response(answer)
 
     async def _healthz(self, request: web.Request) -> web.Response:
@@ -231,8 +221,8 @@ class _GrpcRouter(router_pb2_grpc.RouterServicer):
 
     async def _run(self, context: grpc.aio.ServicerContext[Any, Any], call: Any) -> Any:
         try:
-            with self.router.admitted():
-                return await call(_authorization(context))
+            caller = await self.router.service.caller(_authorization(context))
+            return await call(caller)
         except ApiError as error:
             context.set_trailing_metadata((("switchboard-error-json", json.dumps(error.body())),))
             await context.abort(
@@ -252,7 +242,9 @@ class _GrpcRouter(router_pb2_grpc.RouterServicer):
             "idempotencyKey": request.idempotency_key or None,
             "namespace": request.namespace or None,
         }
-        answer = await self._run(context, lambda auth: self.router.service.send_message(auth, data))
+        answer = await self._run(
+            context, lambda caller: self.router.service.send_message(caller, data)
+        )
         return router_pb2.SendMessageResponse(
             plugin=answer["plugin"],
             endpoint=answer["endpoint"],
@@ -265,21 +257,19 @@ class _GrpcRouter(router_pb2_grpc.RouterServicer):
     async def Invoke(  # gRPC method name
         self, request: router_pb2.InvokeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> router_pb2.InvokeResponse:
-        try:
-            params = json.loads(request.params_json or "{}")
-        except ValueError:
-            params = None  # reported as a field error by the service
-        data = {
-            "params": params,
-            "idempotencyKey": request.idempotency_key or None,
-            "namespace": request.namespace or None,
-        }
-        answer = await self._run(
-            context,
-            lambda auth: self.router.service.invoke(
-                auth, request.integration, request.operation, data
-            ),
-        )
+        max_depth = self.router.settings.max_json_depth
+
+        async def invoke(caller: Caller) -> Any:
+            data = {
+                "params": decode_json(request.params_json or "{}", max_depth),
+                "idempotencyKey": request.idempotency_key or None,
+                "namespace": request.namespace or None,
+            }
+            return await self.router.service.invoke(
+                caller, request.integration, request.operation, data
+            )
+
+        answer = await self._run(context, invoke)
         return router_pb2.InvokeResponse(
             plugin=answer["plugin"],
             endpoint=answer["endpoint"],
@@ -295,7 +285,7 @@ class _GrpcRouter(router_pb2_grpc.RouterServicer):
     ) -> router_pb2.GetSystemStatusResponse:
         answer = await self._run(
             context,
-            lambda auth: self.router.service.system_status(auth, request.namespace or None),
+            lambda caller: self.router.service.system_status(caller, request.namespace or None),
         )
         return router_pb2.GetSystemStatusResponse(status_json=json.dumps(answer))
 
@@ -334,11 +324,11 @@ def build_router(settings: RouterSettings, kubeconfig: str | None = None) -> Rou
         raise SystemExit(
             "The static backend needs --api-keys FILE (or SWITCHBOARD_ROUTER_API_KEYS_FILE)."
         )
-    return Router(
-        settings,
-        StaticDiscovery(settings.static_file),
-        ApiKeyAuthority.from_file(settings.api_keys_file),
-    )
+    try:
+        authority = ApiKeyAuthority.from_file(settings.api_keys_file)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"The API keys file is not usable: {error}") from None
+    return Router(settings, StaticDiscovery(settings.static_file), authority)
 
 
 @contextlib.asynccontextmanager

@@ -20,6 +20,7 @@ Errors:
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from collections.abc import Callable
@@ -87,10 +88,24 @@ class ApiKeyAuthority:
 
     `*` in `namespaces` or `permissions` allows any. A key may send, invoke
     and read status in its namespaces, and use the permissions it lists.
+    Names identify callers (in logs and decisions), so they must be unique,
+    and so must keys; a file breaking either rule is refused. A token is
+    compared with every key in constant time, so timing tells nothing about
+    which key it resembles.
     """
 
     def __init__(self, keys: list[ApiKey]) -> None:
+        for field_name in ("name", "key"):
+            seen: set[str] = set()
+            for index, key in enumerate(keys):
+                value = getattr(key, field_name)
+                if value in seen:
+                    shown = f" {value!r}" if field_name == "name" else ""
+                    raise ValueError(f"keys[{index}]: the {field_name}{shown} is used twice")
+                seen.add(value)
         self.keys = keys
+        self._by_name = {key.name: key for key in keys}
+        self._digests = [(hashlib.sha256(key.key.encode()).digest(), key) for key in keys]
 
     @classmethod
     def from_file(cls, path: Path) -> ApiKeyAuthority:
@@ -107,20 +122,27 @@ class ApiKeyAuthority:
                     permissions=frozenset(item.get("permissions", ["*"])),
                 )
             )
-        return cls(keys)
+        try:
+            return cls(keys)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
 
     async def authenticate(self, token: str) -> Caller:
-        for key in self.keys:
-            if hmac.compare_digest(key.key.encode(), token.encode()):
-                namespaces = sorted(key.namespaces - {"*"})
-                # Resources applied without a namespace live in "default", here as in a cluster.
-                return Caller(name=key.name, home_namespace=(namespaces or ["default"])[0])
-        raise AuthError(401, "The API key is not known to this router.")
+        offered = hashlib.sha256(token.encode()).digest()
+        matched = None
+        for digest, key in self._digests:  # every key, no early exit
+            if hmac.compare_digest(digest, offered):
+                matched = key
+        if matched is None:
+            raise AuthError(401, "The API key is not known to this router.")
+        namespaces = sorted(matched.namespaces - {"*"})
+        # Resources applied without a namespace live in "default", here as in a cluster.
+        return Caller(name=matched.name, home_namespace=(namespaces or ["default"])[0])
 
     async def allowed(
         self, caller: Caller, namespace: str, verb: str, resource: str, name: str = ""
     ) -> bool:
-        key = next((k for k in self.keys if k.name == caller.name), None)
+        key = self._by_name.get(caller.name)
         if key is None or not ({"*", namespace} & key.namespaces):
             return False
         if resource == "permissions":

@@ -24,6 +24,7 @@ Errors:
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,6 +42,7 @@ from switchboard.router.table import PluginRoute, RoutingTable, priority_groups,
 from switchboard.sdk import (
     ConfigError,
     InvalidInput,
+    OutcomeUnknown,
     PermanentError,
     PluginClient,
     PluginError,
@@ -49,6 +51,7 @@ from switchboard.sdk import (
 )
 
 R = TypeVar("R")
+log = logging.getLogger("switchboard.router")
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,26 @@ class DispatchError(Exception):
         self.status, self.code, self.message = status, code, message
         self.attempts = attempts or []
         self.retry_after = retry_after
+
+
+def _as_plugin_error(raised: Exception, endpoint: str) -> PluginError:
+    """A failed attempt as a typed error: a plugin's own, or an unknown outcome.
+
+    Anything other than a ``PluginError`` (an answer the client could not
+    use) still ends the attempt, never the request: the plugin may or may not
+    have done the work, and the next one is tried.
+    """
+    if isinstance(raised, PluginError):
+        return raised
+    log.warning(
+        "Could not use the answer of plugin endpoint",
+        extra={"endpoint": endpoint, "error": f"{type(raised).__name__}: {raised}"},
+    )
+    error = OutcomeUnknown(
+        f"The router could not use the plugin's answer ({type(raised).__name__})"
+    )
+    error.__cause__ = raised
+    return error
 
 
 def _outcome(error: PluginError) -> str:
@@ -258,7 +281,8 @@ class Dispatcher:
                     ) as span:
                         try:
                             routed = await call(self.pool.client(endpoint), route, timeout)
-                        except PluginError as error:
+                        except Exception as raised:
+                            error = _as_plugin_error(raised, endpoint)
                             outcome = _outcome(error)
                             span.set_attribute("switchboard.outcome", outcome)
                             elapsed = (self.clock() - started) * 1000
@@ -281,7 +305,7 @@ class Dispatcher:
                                     error.message,
                                     attempts,
                                 ) from error
-                            if self.pool.record_failure(endpoint):
+                            if self.pool.record_failure(endpoint, started):
                                 self.metrics.ejections.labels(route.id).inc()
                             if isinstance(error, RetryableError) and error.retry_after:
                                 self.pool.hold(route.id, error.retry_after)

@@ -5,7 +5,9 @@ Two signals decide whether an endpoint gets new requests:
 - *Outlier detection* (as Envoy does it): `ejection_failures` consecutive
   failed attempts eject the endpoint for `ejection_base_seconds`, doubled on
   each further ejection up to `ejection_max_seconds`; a success shortens the
-  next ejection again.
+  next ejection again. Only attempts that started after the last ejection
+  count: requests already in flight when an endpoint is ejected fail for the
+  same reason, and must not eject it again for twice as long.
 - *Health watch*: a `grpc.health.v1` Watch stream per endpoint. NOT_SERVING
   (a plugin shutting down, or one whose provider is unreachable) or a broken
   stream (a plugin that died) drains the endpoint at once.
@@ -42,6 +44,8 @@ class EndpointState:
     consecutive_failures: int = 0
     ejections: int = 0
     ejected_until: float = 0.0
+    #: When the last ejection began; failures of attempts started earlier don't count.
+    ejected_at: float = float("-inf")
     serving: bool = True
     sent: int = 0
     failed: int = 0
@@ -135,11 +139,13 @@ class EndpointPool:
         state.consecutive_failures = 0
         state.ejections = max(0, state.ejections - 1)
 
-    def record_failure(self, address: str) -> bool:
-        """Count a failed attempt; True when it ejected the endpoint."""
+    def record_failure(self, address: str, started: float | None = None) -> bool:
+        """Count a failed attempt that began at ``started``; True when it ejected the endpoint."""
         state = self.states.setdefault(address, EndpointState(address))
         state.failed += 1
         state.recent.append(False)
+        if started is not None and started <= state.ejected_at:
+            return False  # in flight when the endpoint was ejected: already accounted for
         state.consecutive_failures += 1
         if state.consecutive_failures < self.settings.ejection_failures:
             return False
@@ -149,7 +155,8 @@ class EndpointPool:
             self.settings.ejection_base_seconds * 2 ** (state.ejections - 1),
             self.settings.ejection_max_seconds,
         )
-        state.ejected_until = self.clock() + seconds
+        state.ejected_at = self.clock()
+        state.ejected_until = state.ejected_at + seconds
         self.ejections_total += 1
         log.warning("Ejected endpoint %s for %.1fs after repeated failures", address, seconds)
         return True

@@ -9,11 +9,15 @@ always a 4xx naming the field, never a 5xx.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 from opentelemetry import trace
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from switchboard.api import constants
@@ -23,6 +27,46 @@ from switchboard.router.dispatch import Attempt, Dispatcher, DispatchError, Outg
 from switchboard.router.endpoints import EndpointPool
 from switchboard.router.metrics import RouterMetrics
 from switchboard.router.table import PluginRoute, RoutingTable
+
+
+def _idempotency_key(value: str) -> str:
+    if not re.fullmatch(constants.IDEMPOTENCY_KEY_PATTERN, value):
+        raise ValueError(
+            "must be 1-255 printable ASCII characters without spaces, quotes or backslashes"
+        )
+    return value
+
+
+def _metadata_key(value: str) -> str:
+    if not re.fullmatch(constants.METADATA_KEY_PATTERN, value):
+        raise ValueError(
+            f"key {value[:40]!r} must start with a letter or digit and hold only "
+            "letters, digits, '.', '_' and '-' (at most 128)"
+        )
+    return value
+
+
+def _metadata_value(value: str) -> str:
+    if re.search(constants.METADATA_VALUE_FORBIDDEN, value):
+        raise ValueError("must not hold control characters other than tab and newline")
+    return value
+
+
+# The patterns are checked by the validators (for messages that say what to
+# fix) and published in the OpenAPI document.
+IdempotencyKey = Annotated[
+    str,
+    AfterValidator(_idempotency_key),
+    Field(json_schema_extra={"pattern": constants.IDEMPOTENCY_KEY_PATTERN}),
+]
+Metadata = dict[
+    Annotated[
+        str,
+        AfterValidator(_metadata_key),
+        Field(json_schema_extra={"pattern": constants.METADATA_KEY_PATTERN}),
+    ],
+    Annotated[str, Field(max_length=8192), AfterValidator(_metadata_value)],
+]
 
 
 class _Body(BaseModel):
@@ -47,9 +91,9 @@ class SendMessageBody(_Body):
     """Subject line, for channels that have one."""
     content_type: str = Field(default="", max_length=127)
     """MIME type of `content`; empty means text/plain."""
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
+    metadata: Metadata = Field(default_factory=dict, max_length=64)
     """Channel-specific extras passed to the plugin."""
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+    idempotency_key: IdempotencyKey | None = None
     """Retrying with the same key never sends twice within the router's window."""
     namespace: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63)
     """Tenant; default: the caller's own namespace."""
@@ -60,7 +104,7 @@ class InvokeBody(_Body):
 
     params: dict[str, Any] = Field(default_factory=dict)
     """Parameters, checked against the operation's JSON Schema by the plugin."""
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+    idempotency_key: IdempotencyKey | None = None
     """Retrying with the same key never runs the operation twice within the window."""
     namespace: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63)
     """Tenant; default: the caller's own namespace."""
@@ -114,6 +158,43 @@ def _field_errors(error: ValidationError) -> list[dict[str, str]]:
     return out
 
 
+def decode_json(raw: bytes | str, max_depth: int) -> Any:
+    """A request body as JSON, or a 400 that says what is wrong with it."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        data = None  # nested past the interpreter's limit: refused below as too deep
+        depth = max_depth + 1
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ApiError(400, "INVALID_REQUEST", f"The body is not valid JSON: {error}") from None
+    else:
+        depth = json_depth(data)
+    if depth > max_depth:
+        raise ApiError(
+            400,
+            "INVALID_REQUEST",
+            f"The body nests objects and arrays deeper than {max_depth} levels.",
+        )
+    return data
+
+
+def json_depth(data: Any) -> int:
+    """How deep objects and arrays nest in ``data`` (a scalar: 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def parse(model: type[_Body], data: Any) -> Any:
     if not isinstance(data, dict):
         raise ApiError(400, "INVALID_REQUEST", "The request body must be a JSON object.")
@@ -126,6 +207,15 @@ def parse(model: type[_Body], data: Any) -> Any:
 
 
 class RouterService:
+    """The API's operations for an authenticated caller.
+
+    Transports authenticate first (``caller``), from the headers alone, and
+    only then read and decode the body: an anonymous or slow client holds no
+    shared resource. The only shared resource, a slot among
+    ``max_concurrency`` requests in flight, is taken around dispatch alone
+    (``admitted``); past the limit a request is refused at once with 429.
+    """
+
     def __init__(
         self,
         dispatcher: Dispatcher,
@@ -134,11 +224,33 @@ class RouterService:
         pool: EndpointPool,
         metrics: RouterMetrics,
         tracer: trace.Tracer | None = None,
+        max_concurrency: int = 512,
     ) -> None:
         self.dispatcher, self.authority = dispatcher, authority
         self.tracer = tracer or trace.get_tracer("switchboard.router")
         self._table = table
         self.pool, self.metrics = pool, metrics
+        self.max_concurrency = max_concurrency
+        self.in_flight = 0
+
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[None]:
+        """Hold one of the in-flight slots, or refuse with 429 when none is free."""
+        if self.in_flight >= self.max_concurrency:
+            self.metrics.refused.labels("overload").inc()
+            raise ApiError(
+                429,
+                "OVERLOADED",
+                f"The router is handling {self.in_flight} requests, its limit; retry shortly.",
+                retry_after=1.0,
+            )
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
 
     @property
     def table(self) -> RoutingTable:
@@ -184,8 +296,7 @@ class RouterService:
 
     # -- operations --
 
-    async def send_message(self, authorization: str | None, data: Any) -> dict[str, Any]:
-        caller = await self.caller(authorization)
+    async def send_message(self, caller: Caller, data: Any) -> dict[str, Any]:
         body: SendMessageBody = parse(SendMessageBody, data)
         tenant = self.tenant(caller, body.namespace)
         await self.require(caller, tenant, "send", constants.COMMUNICATION_PLUGINS)
@@ -194,10 +305,13 @@ class RouterService:
         )
         started = time.monotonic()
         try:
-            with self.tracer.start_as_current_span(
-                "switchboard.send",
-                kind=trace.SpanKind.SERVER,
-                attributes={"switchboard.channel": body.channel, "switchboard.tenant": tenant},
+            with (
+                self.admitted(),
+                self.tracer.start_as_current_span(
+                    "switchboard.send",
+                    kind=trace.SpanKind.SERVER,
+                    attributes={"switchboard.channel": body.channel, "switchboard.tenant": tenant},
+                ),
             ):
                 routed = await self.dispatcher.send(
                     tenant, body.channel, message, body.idempotency_key or ""
@@ -219,9 +333,8 @@ class RouterService:
         }
 
     async def invoke(
-        self, authorization: str | None, integration: str, operation: str, data: Any
+        self, caller: Caller, integration: str, operation: str, data: Any
     ) -> dict[str, Any]:
-        caller = await self.caller(authorization)
         body: InvokeBody = parse(InvokeBody, data)
         tenant = self.tenant(caller, body.namespace)
         await self.require(caller, tenant, "invoke", constants.VENDOR_INTEGRATIONS, integration)
@@ -230,14 +343,17 @@ class RouterService:
             await self.require(caller, tenant, "use", "permissions", permission)
         started = time.monotonic()
         try:
-            with self.tracer.start_as_current_span(
-                "switchboard.invoke",
-                kind=trace.SpanKind.SERVER,
-                attributes={
-                    "switchboard.integration": integration,
-                    "switchboard.operation": operation,
-                    "switchboard.tenant": tenant,
-                },
+            with (
+                self.admitted(),
+                self.tracer.start_as_current_span(
+                    "switchboard.invoke",
+                    kind=trace.SpanKind.SERVER,
+                    attributes={
+                        "switchboard.integration": integration,
+                        "switchboard.operation": operation,
+                        "switchboard.tenant": tenant,
+                    },
+                ),
             ):
                 routed = await self.dispatcher.invoke(
                     tenant, integration, operation, body.params, body.idempotency_key or ""
@@ -249,10 +365,7 @@ class RouterService:
         self.metrics.latency.labels("invoke", integration).observe(time.monotonic() - started)
         return _invoked(tenant, routed)
 
-    async def system_status(
-        self, authorization: str | None, namespace: str | None
-    ) -> dict[str, Any]:
-        caller = await self.caller(authorization)
+    async def system_status(self, caller: Caller, namespace: str | None) -> dict[str, Any]:
         tenant = self.tenant(caller, namespace)
         await self.require(caller, tenant, "list", constants.COMMUNICATION_PLUGINS)
         return self.status_of(tenant)

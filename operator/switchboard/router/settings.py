@@ -34,6 +34,13 @@ class RouterSettings(BaseSettings):
     """Requests handled at once; more are refused at once with 429, never queued."""
     max_body_bytes: int = 256 * 1024
     """Largest accepted request body, in bytes (413 beyond)."""
+    max_json_depth: int = 32
+    """Deepest nesting of objects and arrays accepted in a JSON body (400 beyond)."""
+    header_timeout_seconds: float = 10.0
+    """Time a client has to send a request's headers, and most an idle keep-alive
+    connection stays open, in seconds; the connection is closed after it."""
+    body_timeout_seconds: float = 10.0
+    """Time a client has to send a request's body once its headers arrived (408 after)."""
     deadline_seconds: float = 30.0
     """Overall deadline of one request across every attempt, in seconds."""
     invoke_timeout_seconds: float = 30.0

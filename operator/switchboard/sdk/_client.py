@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import propagate
 
 from switchboard.plugin.v1 import plugin_pb2, plugin_pb2_grpc
-from switchboard.sdk._errors import errors_from_rpc_error
+from switchboard.sdk._errors import OutcomeUnknown, errors_from_rpc_error
 from switchboard.sdk._messages import Attachment, SendResult, Template
 
 _Response = TypeVar("_Response")
@@ -138,13 +138,18 @@ class PluginClient:
         metadata: dict[str, str] = {}
         propagate.inject(metadata)
         try:
-            return await method(
+            response = await method(
                 request,
                 timeout=self.timeout if isinstance(timeout, _Default) else timeout,
                 metadata=tuple(metadata.items()),
             )
         except grpc.aio.AioRpcError as error:
             raise errors_from_rpc_error(error) from error
+        if response is None:
+            # grpc hands back None when the answer's bytes do not parse: the plugin
+            # did something, but what cannot be known.
+            raise OutcomeUnknown(f"{self.target} answered with bytes that are not a valid reply")
+        return response
 
 
 def _attachment_proto(attachment: Attachment) -> plugin_pb2.Attachment:

@@ -10,12 +10,16 @@ it covers third-party libraries too because the handler sits on the root logger.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
+import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
+from urllib.parse import quote, quote_plus
 
 from opentelemetry import trace
 
@@ -27,25 +31,63 @@ _STANDARD_ATTRIBUTES: Final = frozenset(
 )
 
 
+#: Secrets shorter than this are redacted only where they stand alone (not
+#: inside a longer word): replacing every "k" would wreck every log line.
+MIN_SUBSTRING_SECRET: Final = 4
+#: A run of base64 (standard or URL-safe alphabet) long enough to hide a secret,
+#: e.g. the credentials of an HTTP Basic Authorization header a provider echoed.
+_BASE64_RUN: Final = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
+
+
 class Redactor:
-    """Replaces known secret values in text. Values are only ever added, never removed,
-    because a retired plugin instance may still log with the previous secrets."""
+    """Replaces known secret values in text, in every encoding the SDK can produce.
+
+    A secret is hidden as itself, URL-encoded (``quote``, ``quote_plus``) and
+    inside any base64 run that decodes to text containing it (HTTP Basic
+    credentials ``base64(user:password)`` echoed by a provider). Values are
+    only ever added, never removed, because a retired plugin instance may
+    still log with the previous secrets.
+    """
 
     def __init__(self) -> None:
-        self._values: list[str] = []
+        self._secrets: set[str] = set()
+        self._substrings: list[str] = []
+        self._words: re.Pattern[str] | None = None
 
     def add(self, values: Iterable[str]) -> None:
         """Redact ``values`` from now on (empty and whitespace-only values are ignored)."""
-        known = set(self._values)
-        known.update(value for value in values if value.strip())
+        self._secrets.update(value for value in values if value.strip())
+        long_ones = {value for value in self._secrets if len(value) >= MIN_SUBSTRING_SECRET}
+        variants = {
+            variant
+            for value in long_ones
+            for variant in (value, quote(value, safe=""), quote(value), quote_plus(value))
+        }
         # Longest first, so a secret containing another secret is hidden whole.
-        self._values = sorted(known, key=len, reverse=True)
+        self._substrings = sorted(variants, key=len, reverse=True)
+        short_ones = sorted(self._secrets - long_ones, key=len, reverse=True)
+        self._words = (
+            re.compile("|".join(rf"(?<![\w]){re.escape(value)}(?![\w])" for value in short_ones))
+            if short_ones
+            else None
+        )
 
     def redact(self, text: str) -> str:
-        for value in self._values:
+        for value in self._substrings:
             if value in text:
                 text = text.replace(value, REDACTED)
+        if self._substrings and len(text) >= 8:
+            text = _BASE64_RUN.sub(self._redact_encoded, text)
+        if self._words is not None:
+            text = self._words.sub(REDACTED, text)
         return text
+
+    def _redact_encoded(self, match: re.Match[str]) -> str:
+        run = match.group(0)
+        for decoded in _base64_decodings(run):
+            if any(secret in decoded for secret in self._substrings):
+                return REDACTED
+        return run
 
     def redact_value(self, value: Any) -> Any:
         """``value`` with secrets redacted from every string in it; other objects become strings."""
@@ -58,6 +100,17 @@ class Redactor:
         if isinstance(value, list | tuple | set | frozenset):
             return [self.redact_value(item) for item in value]
         return self.redact(str(value))
+
+
+def _base64_decodings(run: str) -> Iterator[str]:
+    """The text ``run`` decodes to as standard and as URL-safe base64, if it does."""
+    padded = run.rstrip("=")
+    padded += "=" * (-len(padded) % 4)
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            yield decode(padded).decode("utf-8", errors="replace")
+        except (binascii.Error, ValueError):
+            continue
 
 
 class RedactingFilter(logging.Filter):

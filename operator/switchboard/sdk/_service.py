@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ import grpc
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from switchboard.api import constants
 from switchboard.plugin.v1 import plugin_pb2, plugin_pb2_grpc
 from switchboard.sdk._config import schema_violations
 from switchboard.sdk._errors import (
@@ -128,6 +130,7 @@ class PluginServicer(plugin_pb2_grpc.PluginServiceServicer):
             )
         if not request.recipient.strip():
             raise InvalidInput("recipient: must not be empty")
+        _check_caller_strings(request)
         message = Message(
             recipient=request.recipient,
             content=request.content,
@@ -290,3 +293,23 @@ def _addresses(values: Iterable[str], field: str) -> tuple[str, ...]:
     if not all(addresses):
         raise InvalidInput(f"{field}: an address is empty")
     return addresses
+
+
+def _check_caller_strings(request: plugin_pb2.SendRequest) -> None:
+    """Refuse what a plugin would put into a provider request's headers unescaped.
+
+    An idempotency key or metadata with control characters is the caller's
+    mistake (INVALID_INPUT), not a provider outage: left to the plugin it
+    would fail while building the request, and look like one.
+    """
+    key = request.idempotency_key
+    if key and not re.fullmatch(constants.IDEMPOTENCY_KEY_PATTERN, key):
+        raise InvalidInput(
+            "idempotency_key: must be 1-255 printable ASCII characters "
+            "without spaces, quotes or backslashes"
+        )
+    for name, value in request.metadata.items():
+        if not re.fullmatch(constants.METADATA_KEY_PATTERN, name):
+            raise InvalidInput(f"metadata: the key {name[:40]!r} is not a metadata key")
+        if re.search(constants.METADATA_VALUE_FORBIDDEN, value):
+            raise InvalidInput(f"metadata.{name}: must not hold control characters")

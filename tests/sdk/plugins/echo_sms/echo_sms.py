@@ -10,12 +10,14 @@ that class, ``slow:<seconds>`` sleeps first.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from switchboard.sdk import (
     ConfigError,
@@ -82,6 +84,13 @@ class EchoSms(MessagingPlugin):
             await asyncio.sleep(float(message.recipient.removeprefix("slow:")))
         if message.recipient in FAILURES:
             raise FAILURES[message.recipient]()
+        if message.recipient == "fail:echoed-credentials":
+            # A provider that quotes the request's Authorization header back.
+            basic = base64.b64encode(f"echo-user:{self.secrets['API_TOKEN']}".encode()).decode()
+            raise RetryableError(
+                f"Provider said: bad request (Authorization: Basic {basic}; "
+                f"url=/send?token={quote(self.secrets['API_TOKEN'], safe='')})"
+            )
         if message.recipient == "fail:crash":
             raise RuntimeError(f"client broke while using {self.secrets['API_TOKEN']}")
         return SendResult(
