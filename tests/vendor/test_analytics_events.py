@@ -911,3 +911,75 @@ async def test_sqlite_local_mode_keeps_events_across_restarts(tmp_path: Path) ->
     async with analytics(config) as plugin:
         report = await plugin.invoke("generate_report", {"report_type": "counts"})
         assert report["by_type"] == {"page_view": 7}
+
+
+# The schema as plugin versions before the SQLAlchemy store shipped it (migrations 1 to 3).
+_SHIPPED_SCHEMA = {
+    "postgresql": [
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        "CREATE TABLE events (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+        "event_id TEXT NOT NULL UNIQUE, event_type TEXT NOT NULL, category TEXT NOT NULL, "
+        "user_id TEXT, session_id TEXT, occurred_at TIMESTAMPTZ NOT NULL, "
+        "received_at TIMESTAMPTZ NOT NULL, properties JSONB NOT NULL, amount_e4 BIGINT, "
+        "currency TEXT)",
+        "CREATE TABLE dashboards (name TEXT PRIMARY KEY, definition JSONB NOT NULL, "
+        "created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",
+        "CREATE TABLE alert_firings (rule TEXT NOT NULL, window_start TIMESTAMPTZ NOT NULL, "
+        "event_count BIGINT NOT NULL, status TEXT NOT NULL, fired_at TIMESTAMPTZ NOT NULL, "
+        "notified_at TIMESTAMPTZ, last_error TEXT, PRIMARY KEY (rule, window_start))",
+        "INSERT INTO schema_migrations (version, name) VALUES (1, 'events'), "
+        "(2, 'dashboards'), (3, 'alert firings')",
+        "INSERT INTO events (event_id, event_type, category, user_id, occurred_at, received_at, "
+        "properties) VALUES ('old-1', 'page_view', 'business', 'u1', "
+        "'2026-03-01T10:00:00Z', '2026-03-01T10:00:01Z', '{\"url\": \"/old\"}')",
+    ],
+    "sqlite": [
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "applied_at TEXT NOT NULL)",
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, "
+        "event_type TEXT NOT NULL, category TEXT NOT NULL, user_id TEXT, session_id TEXT, "
+        "occurred_at INTEGER NOT NULL, received_at INTEGER NOT NULL, properties TEXT NOT NULL, "
+        "amount_e4 INTEGER, currency TEXT)",
+        "CREATE TABLE dashboards (name TEXT PRIMARY KEY, definition TEXT NOT NULL, "
+        "created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)",
+        "CREATE TABLE alert_firings (rule TEXT NOT NULL, window_start INTEGER NOT NULL, "
+        "event_count INTEGER NOT NULL, status TEXT NOT NULL, fired_at INTEGER NOT NULL, "
+        "notified_at INTEGER, last_error TEXT, PRIMARY KEY (rule, window_start))",
+        "INSERT INTO schema_migrations VALUES (1, 'events', '2026-03-01'), "
+        "(2, 'dashboards', '2026-03-01'), (3, 'alert firings', '2026-03-01')",
+        # Times were microseconds since 1970: 2026-03-01T10:00:00Z.
+        "INSERT INTO events (event_id, event_type, category, user_id, occurred_at, received_at, "
+        "properties) VALUES ('old-1', 'page_view', 'business', 'u1', 1772359200000000, "
+        '1772359201000000, \'{"url":"/old"}\')',
+    ],
+}
+
+
+async def test_a_database_from_an_earlier_plugin_version_is_carried_forward(
+    database_url: str,
+) -> None:
+    if database_url.startswith("postgresql"):
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
+            for statement in _SHIPPED_SCHEMA["postgresql"]:
+                await db.execute(statement)  # type: ignore[arg-type]
+    else:
+        import sqlite3
+
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
+            for statement in _SHIPPED_SCHEMA["sqlite"]:
+                db.execute(statement)
+    config = {"database_url": database_url, "batch_size": 100, "flush_interval": 600}
+    async with analytics(config) as plugin:
+        await plugin.track(*page_views(1, user="u2", timestamp=at("11:00")))
+        report = await plugin.invoke(
+            "generate_report",
+            {
+                "report_type": "top",
+                "parameters": {**RANGE, "event_type": "page_view", "property": "url"},
+            },
+        )
+        assert report["items"] == [
+            {"value": "/old", "count": 1, "users": 1},
+            {"value": "/p/0", "count": 1, "users": 1},
+        ]
