@@ -6,8 +6,12 @@
 and optionally ``callback`` (delivery receipts) and ``client-ref`` (the
 idempotency key). Vonage answers HTTP 200 even when it refuses a message: each
 part of the message has its own ``status`` code in ``messages[]``, classified
-by ``STATUS_CLASSES``. ``CheckCredentials`` reads the account balance
-(``GET /account/get-balance``, Basic auth).
+by ``STATUS_CLASSES``. A long text is split by Vonage and answered per
+part: when some parts were accepted and others refused, the message is
+reported delivered in part (``providers.result_of_parts``) and never sent
+again, since the accepted parts already reached the handset.
+``CheckCredentials`` reads the account balance (``GET /account/get-balance``,
+Basic auth).
 See docs/plugins/vonage-sms.md.
 """
 
@@ -16,11 +20,14 @@ from __future__ import annotations
 import base64
 from typing import Any, Final
 
+import httpx
+
 from switchboard.sdk import (
     ConfigError,
+    HttpProviderPlugin,
     InvalidInput,
     Message,
-    MessagingPlugin,
+    OutcomeUnknown,
     PermanentError,
     PluginError,
     RetryableError,
@@ -45,8 +52,8 @@ STATUS_CLASSES: Final[dict[str, type[PluginError]]] = {
     "5": RetryableError,  # Internal Error
     "6": PermanentError,  # Invalid Message: unroutable
     "7": PermanentError,  # Number Barred
-    "8": Unauthenticated,  # Partner Account Barred: the account is suspended
-    "9": RetryableError,  # Partner Quota Violation: not enough credit
+    "8": ConfigError,  # Partner Account Barred: the account is suspended
+    "9": ConfigError,  # Partner Quota Violation: not enough credit, top up the account
     "10": RetryableError,  # Too Many Existing Binds
     "11": ConfigError,  # Account Not Enabled For HTTP
     "12": InvalidInput,  # Message Too Long
@@ -69,31 +76,17 @@ _GSM_7BIT: Final = frozenset(
 )
 
 
-class VonageSmsPlugin(MessagingPlugin):
+class VonageSmsPlugin(HttpProviderPlugin):
     """Sends SMS with Vonage."""
 
     channel_type = "sms"
     capabilities = ("send", "text_messaging", "delivery_receipts")
-
-    def validate_config(self) -> None:
-        if "default_region" in self.config:
-            providers.validate_region(self.config["default_region"])
-
-    async def initialize(self) -> None:
-        self._http = providers.http_client(
-            base_url=self.config.get("base_url", DEFAULT_BASE_URL),
-            timeout=self.config.get("timeout_seconds"),
-        )
-
-    async def cleanup(self) -> None:
-        await self._http.aclose()
+    provider = PROVIDER
+    default_base_url = DEFAULT_BASE_URL
 
     async def send_message(self, message: Message) -> SendResult:
-        to = providers.normalize_phone_number(
-            message.recipient,
-            default_region=self.config.get("default_region"),
-            strict=self.config.get("strict_phone_numbers", False),
-        )
+        providers.require_capabilities(message, self.capabilities, provider=PROVIDER)
+        to = self.phone_number(message.recipient)
         if not message.content:
             raise InvalidInput("content: an SMS needs a body")
         form = {
@@ -109,33 +102,19 @@ class VonageSmsPlugin(MessagingPlugin):
             form["callback"] = callback
         if message.idempotency_key:
             form["client-ref"] = message.idempotency_key[:_CLIENT_REF_LIMIT]
-        response = await providers.send_request(
-            self._http, "POST", "/sms/json", provider=PROVIDER, data=form
-        )
+        response = await self.request("POST", "/sms/json", data=form)
         providers.raise_for_status(response, provider=PROVIDER)
-        parts = _message_parts(providers.response_json(response, provider=PROVIDER))
-        for part in parts:
-            status = str(part.get("status", ""))
-            if status != "0":
-                raise _status_error(status, str(part.get("error-text") or ""))
-        ids = [str(part.get("message-id") or "") for part in parts]
-        return SendResult(
-            ids[0],
-            details={
-                "to": to,
-                "parts": str(len(parts)),
-                "message_ids": ",".join(ids),
-                "network": str(parts[0].get("network") or ""),
-            },
+        parts = _message_parts(_json_or_none(response))
+        return providers.result_of_parts(
+            [_part_outcome(number, part) for number, part in enumerate(parts, 1)],
+            details={"to": to, "network": str(parts[0].get("network") or "")},
         )
 
     async def check_credentials(self) -> str:
         # Basic auth rather than the query string, which would put the secret in URLs.
-        response = await providers.send_request(
-            self._http,
+        response = await self.request(
             "GET",
             "/account/get-balance",
-            provider=PROVIDER,
             headers={"Authorization": _basic(self.config["api_key"], self.config["api_secret"])},
         )
         providers.raise_for_status(response, provider=PROVIDER)
@@ -148,16 +127,36 @@ def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
 def _message_parts(body: Any) -> list[dict[str, Any]]:
+    """The per-part entries of a 200; a 200 without them may still have been a send."""
     parts = body.get("messages") if isinstance(body, dict) else None
     if not isinstance(parts, list) or not parts or not all(isinstance(p, dict) for p in parts):
-        raise RetryableError(f"{PROVIDER} answered without a messages list")
+        raise OutcomeUnknown(
+            f"{PROVIDER} answered HTTP 200 without a messages list; "
+            "the message may or may not have been accepted"
+        )
     return parts
 
 
-def _status_error(status: str, text: str) -> PluginError:
+def _part_outcome(number: int, part: dict[str, Any]) -> str | PluginError:
+    """A part's message id, or the error its status stands for."""
+    status = str(part.get("status", ""))
+    if status == "0":
+        return str(part.get("message-id") or "")
+    return _status_error(status, str(part.get("error-text") or ""), number)
+
+
+def _status_error(status: str, text: str, part: int = 1) -> PluginError:
     error_class = STATUS_CLASSES.get(status, RetryableError)
-    message = f"{PROVIDER} refused the message with status {status}: {text or 'no error text'}"
+    which = "the message" if part == 1 else f"part {part} of the message"
+    message = f"{PROVIDER} refused {which} with status {status}: {text or 'no error text'}"
     if error_class is RetryableError and status == "1":
         return RetryableError(message, retry_after=_THROTTLE_RETRY_AFTER)
     return error_class(message)

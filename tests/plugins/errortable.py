@@ -78,6 +78,10 @@ class Row:
         found = re.search(r"`([^`]*)`", cell)
         return found.group(1) if found else cell.strip()
 
+    def codes(self, column: str) -> list[str]:
+        """Every `code span` of the cell, in order."""
+        return re.findall(r"`([^`]*)`", self.cells[column])
+
     @property
     def wants_retry_after_header(self) -> bool:
         return self.retry_after == "header"
