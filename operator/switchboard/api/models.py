@@ -47,8 +47,8 @@ IMAGE_REFERENCE = (
 CHANNEL_TYPE = r"^[a-z][a-z0-9_-]*$"
 #: A capability or permission name such as `delivery_receipts` or `network.fiber.manage`.
 DOTTED_NAME = r"^[a-z0-9]+([._:-][a-z0-9]+)*$"
-#: A Go-style duration made of seconds, milliseconds or minutes: `500ms`, `10s`, `1m30s`.
-DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m))+$"
+#: A Go-style duration made of hours, minutes, seconds or milliseconds: `500ms`, `1m30s`, `24h`.
+DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 #: An environment variable name as Kubernetes accepts it.
 ENV_VAR_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 #: A resource quantity such as `100m`, `128Mi` or `1`.
@@ -56,14 +56,14 @@ QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 #: A condition reason: one CamelCase word.
 CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m)")
-_DURATION_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0}
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_DURATION_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in a duration such as `10s`, `500ms` or `1m30s` (the `DURATION` pattern)."""
+    """Seconds in a duration such as `10s`, `500ms`, `1m30s` or `24h` (the `DURATION` pattern)."""
     if not re.fullmatch(DURATION, text):
-        raise ValueError(f"{text!r} is not a duration such as 500ms, 10s or 1m30s")
+        raise ValueError(f"{text!r} is not a duration such as 500ms, 10s, 1m30s or 24h")
     return sum(
         float(value) * _DURATION_UNIT_SECONDS[unit] for value, unit in _DURATION_PART.findall(text)
     )
@@ -266,6 +266,23 @@ _REQUIRED_SECRETS_NEED_SECRET_REF = CrossFieldRule(
 # --- CommunicationPlugin -------------------------------------------------------
 
 
+class DeliveryPolicy(StrEnum):
+    """What the router does when an attempt may have reached the provider."""
+
+    AT_LEAST_ONCE = "AtLeastOnce"
+    AT_MOST_ONCE = "AtMostOnce"
+
+
+class ReceiptFallback(_Model):
+    """Send the message again when the provider reports that delivery failed."""
+
+    window: Annotated[str, Field(pattern=DURATION, max_length=32)] = "1h"
+    """How long after sending a failed-delivery receipt still triggers the fallback."""
+    channel_type: Annotated[str | None, Field(pattern=CHANNEL_TYPE, max_length=63)] = None
+    """Channel to send through instead (e.g. `sms` for a `whatsapp` message); unset:
+    the next plugin of this channel."""
+
+
 class CommunicationPluginSpec(WorkloadSpec):
     """Desired state of a CommunicationPlugin: one provider for one channel type."""
 
@@ -291,6 +308,19 @@ class CommunicationPluginSpec(WorkloadSpec):
     send_timeout: Annotated[str, Field(pattern=DURATION, max_length=32)] = "10s"
     """Longest the router waits for one send attempt to this plugin before it
     tries the next one, e.g. `10s` or `500ms`."""
+    delivery: DeliveryPolicy = DeliveryPolicy.AT_LEAST_ONCE
+    """When an attempt may have reached the provider (the plugin died or timed out
+    after sending): `AtLeastOnce` sends it through the next plugin and flags the
+    message as a possible duplicate; `AtMostOnce` stops and records its outcome as
+    `unknown`. The default favours delivery: a repeated notification is a nuisance,
+    a lost one may be an outage. Plugins of one channel type should agree; if they
+    do not, `AtMostOnce` wins."""
+    max_delivery_time: Annotated[str, Field(pattern=DURATION, max_length=32)] = "24h"
+    """How long the router keeps retrying an asynchronous message on this channel
+    (with exponential back-off) before it gives up and marks it `expired`."""
+    receipt_fallback: ReceiptFallback | None = None
+    """Opt-in: when this plugin's provider reports a failed delivery, send the
+    message again through the channel's next plugin or another channel."""
 
     @model_validator(mode="after")
     def _cross_field(self) -> CommunicationPluginSpec:
