@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev lock test lint typecheck unit crds proto clean control-plane demo system-deps
+.PHONY: dev lock test lint typecheck unit crds proto clean control-plane demo system-deps images
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,19 @@ control-plane:
 	bash hack/build-control-plane.sh
 
 # Debian packages the tests use: PostgreSQL for the analytics-events tests
-# (they start their own server) and iproute2 for the pod network namespaces.
+# (they start their own server), iproute2 for the pod network namespaces, and
+# for the images and the real node podman, mmdebstrap, runc and iptables.
+SYSTEM_COMMANDS := ip podman mmdebstrap runc iptables
 system-deps:
-	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v ip; } >/dev/null 2>&1 || \
+	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v $(SYSTEM_COMMANDS); } >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq postgresql iproute2 >/dev/null; }
+	    apt-get install -y -qq postgresql iproute2 podman mmdebstrap runc iptables >/dev/null; }
+
+# The Switchboard image, the plugin base image and every plugin image, built
+# with podman from the committed Dockerfiles (no Docker, no registry: a Debian
+# Python base and a wheelhouse of the locked wheels); cached by content.
+images: dev system-deps
+	$(BIN)/python hack/images.py
 
 # The local demo: email, a webhook and SMS failover, no cluster and no accounts.
 demo: dev
