@@ -34,7 +34,8 @@ control-plane:
 # for the images and the real node podman, mmdebstrap, runc and iptables.
 SYSTEM_COMMANDS := ip podman mmdebstrap runc iptables
 system-deps:
-	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v $(SYSTEM_COMMANDS); } >/dev/null 2>&1 || \
+	@( ls /usr/lib/postgresql/*/bin/initdb && for c in $(SYSTEM_COMMANDS); do command -v $$c || exit 1; done ) \
+	  >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq postgresql iproute2 podman mmdebstrap runc iptables >/dev/null; }
 
