@@ -39,6 +39,7 @@ from .schemas import (
     SPEC_BATCH,
     SPEC_CALLS,
     TIME_RANGE,
+    USER,
 )
 from .store import EventStore, StorageUnavailable, open_store
 
@@ -266,14 +267,7 @@ class AnalyticsEventsPlugin(AnalyticsPlugin):
 
     # --- privacy requests ----------------------------------------------------------------
 
-    @operation(
-        schema={
-            "type": "object",
-            "properties": {"user_id": {"type": "string", "minLength": 1, "maxLength": 256}},
-            "required": ["user_id"],
-            "additionalProperties": False,
-        }
-    )
+    @operation(schema=USER)
     async def delete_user_data(self, params: dict[str, Any]) -> Any:
         """Delete one person's events, traits and aliases (a privacy request), buffered ones too."""
         user_id = params["user_id"]
@@ -286,14 +280,7 @@ class AnalyticsEventsPlugin(AnalyticsPlugin):
         )
         return {"user_id": user_id, "deleted": {**removed, "buffered_events": buffered}}
 
-    @operation(
-        schema={
-            "type": "object",
-            "properties": {"user_id": {"type": "string", "minLength": 1, "maxLength": 256}},
-            "required": ["user_id"],
-            "additionalProperties": False,
-        }
-    )
+    @operation(schema=USER)
     async def get_user_profile(self, params: dict[str, Any]) -> Any:
         """A person's traits (from identify), the ids they used and how many events they have."""
         await self.buffer.flush_for_read()

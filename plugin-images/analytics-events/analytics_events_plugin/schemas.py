@@ -321,3 +321,11 @@ ALERT_RULE: Final[Mapping[str, Any]] = {
     "required": ["name", "threshold", "window_seconds", "channel", "recipient"],
     "additionalProperties": False,
 }
+
+#: One person, by user id (their anonymous ids aliased to it come along).
+USER: Final[Mapping[str, Any]] = {
+    "type": "object",
+    "properties": {"user_id": {"type": "string", "minLength": 1, "maxLength": 256}},
+    "required": ["user_id"],
+    "additionalProperties": False,
+}

@@ -408,23 +408,13 @@ class VolthaPlugin(NetworkAutomationPlugin):
             "ListLogicalDeviceFlows", common_pb2.ID(id=logical_device.id), subject=logical_device.id
         )
         for flow_mod in (upstream, downstream):
-            await self.voltha.call(
-                "UpdateLogicalDeviceFlowTable",
-                openflow_13_pb2.FlowTableUpdate(id=logical_device.id, flow_mod=flow_mod),
-                subject=logical_device.id,
-            )
+            await self._update_flows(logical_device.id, flow_mod)
         # Make before break: the subscriber's flows from an earlier call with other
         # VLANs or ports go only once the new ones are in.
         current = {flow_key(flow_mod) for flow_mod in (upstream, downstream)}
         for flow in previous.items:
             if flow.cookie == cookie and flow_key(flow) not in current:
-                await self.voltha.call(
-                    "UpdateLogicalDeviceFlowTable",
-                    openflow_13_pb2.FlowTableUpdate(
-                        id=logical_device.id, flow_mod=delete_strict(flow)
-                    ),
-                    subject=logical_device.id,
-                )
+                await self._update_flows(logical_device.id, delete_strict(flow))
         self.logger.info(
             "Added subscriber flows",
             extra={
@@ -464,14 +454,7 @@ class VolthaPlugin(NetworkAutomationPlugin):
             "ListLogicalDeviceFlows", common_pb2.ID(id=logical_device.id), subject=logical_device.id
         )
         matching = sum(1 for flow in before.items if flow.cookie == cookie)
-        await self.voltha.call(
-            "UpdateLogicalDeviceFlowTable",
-            openflow_13_pb2.FlowTableUpdate(
-                id=logical_device.id,
-                flow_mod=delete_by_cookie(cookie),
-            ),
-            subject=logical_device.id,
-        )
+        await self._update_flows(logical_device.id, delete_by_cookie(cookie))
         self.logger.info(
             "Removed subscriber flows",
             extra={
@@ -755,6 +738,15 @@ class VolthaPlugin(NetworkAutomationPlugin):
                 return found
         raise PermanentError(
             f"OLT {olt_id} has no logical device yet; VOLTHA creates it when the OLT becomes ACTIVE"
+        )
+
+    async def _update_flows(
+        self, logical_device_id: str, flow_mod: openflow_13_pb2.ofp_flow_mod
+    ) -> None:
+        await self.voltha.call(
+            "UpdateLogicalDeviceFlowTable",
+            openflow_13_pb2.FlowTableUpdate(id=logical_device_id, flow_mod=flow_mod),
+            subject=logical_device_id,
         )
 
     async def _ports(self, device_id: str) -> list[device_pb2.Port]:
