@@ -2,37 +2,44 @@
 
 ``Send`` is ``POST {base_url}/v<api_version>/<phone_number_id>/messages`` with
 ``Authorization: Bearer <access token>`` and a JSON body with
-``messaging_product: "whatsapp"``, ``to`` (E.164) and either
+``messaging_product: "whatsapp"``, ``to`` (E.164) and one of
 
-* ``type: "text"``, ``text: {body, preview_url}`` (the default), or
+* ``type: "text"``, ``text: {body, preview_url}`` (the default);
 * ``type: "template"``, ``template: {name, language: {code}, components}``
-  when metadata ``template`` names an approved template (``template_language``
-  and ``template_components``, a JSON array, complete it). Outside the
-  24-hour customer-service window only templates are delivered.
+  for the message's template (outside the 24-hour customer-service window
+  only templates are delivered);
+* ``type: "image" | "video" | "audio" | "document"`` with ``{link, caption,
+  filename}``, one message per attachment given by URL, the content as the
+  first one's caption.
 
 Meta answers ``{messages: [{id: "wamid..."}]}``; that id is the provider
-message id. Errors are ``{error: {message, type, code, error_subcode,
-fbtrace_id}}`` and are classified by their ``code`` (``CODE_CLASSES``), then
-by HTTP status. ``CheckCredentials`` reads the phone number
-(``GET /v<api_version>/<phone_number_id>``). See docs/plugins/whatsapp-business.md.
+message id. A message sent as several (media) is reported with
+``providers.result_of_parts``. Errors are ``{error: {message, type, code,
+error_subcode, fbtrace_id}}`` and are classified by ``(code, subcode)``
+(``SUBCODE_CLASSES``), then ``code`` (``CODE_CLASSES``), then by HTTP status.
+``CheckCredentials`` reads the phone number (``GET
+/v<api_version>/<phone_number_id>``). See docs/plugins/whatsapp-business.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx
 
 from switchboard.sdk import (
+    Attachment,
     ConfigError,
+    HttpProviderPlugin,
     InvalidInput,
     Message,
-    MessagingPlugin,
     OutcomeUnknown,
     PermanentError,
     PluginError,
     RetryableError,
     SendResult,
+    Template,
     Unauthenticated,
     providers,
 )
@@ -41,16 +48,21 @@ PROVIDER: Final = "WhatsApp"
 DEFAULT_BASE_URL: Final = "https://graph.facebook.com"
 DEFAULT_API_VERSION: Final = "23.0"
 DEFAULT_TEMPLATE_LANGUAGE: Final = "en_US"
+#: Media types that take a caption (audio takes none).
+_CAPTIONED: Final = frozenset({"image", "video", "document"})
 
 #: Graph API / WhatsApp Cloud API error codes by the error they become
-#: (developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes).
+#: (developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes);
+#: docs/plugins/whatsapp-business.md lists them with their source.
 CODE_CLASSES: Final[dict[int, type[PluginError]]] = {
     0: Unauthenticated,  # AuthException
     190: Unauthenticated,  # access token expired or invalid
     10: Unauthenticated,  # permission denied
     200: Unauthenticated,  # permission not granted
     131005: Unauthenticated,  # access denied
-    131031: Unauthenticated,  # business account locked
+    131031: ConfigError,  # the business account is locked
+    131042: ConfigError,  # business eligibility: a payment issue
+    131045: ConfigError,  # the phone number's certificate is wrong
     1: RetryableError,  # API unknown: temporary
     2: RetryableError,  # API service: temporary downtime
     4: RetryableError,  # too many calls for the app
@@ -66,6 +78,7 @@ CODE_CLASSES: Final[dict[int, type[PluginError]]] = {
     131009: InvalidInput,  # parameter value invalid
     131021: InvalidInput,  # recipient is the sender
     131051: InvalidInput,  # unsupported message type
+    131053: InvalidInput,  # media upload error: the linked media can't be used
     132000: InvalidInput,  # template parameter count mismatch
     132001: InvalidInput,  # template does not exist (in that language)
     132005: InvalidInput,  # translated template text too long
@@ -77,55 +90,65 @@ CODE_CLASSES: Final[dict[int, type[PluginError]]] = {
     131030: ConfigError,  # recipient not in the test number's allowed list
     133010: ConfigError,  # the phone number is not registered
 }
+#: (code, error_subcode) pairs that mean something else than their code alone.
+SUBCODE_CLASSES: Final[dict[tuple[int, int], type[PluginError]]] = {
+    # "Object with ID ... does not exist, cannot be loaded due to missing
+    # permissions": the configured phone_number_id or the token's access to it.
+    (100, 33): ConfigError,
+}
 
 
-class WhatsappBusinessPlugin(MessagingPlugin):
-    """Sends WhatsApp text and template messages with the Cloud API."""
+class WhatsappBusinessPlugin(HttpProviderPlugin):
+    """Sends WhatsApp text, media and template messages with the Cloud API."""
 
     channel_type = "whatsapp"
-    capabilities = ("send", "text_messaging", "templates")
+    capabilities = ("send", "text_messaging", "templates", "media_urls")
+    provider = PROVIDER
+    default_base_url = DEFAULT_BASE_URL
 
-    def validate_config(self) -> None:
-        if "default_region" in self.config:
-            providers.validate_region(self.config["default_region"])
+    def client_headers(self) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {self.config['access_token']}"}
 
     async def initialize(self) -> None:
         version = str(self.config.get("api_version", DEFAULT_API_VERSION)).removeprefix("v")
         self._path = f"/v{version}/{self.config['phone_number_id']}"
-        self._http = providers.http_client(
-            base_url=self.config.get("base_url", DEFAULT_BASE_URL),
-            timeout=self.config.get("timeout_seconds"),
-            headers={"Authorization": f"Bearer {self.config['access_token']}"},
-        )
-
-    async def cleanup(self) -> None:
-        await self._http.aclose()
+        await super().initialize()
 
     async def send_message(self, message: Message) -> SendResult:
-        to = providers.normalize_phone_number(
-            message.recipient,
-            default_region=self.config.get("default_region"),
-            strict=self.config.get("strict_phone_numbers", False),
+        providers.require_capabilities(message, self.capabilities, provider=PROVIDER)
+        to = self.phone_number(message.recipient)
+        contents = self._contents(message)
+        outcomes: list[str | PluginError] = []
+        details = {"to": to, "type": contents[0]["type"]}
+        for content in contents:
+            try:
+                message_id, status = await self._send_one(to, content)
+            except PluginError as error:
+                # The rest is not sent: it would likely fail alike, and what was
+                # delivered must not be sent again (result_of_parts says so).
+                outcomes.append(error)
+                break
+            outcomes.append(message_id)
+            if status and "message_status" not in details:
+                # Meta's verdict on a template ("accepted", "held_for_quality_assessment").
+                details["message_status"] = status
+        return providers.result_of_parts(outcomes, total=len(contents), details=details)
+
+    async def check_credentials(self) -> str:
+        response = await self.request(
+            "GET", self._path, params={"fields": "display_phone_number,verified_name"}
         )
-        payload: dict[str, Any] = {
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "to": to,
-        }
-        if template := message.metadata.get("template"):
-            payload["type"] = "template"
-            payload["template"] = self._template(template, message)
-        else:
-            if not message.content:
-                raise InvalidInput("content: a WhatsApp text message needs a body")
-            payload["type"] = "text"
-            payload["text"] = {
-                "body": message.content,
-                "preview_url": message.metadata.get("preview_url", "").lower() == "true",
-            }
-        response = await providers.send_request(
-            self._http, "POST", f"{self._path}/messages", provider=PROVIDER, json=payload
-        )
+        if not response.is_success:
+            raise _error(response)
+        number = providers.response_json(response, provider=PROVIDER)
+        shown = number.get("display_phone_number") if isinstance(number, dict) else None
+        return f"{PROVIDER} accepted the access token for phone number {shown}"
+
+    async def _send_one(self, to: str, content: dict[str, Any]) -> tuple[str, str]:
+        """Send one message (text, template or media) to ``to``: its wamid and
+        ``message_status`` (empty when Meta gives none)."""
+        payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
+        response = await self.request("POST", f"{self._path}/messages", json=payload | content)
         if not response.is_success:
             raise _error(response)
         body = providers.response_json(response, provider=PROVIDER)
@@ -136,36 +159,108 @@ class WhatsappBusinessPlugin(MessagingPlugin):
             raise OutcomeUnknown(
                 f"{PROVIDER} accepted the message without an id; it was probably sent"
             )
-        details = {"to": to, "type": payload["type"]}
-        if isinstance(first, dict) and first.get("message_status"):
-            details["message_status"] = str(first["message_status"])
-        return SendResult(message_id, details=details)
+        assert isinstance(first, dict)
+        return message_id, str(first.get("message_status") or "")
 
-    async def check_credentials(self) -> str:
-        response = await providers.send_request(
-            self._http,
-            "GET",
-            self._path,
-            provider=PROVIDER,
-            params={"fields": "display_phone_number,verified_name"},
-        )
-        if not response.is_success:
-            raise _error(response)
-        number = providers.response_json(response, provider=PROVIDER)
-        shown = number.get("display_phone_number") if isinstance(number, dict) else None
-        return f"{PROVIDER} accepted the access token for phone number {shown}"
+    def _contents(self, message: Message) -> list[dict[str, Any]]:
+        """The WhatsApp messages ``message`` becomes: a template, media, or a text."""
+        template = message.template or _template_from_metadata(message.metadata)
+        if template is not None:
+            if message.attachments:
+                raise InvalidInput(
+                    "attachments: a WhatsApp template carries media in its header component, "
+                    "not as attachments"
+                )
+            return [{"type": "template", "template": self._template(template)}]
+        if message.attachments:
+            return media_messages(message.attachments, message.content)
+        if not message.content:
+            raise InvalidInput("content: a WhatsApp text message needs a body")
+        preview = message.metadata.get("preview_url", "").lower() == "true"
+        return [{"type": "text", "text": {"body": message.content, "preview_url": preview}}]
 
-    def _template(self, name: str, message: Message) -> dict[str, Any]:
-        language = message.metadata.get("template_language") or self.config.get(
+    def _template(self, template: Template) -> dict[str, Any]:
+        language = template.language or self.config.get(
             "template_language", DEFAULT_TEMPLATE_LANGUAGE
         )
-        template: dict[str, Any] = {"name": name, "language": {"code": language}}
-        components = providers.metadata_json(message.metadata, "template_components")
-        if components is not None:
-            if not isinstance(components, list):
-                raise InvalidInput("metadata.template_components: must be a JSON array")
-            template["components"] = components
-        return template
+        body: dict[str, Any] = {"name": template.id, "language": {"code": language}}
+        components = template_components(template.variables)
+        if components:
+            body["components"] = components
+        return body
+
+
+def media_messages(attachments: tuple[Attachment, ...], caption: str) -> list[dict[str, Any]]:
+    """One media message per attachment; ``caption`` goes on the first that takes one.
+
+    The media type follows the MIME type (``image/*``, ``video/*``, ``audio/*``,
+    anything else a document named by its file name). A caption no media can
+    carry (only audio) is sent first as a text message.
+    """
+    contents: list[dict[str, Any]] = []
+    for attachment in attachments:
+        kind = _media_type(attachment.content_type)
+        media: dict[str, Any] = {"link": attachment.url}
+        if kind == "document":
+            media["filename"] = attachment.filename
+        if caption and kind in _CAPTIONED:
+            media["caption"] = caption
+            caption = ""
+        contents.append({"type": kind, kind: media})
+    if caption:
+        contents.insert(0, {"type": "text", "text": {"body": caption, "preview_url": False}})
+    return contents
+
+
+def template_components(variables: Mapping[str, Any]) -> list[Any]:
+    """A template's ``components`` from the message template's variables.
+
+    ``{"components": [...]}`` passes through as Meta documents it (header,
+    body and button parameters); otherwise the variables are the body's text
+    parameters: positional when every name is a number (``{"1": "A-1042"}``
+    fills ``{{1}}``), named otherwise (``{"order": "A-1042"}`` fills
+    ``{{order}}``, ``parameter_name``).
+    """
+    if "components" in variables:
+        components = variables["components"]
+        if not isinstance(components, list) or len(variables) != 1:
+            raise InvalidInput(
+                "template.variables: components must be a JSON array and stand alone"
+            )
+        return components
+    if not variables:
+        return []
+    if all(str(name).isdigit() for name in variables):
+        ordered = sorted(variables.items(), key=lambda item: int(item[0]))
+        parameters = [{"type": "text", "text": _text(value)} for _, value in ordered]
+    else:
+        parameters = [
+            {"type": "text", "parameter_name": str(name), "text": _text(value)}
+            for name, value in variables.items()
+        ]
+    return [{"type": "body", "parameters": parameters}]
+
+
+def _template_from_metadata(metadata: Mapping[str, str]) -> Template | None:
+    """The older way to ask for a template: metadata ``template``, ``template_language``
+    and ``template_components`` (a JSON array)."""
+    name = metadata.get("template")
+    if not name:
+        return None
+    components = providers.metadata_json(metadata, "template_components")
+    if components is not None and not isinstance(components, list):
+        raise InvalidInput("metadata.template_components: must be a JSON array")
+    variables = {"components": components} if components is not None else {}
+    return Template(name, variables, metadata.get("template_language", ""))
+
+
+def _media_type(content_type: str) -> str:
+    major = content_type.partition("/")[0].lower()
+    return major if major in ("image", "video", "audio") else "document"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
 
 
 def _error(response: httpx.Response) -> PluginError:
@@ -177,15 +272,22 @@ def _error(response: httpx.Response) -> PluginError:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         return providers.error_for_response(response, provider=PROVIDER)
-    code = error.get("code")
+    code, subcode = error.get("code"), error.get("error_subcode")
     text = " ".join(str(error.get("message") or "no message").split())
     data = error.get("error_data")
     if isinstance(data, dict) and data.get("details"):
         text = f"{text} ({' '.join(str(data['details']).split())})"
     trace = f"; fbtrace_id {error['fbtrace_id']}" if error.get("fbtrace_id") else ""
-    detail = f"{text} [code {code}{trace}]"
+    sub = f", subcode {subcode}" if subcode is not None else ""
+    detail = f"{text} [code {code}{sub}{trace}]"
     retry_after = providers.parse_retry_after(response.headers.get("Retry-After"))
-    error_class = CODE_CLASSES.get(code) if isinstance(code, int) else None
+    error_class = (
+        SUBCODE_CLASSES.get((code, subcode))
+        if isinstance(code, int) and isinstance(subcode, int)
+        else None
+    )
+    if error_class is None and isinstance(code, int):
+        error_class = CODE_CLASSES.get(code)
     if error_class is None:
         return providers.error_for_status(
             response.status_code, provider=PROVIDER, detail=detail, retry_after=retry_after
@@ -193,4 +295,6 @@ def _error(response: httpx.Response) -> PluginError:
     message = f"{PROVIDER} answered HTTP {response.status_code}: {detail}"
     if error_class is RetryableError:
         return RetryableError(message, retry_after=retry_after)
+    if error_class is ConfigError:
+        return ConfigError(f"{message}; check the plugin's phone number and account")
     return error_class(message)

@@ -108,7 +108,7 @@ def error_table(plugin: str) -> list[Row]:
 def rows_as_params(plugin: str) -> list[Any]:
     """``pytest.param(row, id=...)`` for every row, named by its first cells."""
     return [
-        pytest.param(row, id="-".join([_slug(value) for value in row.cells.values() if value][:2]))
+        pytest.param(row, id="-".join([_slug(value) for value in row.cells.values() if value][:3]))
         for row in error_table(plugin)
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,15 +10,29 @@ from typing import Any
 import pytest
 
 from switchboard.sdk import (
+    Attachment,
     ConfigError,
     InvalidInput,
     OutcomeUnknown,
-    PermanentError,
     PluginError,
     RetryableError,
-    Unauthenticated,
+    Template,
 )
-from tests.plugins.conftest import HTTP_FAILURES, Failure, RunPlugin, assert_classified
+from tests.plugins.conftest import (
+    HTTP_FAILURES,
+    Failure,
+    RunPlugin,
+    assert_classified,
+    plugin_module,
+)
+from tests.plugins.errortable import (
+    RETRY_AFTER_SECONDS,
+    Row,
+    assert_outcome,
+    error_table,
+    outcome_of,
+    rows_as_params,
+)
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
 
 TOKEN = "EAAJB-whatsapp-token-3e9f"
@@ -38,6 +53,9 @@ def graph_error(status: int, code: int, message: str, subcode: int | None = None
     return Reply(status, {"error": error})
 
 
+MEDIA_TYPES = {"image", "video", "audio", "document", "sticker"}
+
+
 def cloud_api(request: Recorded) -> Reply:
     """Messages and the phone number node, as the Cloud API documents them."""
     if request.bearer() != TOKEN:
@@ -52,21 +70,45 @@ def cloud_api(request: Recorded) -> Reply:
                 "id": PHONE_NUMBER_ID,
             },
         )
+    if request.path.startswith("/v23.0/") and request.path != f"/v23.0/{PHONE_NUMBER_ID}/messages":
+        return graph_error(
+            400,
+            100,
+            "Unsupported post request. Object with ID '1' does not exist, cannot be loaded due "
+            "to missing permissions, or does not support this operation.",
+            33,
+        )
     assert (request.method, request.path) == ("POST", f"/v23.0/{PHONE_NUMBER_ID}/messages")
     assert request.content_type == "application/json"
     message = request.json()
     if message.get("messaging_product") != "whatsapp":
         return graph_error(400, 100, "(#100) The parameter messaging_product is required.")
-    if message.get("type") == "template" and message["template"]["name"] != "order_update":
+    kind = message.get("type")
+    if kind == "template" and message["template"]["name"] != "order_update":
         return graph_error(404, 132001, "(#132001) Template name does not exist in the translation")
+    if kind in MEDIA_TYPES:
+        media = message.get(kind)
+        if not isinstance(media, dict) or not (media.get("link") or media.get("id")):
+            return graph_error(400, 131009, "(#131009) Parameter value is not valid")
+        if "caption" in media and kind not in ("image", "video", "document"):
+            return graph_error(400, 131009, "(#131009) Parameter value is not valid")
+        if "filename" in media and kind != "document":
+            return graph_error(400, 131009, "(#131009) Parameter value is not valid")
+    elif kind == "text" and not message.get("text", {}).get("body"):
+        return graph_error(400, 131008, "(#131008) Required parameter is missing")
     reply: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "contacts": [{"input": message["to"], "wa_id": message["to"].lstrip("+")}],
-        "messages": [{"id": WAMID}],
+        "messages": [{"id": wamid_of(request)}],
     }
-    if message.get("type") == "template":
+    if kind == "template":
         reply["messages"][0]["message_status"] = "accepted"
     return Reply(200, reply)
+
+
+def wamid_of(request: Recorded) -> str:
+    """The message id the fake gives a request: one per distinct message."""
+    return "wamid." + hashlib.sha256(request.body).hexdigest()[:40]
 
 
 @pytest.fixture
@@ -101,8 +143,13 @@ async def test_text_message_is_the_documented_json_and_returns_the_wamid(
         "type": "text",
         "text": {"body": "Your order has shipped", "preview_url": True},
     }
-    assert result.provider_message_id == WAMID
-    assert result.details == {"to": "+16502530000", "type": "text"}
+    assert result.provider_message_id == wamid_of(sent)
+    assert result.details == {
+        "to": "+16502530000",
+        "type": "text",
+        "parts": "1/1",
+        "message_ids": wamid_of(sent),
+    }
 
 
 async def test_template_message_takes_name_language_and_components_from_metadata(
@@ -137,73 +184,60 @@ async def test_template_message_takes_name_language_and_components_from_metadata
     assert result.details["message_status"] == "accepted"
 
 
-@pytest.mark.parametrize(
-    ("reply", "error"),
-    [
-        pytest.param(
-            graph_error(
-                400, 131056, "(#131056) (Business Account, Consumer Account) pair rate limit hit"
-            ),
-            RetryableError,
-            id="131056-pair-rate-limit",
-        ),
-        pytest.param(
-            graph_error(400, 130429, "(#130429) Rate limit hit"),
-            RetryableError,
-            id="130429-throughput",
-        ),
-        pytest.param(
-            graph_error(401, 190, "Error validating access token: Session has expired", 463),
-            Unauthenticated,
-            id="190-expired-token",
-        ),
-        pytest.param(
-            graph_error(400, 131047, "(#131047) Re-engagement message"),
-            PermanentError,
-            id="131047-window-closed",
-        ),
-        pytest.param(
-            graph_error(400, 131026, "(#131026) Message undeliverable"),
-            PermanentError,
-            id="131026-undeliverable",
-        ),
-        pytest.param(
-            graph_error(400, 100, "(#100) Invalid parameter"),
-            InvalidInput,
-            id="100-invalid-parameter",
-        ),
-        pytest.param(
-            graph_error(404, 132001, "(#132001) Template name does not exist"),
-            InvalidInput,
-            id="132001-no-template",
-        ),
-        pytest.param(
-            graph_error(400, 131030, "(#131030) Recipient phone number not in allowed list"),
-            ConfigError,
-            id="131030-test-number-list",
-        ),
-        pytest.param(
-            graph_error(400, 368, "Temporarily blocked for policies violations"),
-            RetryableError,
-            id="368-blocked",
-        ),
-        pytest.param(
-            graph_error(400, 99999, "Something new"), InvalidInput, id="unknown-code-uses-status"
-        ),
-    ],
-)
-async def test_graph_error_codes_are_classified_and_quoted(
-    fake: HttpFake, run_plugin: RunPlugin, reply: Reply, error: type[PluginError]
+def answer(row: Row) -> Reply:
+    """What Meta answers for one row of the error table in docs/plugins/whatsapp-business.md."""
+    status = int(row.code("http"))
+    if status == 200:
+        body: dict[str, Any] = {"messaging_product": "whatsapp", "contacts": [], "messages": []}
+        if "without" not in row["meta says"]:
+            body["messages"] = [{"id": WAMID}]
+        return Reply(200, body)
+    code = int(row.code("code")) if row.code("code").isdigit() else 99999
+    subcode = int(row.code("subcode")) if row.code("subcode").isdigit() else None
+    reply = graph_error(status, code, row["meta says"], subcode)
+    if row.wants_retry_after_header:
+        reply.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return reply
+
+
+@pytest.mark.parametrize("row", rows_as_params("whatsapp-business"))
+async def test_every_row_of_the_error_table(
+    fake: HttpFake, run_plugin: RunPlugin, row: Row
 ) -> None:
-    fake.fail_next(reply)
+    fake.fail_next(answer(row))
     async with run_plugin("whatsapp-business", config(fake.url), secrets=SECRETS) as client:
-        with pytest.raises(error) as raised:
+        outcome = await outcome_of(client.send("+16502530000", "hi"))
+
+    assert_outcome(row, outcome)
+    if isinstance(outcome, PluginError) and row.code("code").isdigit():
+        assert row["meta says"] in outcome.message
+        assert f"code {row.code('code')}" in outcome.message
+        assert "fbtrace_id AbCdEf123" in outcome.message
+
+
+def test_the_error_table_lists_every_code_the_plugin_tells_apart() -> None:
+    rows = [row for row in error_table("whatsapp-business") if row.code("code").isdigit()]
+    by_code = {int(row.code("code")): row.error for row in rows if not row.code("subcode")}
+    by_pair = {
+        (int(row.code("code")), int(row.code("subcode"))): row.error
+        for row in rows
+        if row.code("subcode")
+    }
+    module = plugin_module("whatsapp-business")
+
+    assert {code: by_code.get(code) for code in module.CODE_CLASSES} == module.CODE_CLASSES
+    assert by_pair == module.SUBCODE_CLASSES
+
+
+async def test_a_wrong_phone_number_id_fails_over_as_configuration(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    settings = config(fake.url, phone_number_id="1")
+    async with run_plugin("whatsapp-business", settings, secrets=SECRETS) as client:
+        with pytest.raises(ConfigError, match=r"code 100, subcode 33") as raised:
             await client.send("+16502530000", "hi")
 
-    assert type(raised.value) is error
-    error_body = reply.body["error"]
-    assert error_body["message"] in str(raised.value)
-    assert f"code {error_body['code']}; fbtrace_id AbCdEf123" in str(raised.value)
+    assert "check the plugin's phone number and account" in str(raised.value)
 
 
 @pytest.mark.parametrize("failure", HTTP_FAILURES)
@@ -267,3 +301,97 @@ async def test_a_refused_connection_is_retryable_and_a_timeout_is_unknown(
     ) as client:
         with pytest.raises(OutcomeUnknown, match="WhatsApp did not answer in time"):
             await client.send("+16502530000", "hi")
+
+
+async def test_a_message_template_becomes_a_template_message_with_body_parameters(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    async with run_plugin("whatsapp-business", config(fake.url), secrets=SECRETS) as client:
+        await client.send(
+            "+16502530000", "", template=Template("order_update", {"1": "A-1042", "2": 3}, "de")
+        )
+        await client.send("+16502530000", "", template=Template("order_update", {"order": "A-7"}))
+
+    positional, named = (request.json()["template"] for request in fake.requests)
+    assert positional == {
+        "name": "order_update",
+        "language": {"code": "de"},
+        "components": [
+            {
+                "type": "body",
+                "parameters": [{"type": "text", "text": "A-1042"}, {"type": "text", "text": "3"}],
+            }
+        ],
+    }
+    assert named == {
+        "name": "order_update",
+        "language": {"code": "en_US"},
+        "components": [
+            {
+                "type": "body",
+                "parameters": [{"type": "text", "parameter_name": "order", "text": "A-7"}],
+            }
+        ],
+    }
+
+
+async def test_media_by_url_are_one_message_each_with_the_content_as_caption(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    attachments = (
+        Attachment("receipt.png", "image/png", url="https://cdn.example.com/receipt.png"),
+        Attachment("terms.pdf", "application/pdf", url="https://cdn.example.com/terms.pdf"),
+    )
+    async with run_plugin("whatsapp-business", config(fake.url), secrets=SECRETS) as client:
+        result = await client.send("+16502530000", "Your receipt", attachments=attachments)
+
+    image, document = (request.json() for request in fake.requests)
+    assert image == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": "+16502530000",
+        "type": "image",
+        "image": {"link": "https://cdn.example.com/receipt.png", "caption": "Your receipt"},
+    }
+    assert document["type"] == "document"
+    assert document["document"] == {
+        "link": "https://cdn.example.com/terms.pdf",
+        "filename": "terms.pdf",
+    }
+    assert result.details["parts"] == "2/2"
+    assert len(result.details["message_ids"].split(",")) == 2
+
+
+async def test_audio_takes_no_caption_so_the_text_goes_first(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    voice = Attachment("note.ogg", "audio/ogg", url="https://cdn.example.com/note.ogg")
+    async with run_plugin("whatsapp-business", config(fake.url), secrets=SECRETS) as client:
+        await client.send("+16502530000", "Listen to this", attachments=(voice,))
+
+    text, audio = (request.json() for request in fake.requests)
+    assert text["text"] == {"body": "Listen to this", "preview_url": False}
+    assert audio["audio"] == {"link": "https://cdn.example.com/note.ogg"}
+
+
+async def test_a_refused_second_media_is_a_partial_delivery(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    attachments = (
+        Attachment("a.png", "image/png", url="https://cdn.example.com/a.png"),
+        Attachment("b.png", "image/png", url="https://cdn.example.com/b.png"),
+        Attachment("c.png", "image/png", url="https://cdn.example.com/c.png"),
+    )
+    async with run_plugin("whatsapp-business", config(fake.url), secrets=SECRETS) as client:
+        fake.fail_next(
+            Reply(200, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.first"}]}),
+            graph_error(400, 130429, "(#130429) Rate limit hit"),
+        )
+        result = await client.send("+16502530000", "", attachments=attachments)
+
+    assert len(fake.requests) == 2
+    assert result.provider_message_id == "wamid.first"
+    assert result.details["partial"] == "true"
+    assert result.details["parts"] == "1/3"
+    assert result.details["failed"].startswith("part 2: RETRYABLE: WhatsApp answered HTTP 400")
+    assert result.details["failed"].endswith("part 3: not sent")
