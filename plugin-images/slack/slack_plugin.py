@@ -17,20 +17,23 @@ Two modes, chosen by the config:
 Block Kit passes through: metadata ``blocks`` is the JSON array of blocks (or
 an object with a ``blocks`` key, as Block Kit Builder exports it) and the
 content becomes the notification fallback text. Slack's error codes are
-classified by ``ERROR_CLASSES``. See docs/plugins/slack.md.
+classified by ``ERROR_CLASSES`` (``WEBHOOK_ERROR_CLASSES`` first for a
+webhook: its channel is fixed, so a channel that is gone is the plugin's
+configuration). See docs/plugins/slack.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx
 
 from switchboard.sdk import (
     ConfigError,
+    HttpProviderPlugin,
     InvalidInput,
     Message,
-    MessagingPlugin,
     OutcomeUnknown,
     PermanentError,
     PluginError,
@@ -44,7 +47,9 @@ PROVIDER: Final = "Slack"
 DEFAULT_BASE_URL: Final = "https://slack.com/api"
 
 #: Slack error codes (chat.postMessage and incoming webhooks) by the error they
-#: become. Unknown codes fall back to the HTTP status, then to PERMANENT.
+#: become; docs/plugins/slack.md lists each with its source. A code not listed
+#: falls back to the HTTP status, and with HTTP 200 is RETRYABLE: Slack adds
+#: codes, and an unknown one should send the message to the next plugin, not drop it.
 ERROR_CLASSES: Final[dict[str, type[PluginError]]] = {
     **dict.fromkeys(
         (
@@ -103,6 +108,7 @@ ERROR_CLASSES: Final[dict[str, type[PluginError]]] = {
             "missing_post_type",
             "missing_text_or_fallback_or_attachments",
             "invalid_thread_ts",
+            "as_user_not_supported",
         ),
         InvalidInput,
     ),
@@ -111,41 +117,54 @@ ERROR_CLASSES: Final[dict[str, type[PluginError]]] = {
             "ratelimited",
             "rate_limited",
             "message_limit_exceeded",
-            "internal_error",
-            "fatal_error",
             "service_unavailable",
             "request_timeout",
             "rollup_error",
+            # The workspace is migrating into an Enterprise organization and
+            # "will not be available until migration is complete".
+            "team_added_to_org",
+            "org_login_required",
         ),
         RetryableError,
     ),
+    # "It's possible some aspect of the operation succeeded before the error
+    # was raised" (Slack's words for both).
+    **dict.fromkeys(("internal_error", "fatal_error"), OutcomeUnknown),
 }
+#: Incoming webhooks post to the channel chosen when the webhook was made, so
+#: a channel that is gone or closed to posting is the plugin's configuration,
+#: not the caller's recipient: the message fails over.
+WEBHOOK_ERROR_CLASSES: Final[dict[str, type[PluginError]]] = dict.fromkeys(
+    (
+        "channel_not_found",
+        "channel_is_archived",
+        "user_not_found",
+        "action_prohibited",
+        "posting_to_general_channel_denied",
+    ),
+    ConfigError,
+)
 
 
-class SlackPlugin(MessagingPlugin):
+class SlackPlugin(HttpProviderPlugin):
     """Posts messages to Slack."""
 
     channel_type = "slack"
     capabilities = ("send", "block_kit", "threads")
+    provider = PROVIDER
+    default_base_url = DEFAULT_BASE_URL
 
     def validate_config(self) -> None:
+        super().validate_config()
         if bool(self.config.get("webhook_url")) == bool(self.config.get("bot_token")):
             raise ConfigError("config: set exactly one of webhook_url and bot_token")
 
-    async def initialize(self) -> None:
-        headers = {}
-        if token := self.config.get("bot_token"):
-            headers["Authorization"] = f"Bearer {token}"
-        self._http = providers.http_client(
-            base_url=self.config.get("base_url", DEFAULT_BASE_URL),
-            timeout=self.config.get("timeout_seconds"),
-            headers=headers,
-        )
-
-    async def cleanup(self) -> None:
-        await self._http.aclose()
+    def client_headers(self) -> Mapping[str, str]:
+        token = self.config.get("bot_token")
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     async def send_message(self, message: Message) -> SendResult:
+        providers.require_capabilities(message, self.capabilities, provider=PROVIDER)
         payload: dict[str, Any] = {"text": message.content}
         if (blocks := providers.metadata_json(message.metadata, "blocks")) is not None:
             payload["blocks"] = _blocks(blocks)
@@ -176,20 +195,16 @@ class SlackPlugin(MessagingPlugin):
     async def _post_to_webhook(
         self, webhook_url: str, payload: dict[str, Any], recipient: str
     ) -> SendResult:
-        response = await providers.send_request(
-            self._http, "POST", webhook_url, provider=PROVIDER, json=payload
-        )
+        response = await self.request("POST", webhook_url, json=payload)
         if not response.is_success:
-            raise _error(response.text.strip(), response)
+            raise _error(response.text.strip(), response, webhook=True)
         return SendResult(
             providers.generated_message_id("slack"),
             details={"mode": "webhook", "recipient": recipient},
         )
 
     async def _call_api(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
-        response = await providers.send_request(
-            self._http, "POST", f"/{method}", provider=PROVIDER, json=payload
-        )
+        response = await self.request("POST", f"/{method}", json=payload)
         if not response.is_success:
             raise _error(_error_code(response), response)
         body = providers.response_json(response, provider=PROVIDER)
@@ -216,9 +231,16 @@ def _error_code(response: httpx.Response) -> str:
     return str(body.get("error") or "") if isinstance(body, dict) else ""
 
 
-def _error(code: str, response: httpx.Response) -> PluginError:
-    """Classify Slack's error ``code``; fall back to the HTTP status."""
-    error_class = ERROR_CLASSES.get(code)
+def error_class_of(code: str, *, webhook: bool = False) -> type[PluginError] | None:
+    """The error Slack's ``code`` stands for, in webhook or Web API mode; None if unknown."""
+    if webhook and code in WEBHOOK_ERROR_CLASSES:
+        return WEBHOOK_ERROR_CLASSES[code]
+    return ERROR_CLASSES.get(code)
+
+
+def _error(code: str, response: httpx.Response, *, webhook: bool = False) -> PluginError:
+    """Classify Slack's error ``code``; an unknown one by the HTTP status, else RETRYABLE."""
+    error_class = error_class_of(code, webhook=webhook)
     retry_after = providers.parse_retry_after(response.headers.get("Retry-After"))
     if error_class is None and not response.is_success:
         return providers.error_for_status(
@@ -228,8 +250,10 @@ def _error(code: str, response: httpx.Response) -> PluginError:
             retry_after=retry_after,
         )
     message = f"{PROVIDER} answered {code or 'an error without a code'}"
-    if error_class is None or error_class is PermanentError:
-        return PermanentError(message)
+    if error_class is None:
+        return RetryableError(f"{message}, an error this plugin does not know")
     if error_class is RetryableError:
         return RetryableError(message, retry_after=retry_after)
+    if error_class is ConfigError:
+        return ConfigError(f"{message}: the webhook's channel is gone or closed to it")
     return error_class(message)

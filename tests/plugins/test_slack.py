@@ -12,12 +12,24 @@ from switchboard.sdk import (
     ConfigError,
     InvalidInput,
     OutcomeUnknown,
-    PermanentError,
     PluginError,
     RetryableError,
-    Unauthenticated,
 )
-from tests.plugins.conftest import HTTP_FAILURES, Failure, RunPlugin, assert_classified
+from tests.plugins.conftest import (
+    HTTP_FAILURES,
+    Failure,
+    RunPlugin,
+    assert_classified,
+    plugin_module,
+)
+from tests.plugins.errortable import (
+    RETRY_AFTER_SECONDS,
+    Row,
+    assert_outcome,
+    error_table,
+    outcome_of,
+    rows_as_params,
+)
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
 
 BOT_TOKEN = "xoxb-1111-2222-abcdef"
@@ -123,60 +135,49 @@ async def test_chat_post_message_uses_the_bot_token_and_returns_channel_and_ts(
     assert result.details == {"channel": "C0123ABCD", "ts": "1503435956.000247"}
 
 
-@pytest.mark.parametrize(
-    ("reply", "error", "retry_after"),
-    [
-        (Reply(200, {"ok": False, "error": "invalid_auth"}), Unauthenticated, None),
-        (Reply(200, {"ok": False, "error": "token_revoked"}), Unauthenticated, None),
-        (Reply(200, {"ok": False, "error": "channel_not_found"}), PermanentError, None),
-        (Reply(200, {"ok": False, "error": "is_archived"}), PermanentError, None),
-        (Reply(200, {"ok": False, "error": "no_text"}), InvalidInput, None),
-        (Reply(200, {"ok": False, "error": "invalid_blocks"}), InvalidInput, None),
-        (Reply(200, {"ok": False, "error": "fatal_error"}), RetryableError, None),
-        (Reply(200, {"ok": False, "error": "something_new"}), PermanentError, None),
-        (
-            Reply(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "30"}),
-            RetryableError,
-            30,
-        ),
-    ],
-    ids=lambda value: value.body["error"] if isinstance(value, Reply) else None,
-)
-async def test_web_api_error_codes_are_classified(
-    fake: HttpFake,
-    run_plugin: RunPlugin,
-    reply: Reply,
-    error: type[PluginError],
-    retry_after: float | None,
+def answer(row: Row) -> Reply:
+    """What Slack answers for one row of the error table in docs/plugins/slack.md."""
+    status, code = int(row.code("http")), row.code("error")
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if row.wants_retry_after_header else {}
+    if row["mode"] == "webhook":
+        return Reply(status, code if code != "any other" else "something_new", headers)
+    if row.error is None:
+        return Reply(200, {"ok": True, "channel": "C0123ABCD", "ts": "1503435956.000247"})
+    if not code:
+        return Reply(200, {"ok": True, "channel": "C0123ABCD"})
+    error = code if code != "any other" else "something_new"
+    return Reply(status, {"ok": False, "error": error}, headers)
+
+
+@pytest.mark.parametrize("row", rows_as_params("slack"))
+async def test_every_row_of_the_error_table(
+    fake: HttpFake, run_plugin: RunPlugin, row: Row
 ) -> None:
-    fake.fail_next(reply)
-    async with run_plugin("slack", bot_config(fake.url), secrets=BOT_SECRETS) as client:
-        with pytest.raises(error) as raised:
-            await client.send("C0123ABCD", "hello")
+    webhook = row["mode"] == "webhook"
+    settings, secrets = (
+        (webhook_config(fake), webhook_secrets(fake))
+        if webhook
+        else (bot_config(fake.url), BOT_SECRETS)
+    )
+    fake.fail_next(answer(row))
+    async with run_plugin("slack", settings, secrets=secrets) as client:
+        outcome = await outcome_of(client.send("C0123ABCD", "hello"))
 
-    assert type(raised.value) is error
-    assert str(raised.value) == f"Slack answered {reply.body['error']}"
-    assert raised.value.retry_after == retry_after
+    assert_outcome(row, outcome)
+    if isinstance(outcome, PluginError) and row.codes("error"):
+        assert f"Slack answered {row.code('error')}" in outcome.message
 
 
-@pytest.mark.parametrize(
-    ("status", "code", "error"),
-    [
-        (400, "invalid_payload", InvalidInput),
-        (403, "invalid_token", Unauthenticated),
-        (404, "channel_not_found", PermanentError),
-        (404, "no_service", Unauthenticated),
-        (410, "channel_is_archived", PermanentError),
-        (500, "rollup_error", RetryableError),
-    ],
-)
-async def test_webhook_error_texts_are_classified(
-    fake: HttpFake, run_plugin: RunPlugin, status: int, code: str, error: type[PluginError]
-) -> None:
-    fake.fail_next(Reply(status, code))
-    async with run_plugin("slack", webhook_config(fake), secrets=webhook_secrets(fake)) as client:
-        with pytest.raises(error, match=f"Slack answered {code}"):
-            await client.send("#general", "hello")
+def test_the_error_table_lists_every_code_the_plugin_tells_apart() -> None:
+    rows = error_table("slack")
+    api = {row.code("error"): row.error for row in rows if row["mode"] == "Web API"}
+    hooks = {row.code("error"): row.error for row in rows if row["mode"] == "webhook"}
+    module = plugin_module("slack")
+
+    assert {code: api.get(code) for code in module.ERROR_CLASSES} == module.ERROR_CLASSES
+    assert {
+        code: hooks.get(code) for code in module.WEBHOOK_ERROR_CLASSES
+    } == module.WEBHOOK_ERROR_CLASSES
 
 
 @pytest.mark.parametrize("failure", HTTP_FAILURES)
