@@ -1,0 +1,790 @@
+"""The ledger on a real database: every accepted message, its attempts, receipts and history.
+
+One class, ``Ledger``, over SQLAlchemy Core's asyncio engine, the same code
+on SQLite (local mode: a file, nothing to install) and PostgreSQL (in
+Kubernetes, shared by every router replica). ``Ledger.open`` runs the
+Alembic migrations before anything else, so a router never serves with an
+outdated schema; two replicas starting together take turns (an advisory lock
+on PostgreSQL, an immediate transaction on SQLite).
+
+Who may work on a message is decided in the database: a router sending a
+message holds a lease on its row (``lease_owner``, ``lease_until``), and a
+write that finishes a round names its owner, so a router whose lease ran
+out (it stalled, or died and came back) can never overwrite what another
+did since. Asynchronous messages are claimed with ``FOR UPDATE SKIP LOCKED``
+on PostgreSQL (SQLite serialises writers anyway), so two workers never take
+the same message.
+
+Errors (the exception tree)::
+
+    LedgerError
+    ├── LedgerUnavailable       the database cannot be reached; nothing was recorded
+    ├── LedgerMigrationError    the schema could not be brought up to date
+    └── IdempotencyConflict     the key was used before for a different message
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Final
+
+from alembic import command
+from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy import Connection, and_, delete, event, func, insert, or_, select, text, update
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from switchboard.ledger.schema import attempts, events, messages, provider_ids, receipts
+from switchboard.ledger.states import FINAL, State, can_move
+
+MIGRATIONS: Final = Path(__file__).parent / "migrations"
+#: pg_advisory_xact_lock key that serialises migrations ("ledger" in ASCII).
+_MIGRATION_LOCK: Final = 0x6C6564676572
+#: The engines the ledger speaks, by URL scheme.
+SUPPORTED_URLS: Final = ("sqlite+aiosqlite://", "postgresql+psycopg://")
+
+
+class LedgerError(Exception):
+    """Base of the ledger's errors."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The database cannot be reached or refused the write; nothing was recorded."""
+
+
+class LedgerMigrationError(LedgerError):
+    """The database schema could not be migrated to this version's."""
+
+
+class IdempotencyConflict(LedgerError):
+    """The idempotency key names another message (a different payload) in this tenant."""
+
+    def __init__(self, key: str, existing_id: str) -> None:
+        super().__init__(
+            f"Idempotency key {key!r} was used for a different message ({existing_id}); "
+            "use a new key for a new message"
+        )
+        self.key, self.existing_id = key, existing_id
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """What the router accepted, before any provider is called."""
+
+    tenant: str
+    channel: str
+    recipient: str
+    #: The message as the plugin will get it (JSON-ready).
+    payload: Mapping[str, Any]
+    idempotency_key: str | None
+    policy: str
+    asynchronous: bool
+    #: When an asynchronous message expires (epoch seconds); None for a synchronous one.
+    deliver_by: float | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    plugin: str
+    endpoint: str
+    outcome: str
+    duration_ms: float
+    message: str = ""
+    provider_message_id: str = ""
+    round: int = 0
+    finished_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    id: str
+    tenant: str
+    channel: str
+    recipient: str | None
+    idempotency_key: str | None
+    state: State
+    possible_duplicate: bool
+    policy: str
+    asynchronous: bool
+    plugin: str | None
+    provider_message_id: str | None
+    error_code: str | None
+    error: str | None
+    created_at: float
+    updated_at: float
+    deliver_by: float | None
+    next_attempt_at: float | None
+    rounds: int
+    payload: Mapping[str, Any] | None
+    attempts: tuple[AttemptRecord, ...] = ()
+    #: Set by ``claim_due``: the message was found mid-send with an expired lease
+    #: (its router died or stalled), so its last attempt may have reached the provider.
+    recovered: bool = False
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    seq: int
+    message_id: str
+    tenant: str
+    channel: str
+    state: State
+    detail: str | None
+    at: float
+
+
+@dataclass(frozen=True)
+class Finish:
+    """How a round of attempts ended, for ``finish_round``."""
+
+    state: State
+    attempts: Sequence[AttemptRecord] = ()
+    plugin: str | None = None
+    provider_message_id: str | None = None
+    #: Every id the provider gave (a multi-part SMS has one per part), for receipts.
+    provider_ids: Sequence[str] = ()
+    error_code: str | None = None
+    error: str | None = None
+    possible_duplicate: bool = False
+    #: For a message going back to ``accepted``: when it is due again.
+    next_attempt_at: float | None = None
+    #: Keep the content (a receipt may still ask for a fallback send).
+    keep_payload: bool = False
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    tenant: str
+    state: State | None = None
+    channel: str | None = None
+    recipient: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+
+
+def payload_hash(payload: Mapping[str, Any]) -> str:
+    """The fingerprint compared when an idempotency key comes back."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_url(url: str) -> str:
+    """``url`` if the ledger can use it, else a ValueError that says which forms it takes."""
+    if not url.startswith(SUPPORTED_URLS):
+        raise ValueError(
+            "the ledger URL must start with sqlite+aiosqlite:/// (a file) or "
+            "postgresql+psycopg:// (a server)"
+        )
+    return url
+
+
+class Ledger:
+    """The durable record of messages; see the module docstring."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        store_content: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.store_content = store_content
+        self.clock = clock
+        self.is_postgres = engine.dialect.name == "postgresql"
+
+    # -- lifecycle --
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        store_content: bool = False,
+        sqlite_synchronous: str = "NORMAL",
+        clock: Callable[[], float] = time.time,
+    ) -> Ledger:
+        """Connect to ``url``, migrate the schema, and return the ledger.
+
+        Raises ``LedgerUnavailable`` when the database cannot be reached and
+        ``LedgerMigrationError`` when the schema cannot be migrated.
+        """
+        check_url(url)
+        if url.startswith("sqlite"):
+            engine = create_async_engine(url, pool_size=1, max_overflow=0)
+            _serialise_sqlite(engine, sqlite_synchronous)
+        else:
+            engine = create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        ledger = cls(engine, store_content=store_content, clock=clock)
+        try:
+            await ledger.migrate()
+        except BaseException:
+            await engine.dispose()
+            raise
+        return ledger
+
+    async def migrate(self) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                if self.is_postgres:
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                    )
+                await conn.run_sync(_upgrade)
+        except (DBAPIError, OSError) as error:
+            if _is_connection_error(error):
+                raise LedgerUnavailable(
+                    f"Cannot reach the ledger database: {_one_line(error)}"
+                ) from None
+            raise LedgerMigrationError(
+                f"Could not migrate the ledger: {_one_line(error)}"
+            ) from None
+        except SQLAlchemyError as error:
+            raise LedgerMigrationError(
+                f"Could not migrate the ledger: {_one_line(error)}"
+            ) from None
+        except CommandError as error:
+            # Typically a revision this version does not know: a newer router migrated it.
+            raise LedgerMigrationError(
+                f"Could not migrate the ledger: {error}; was it migrated by a newer Switchboard?"
+            ) from None
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        """Raise ``LedgerUnavailable`` unless the database answers."""
+        async with self._connect() as conn:
+            await conn.execute(select(1))
+
+    # -- accepting --
+
+    async def accept(
+        self, new: NewMessage, *, owner: str | None = None, lease_seconds: float = 60.0
+    ) -> tuple[MessageRecord, bool]:
+        """Record ``new`` (claimed at once by ``owner`` for a synchronous send).
+
+        Returns the record and whether it is new. An idempotency key already
+        used for the same payload returns the existing record (``False``);
+        for another payload it raises ``IdempotencyConflict``.
+        """
+        digest = payload_hash(new.payload)
+        now = self.clock()
+        row = {
+            "id": uuid.uuid4().hex,
+            "tenant": new.tenant,
+            "channel": new.channel,
+            "recipient": new.recipient,
+            "idempotency_key": new.idempotency_key,
+            "payload_hash": digest,
+            "payload": dict(new.payload),
+            "state": State.SENDING if owner else State.ACCEPTED,
+            "possible_duplicate": False,
+            "policy": new.policy,
+            "asynchronous": new.asynchronous,
+            "created_at": now,
+            "updated_at": now,
+            "deliver_by": new.deliver_by,
+            "next_attempt_at": None if owner else now,
+            "rounds": 1 if owner else 0,
+            "lease_owner": owner,
+            "lease_until": now + lease_seconds if owner else None,
+        }
+        for _ in range(2):  # a racing replica may insert the same key in between
+            try:
+                async with self._connect(write=True) as conn:
+                    if new.idempotency_key is not None:
+                        existing = await self._by_key(conn, new.tenant, new.idempotency_key)
+                        if existing is not None:
+                            if existing.payload_hash != digest:
+                                raise IdempotencyConflict(new.idempotency_key, existing.id)
+                            record = await self._record(conn, existing.id)
+                            assert record is not None
+                            return record, False
+                    await conn.execute(insert(messages).values(row))
+                    await self._event(conn, row, State.ACCEPTED, None, now)
+                    if owner:
+                        await self._event(conn, row, State.SENDING, None, now)
+                    return _record(row), True
+            except IntegrityError:
+                continue
+        raise LedgerUnavailable("Could not record the message: its idempotency key kept clashing")
+
+    async def reclaim(
+        self, message_id: str, owner: str, lease_seconds: float, *, possible_duplicate: bool = False
+    ) -> MessageRecord | None:
+        """Take a message for another round (a retry with its key, a replay, a fallback).
+
+        Only a message nobody holds: no lease, or a lease that ran out. None if
+        another router holds it or its state does not allow sending again.
+        """
+        now = self.clock()
+        async with self._connect(write=True) as conn:
+            current = await self._record(conn, message_id)
+            if current is None or not can_move(current.state, State.SENDING):
+                return None
+            result = await conn.execute(
+                update(messages)
+                .where(
+                    messages.c.id == message_id,
+                    messages.c.state == current.state,
+                    or_(messages.c.lease_until.is_(None), messages.c.lease_until < now),
+                )
+                .values(
+                    state=State.SENDING,
+                    lease_owner=owner,
+                    lease_until=now + lease_seconds,
+                    rounds=messages.c.rounds + 1,
+                    possible_duplicate=messages.c.possible_duplicate | possible_duplicate,
+                    updated_at=now,
+                    error_code=None,
+                    error=None,
+                )
+            )
+            if result.rowcount != 1:
+                return None
+            await self._event(conn, _row_of(current), State.SENDING, "sent again", now)
+            return await self._record(conn, message_id)
+
+    async def finish_round(self, message_id: str, owner: str, finish: Finish) -> bool:
+        """Record a round's attempts and where the message stands, if ``owner`` still holds it."""
+        now = self.clock()
+        async with self._connect(write=True) as conn:
+            values: dict[str, Any] = {
+                "state": finish.state,
+                "updated_at": now,
+                "lease_owner": None,
+                "lease_until": None,
+                "next_attempt_at": finish.next_attempt_at,
+                "error_code": finish.error_code,
+                "error": finish.error,
+                "possible_duplicate": messages.c.possible_duplicate | finish.possible_duplicate,
+            }
+            if finish.plugin is not None:
+                values["plugin"] = finish.plugin
+            if finish.provider_message_id is not None:
+                values["provider_message_id"] = finish.provider_message_id
+            if finish.state is not State.ACCEPTED and not (
+                finish.keep_payload or self.store_content
+            ):
+                values["payload"] = None
+            result = await conn.execute(
+                update(messages)
+                .where(messages.c.id == message_id, messages.c.lease_owner == owner)
+                .values(values)
+                .returning(messages.c.tenant, messages.c.channel, messages.c.rounds)
+            )
+            found = result.first()
+            if found is None:
+                return False
+            tenant, channel, round_ = found
+            if finish.attempts:
+                await conn.execute(
+                    insert(attempts),
+                    [
+                        {
+                            "message_id": message_id,
+                            "round": round_,
+                            "plugin": a.plugin,
+                            "endpoint": a.endpoint,
+                            "outcome": a.outcome,
+                            "duration_ms": a.duration_ms,
+                            "message": a.message or None,
+                            "provider_message_id": a.provider_message_id or None,
+                            "finished_at": a.finished_at or now,
+                        }
+                        for a in finish.attempts
+                    ],
+                )
+            if finish.plugin and finish.provider_ids:
+                await self._remember_provider_ids(
+                    conn, finish.plugin, finish.provider_ids, message_id
+                )
+            await self._event(
+                conn,
+                {"id": message_id, "tenant": tenant, "channel": channel},
+                finish.state,
+                finish.detail or finish.error,
+                now,
+            )
+            return True
+
+    # -- asynchronous work --
+
+    async def claim_due(self, owner: str, limit: int, lease_seconds: float) -> list[MessageRecord]:
+        """Claim up to ``limit`` messages that are due: accepted and ready, or left
+        mid-send by a router whose lease ran out (``recovered``)."""
+        now = self.clock()
+        due = or_(
+            and_(messages.c.state == State.ACCEPTED, messages.c.next_attempt_at <= now),
+            and_(messages.c.state == State.SENDING, messages.c.lease_until < now),
+        )
+        query = (
+            select(messages.c.id, messages.c.state)
+            .where(due)
+            .order_by(messages.c.next_attempt_at)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        async with self._connect(write=True) as conn:
+            found = (await conn.execute(query)).all()
+            claimed = []
+            for message_id, state in found:
+                result = await conn.execute(
+                    update(messages)
+                    .where(messages.c.id == message_id, due)
+                    .values(
+                        state=State.SENDING,
+                        lease_owner=owner,
+                        lease_until=now + lease_seconds,
+                        rounds=messages.c.rounds + 1,
+                        updated_at=now,
+                    )
+                )
+                if result.rowcount != 1:
+                    continue
+                record = await self._record(conn, message_id)
+                assert record is not None
+                recovered = state == State.SENDING
+                if state == State.ACCEPTED:
+                    await self._event(conn, _row_of(record), State.SENDING, None, now)
+                claimed.append(replace(record, recovered=recovered))
+            return claimed
+
+    async def next_due(self) -> float | None:
+        """When the next accepted message is due (epoch seconds), if any."""
+        async with self._connect() as conn:
+            result = await conn.execute(
+                select(func.min(messages.c.next_attempt_at)).where(
+                    messages.c.state == State.ACCEPTED
+                )
+            )
+            value = result.scalar()
+            return float(value) if value is not None else None
+
+    # -- receipts --
+
+    async def apply_receipt(
+        self, plugin: str, provider_message_id: str, state: State, error: str | None = None
+    ) -> tuple[str, MessageRecord | None]:
+        """Move the message a provider id belongs to; returns (outcome, record).
+
+        Outcomes: ``applied``; ``unknown_message`` (no message has that id: recorded,
+        ignored); ``stale`` (the message has moved past it, e.g. a "sent" receipt after
+        "delivered").
+        """
+        now = self.clock()
+        async with self._connect(write=True) as conn:
+            message_id = (
+                await conn.execute(
+                    select(provider_ids.c.message_id).where(
+                        provider_ids.c.plugin == plugin,
+                        provider_ids.c.provider_message_id == provider_message_id,
+                    )
+                )
+            ).scalar()
+            record = await self._record(conn, message_id) if message_id else None
+            if record is None:
+                outcome = "unknown_message"
+            elif record.state == state or not can_move(record.state, state):
+                outcome = "stale"
+            else:
+                outcome = "applied"
+                values: dict[str, Any] = {"state": state, "updated_at": now}
+                if state == State.FAILED:
+                    values.update(error_code="DELIVERY_FAILED", error=error)
+                await conn.execute(
+                    update(messages).where(messages.c.id == record.id).values(values)
+                )
+                await self._event(conn, _row_of(record), state, error or "receipt", now)
+            await conn.execute(
+                insert(receipts).values(
+                    plugin=plugin,
+                    provider_message_id=provider_message_id,
+                    message_id=message_id,
+                    state=state,
+                    outcome=outcome,
+                    error=error,
+                    received_at=now,
+                )
+            )
+            if record is not None and outcome == "applied":
+                record = await self._record(conn, record.id)
+            return outcome, record
+
+    # -- reading --
+
+    async def get(self, message_id: str) -> MessageRecord | None:
+        async with self._connect() as conn:
+            return await self._record(conn, message_id, with_attempts=True)
+
+    async def history(self, message_id: str) -> list[EventRecord]:
+        async with self._connect() as conn:
+            rows = await conn.execute(
+                select(events).where(events.c.message_id == message_id).order_by(events.c.seq)
+            )
+            return [_event_record(row._mapping) for row in rows]
+
+    async def list_messages(self, query: ListFilter) -> list[MessageRecord]:
+        conditions = [messages.c.tenant == query.tenant]
+        if query.state is not None:
+            conditions.append(messages.c.state == query.state)
+        if query.channel is not None:
+            conditions.append(messages.c.channel == query.channel)
+        if query.recipient is not None:
+            conditions.append(messages.c.recipient == query.recipient)
+        if query.since is not None:
+            conditions.append(messages.c.created_at >= query.since)
+        if query.until is not None:
+            conditions.append(messages.c.created_at < query.until)
+        async with self._connect() as conn:
+            rows = await conn.execute(
+                select(messages)
+                .where(*conditions)
+                .order_by(messages.c.created_at.desc())
+                .limit(query.limit)
+            )
+            return [_record(row._mapping) for row in rows]
+
+    async def events_after(
+        self, seq: int, tenants: Iterable[str] | None = None, limit: int = 500
+    ) -> list[EventRecord]:
+        """State changes after ``seq``, oldest first (the live stream)."""
+        conditions = [events.c.seq > seq]
+        if tenants is not None:
+            conditions.append(events.c.tenant.in_(list(tenants)))
+        async with self._connect() as conn:
+            rows = await conn.execute(
+                select(events).where(*conditions).order_by(events.c.seq).limit(limit)
+            )
+            return [_event_record(row._mapping) for row in rows]
+
+    async def last_seq(self) -> int:
+        async with self._connect() as conn:
+            return int((await conn.execute(select(func.max(events.c.seq)))).scalar() or 0)
+
+    async def state_counts(self) -> dict[State, int]:
+        async with self._connect() as conn:
+            rows = await conn.execute(
+                select(messages.c.state, func.count()).group_by(messages.c.state)
+            )
+            return {State(state): int(count) for state, count in rows}
+
+    async def oldest_unfinished(self) -> float | None:
+        """``created_at`` of the oldest message a router still owes work."""
+        async with self._connect() as conn:
+            value = (
+                await conn.execute(
+                    select(func.min(messages.c.created_at)).where(
+                        messages.c.state.in_([State.ACCEPTED, State.SENDING])
+                    )
+                )
+            ).scalar()
+            return float(value) if value is not None else None
+
+    async def purge(self, finished_before: float) -> int:
+        """Delete messages that reached a final state before ``finished_before``."""
+        async with self._connect(write=True) as conn:
+            old = select(messages.c.id).where(
+                messages.c.state.in_(list(FINAL)), messages.c.updated_at < finished_before
+            )
+            ids = [row[0] for row in await conn.execute(old)]
+            if not ids:
+                return 0
+            for table in (attempts, provider_ids):
+                await conn.execute(delete(table).where(table.c.message_id.in_(ids)))
+            await conn.execute(delete(events).where(events.c.message_id.in_(ids)))
+            await conn.execute(delete(messages).where(messages.c.id.in_(ids)))
+            return len(ids)
+
+    # -- internals --
+
+    @contextlib.asynccontextmanager
+    async def _connect(self, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.begin() if write else self.engine.connect() as conn:
+                yield conn
+        except (IntegrityError, LedgerError):
+            raise
+        except (DBAPIError, OSError, TimeoutError) as error:
+            raise LedgerUnavailable(
+                f"The ledger database is unavailable: {_one_line(error)}"
+            ) from error
+
+    async def _by_key(self, conn: AsyncConnection, tenant: str, key: str) -> Any:
+        result = await conn.execute(
+            select(messages.c.id, messages.c.payload_hash).where(
+                messages.c.tenant == tenant, messages.c.idempotency_key == key
+            )
+        )
+        return result.first()
+
+    async def _record(
+        self, conn: AsyncConnection, message_id: str, *, with_attempts: bool = False
+    ) -> MessageRecord | None:
+        row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
+        if row is None:
+            return None
+        found: tuple[AttemptRecord, ...] = ()
+        if with_attempts:
+            rows = await conn.execute(
+                select(attempts).where(attempts.c.message_id == message_id).order_by(attempts.c.id)
+            )
+            found = tuple(
+                AttemptRecord(
+                    plugin=a.plugin,
+                    endpoint=a.endpoint,
+                    outcome=a.outcome,
+                    duration_ms=a.duration_ms,
+                    message=a.message or "",
+                    provider_message_id=a.provider_message_id or "",
+                    round=a.round,
+                    finished_at=a.finished_at,
+                )
+                for a in rows
+            )
+        return _record(row._mapping, found)
+
+    async def _remember_provider_ids(
+        self, conn: AsyncConnection, plugin: str, ids: Iterable[str], message_id: str
+    ) -> None:
+        for provider_id in dict.fromkeys(i for i in ids if i):
+            known = await conn.execute(
+                select(provider_ids.c.message_id).where(
+                    provider_ids.c.plugin == plugin,
+                    provider_ids.c.provider_message_id == provider_id,
+                )
+            )
+            if known.first() is None:
+                await conn.execute(
+                    insert(provider_ids).values(
+                        plugin=plugin, provider_message_id=provider_id, message_id=message_id
+                    )
+                )
+
+    @staticmethod
+    async def _event(
+        conn: AsyncConnection, row: Mapping[str, Any], state: State, detail: str | None, at: float
+    ) -> None:
+        await conn.execute(
+            insert(events).values(
+                message_id=row["id"],
+                tenant=row["tenant"],
+                channel=row["channel"],
+                state=state,
+                detail=(detail or None) and detail[:1000],
+                at=at,
+            )
+        )
+
+
+def _upgrade(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _serialise_sqlite(engine: AsyncEngine, synchronous: str) -> None:
+    """SQLite for several writers (router tasks, a second process): WAL, a busy timeout,
+    and write transactions that take the lock when they begin, never half-way."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy issues BEGIN itself
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA synchronous={synchronous}",
+            "PRAGMA busy_timeout=10000",
+            "PRAGMA foreign_keys=ON",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    """Whether ``error`` says the database could not be reached (not that SQL failed)."""
+    return isinstance(error, OSError | OperationalError | InterfaceError)
+
+
+def _one_line(error: BaseException) -> str:
+    text_ = str(getattr(error, "orig", None) or error)
+    return " ".join(text_.split())[:300]
+
+
+def _record(row: Any, found: tuple[AttemptRecord, ...] = ()) -> MessageRecord:
+    return MessageRecord(
+        id=row["id"],
+        tenant=row["tenant"],
+        channel=row["channel"],
+        recipient=row.get("recipient"),
+        idempotency_key=row.get("idempotency_key"),
+        state=State(row["state"]),
+        possible_duplicate=bool(row.get("possible_duplicate")),
+        policy=row["policy"],
+        asynchronous=bool(row["asynchronous"]),
+        plugin=row.get("plugin"),
+        provider_message_id=row.get("provider_message_id"),
+        error_code=row.get("error_code"),
+        error=row.get("error"),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        deliver_by=row.get("deliver_by"),
+        next_attempt_at=row.get("next_attempt_at"),
+        rounds=int(row.get("rounds") or 0),
+        payload=row.get("payload"),
+        attempts=found,
+    )
+
+
+def _row_of(record: MessageRecord) -> dict[str, Any]:
+    return {"id": record.id, "tenant": record.tenant, "channel": record.channel}
+
+
+def _event_record(row: Any) -> EventRecord:
+    return EventRecord(
+        seq=int(row["seq"]),
+        message_id=row["message_id"],
+        tenant=row["tenant"],
+        channel=row["channel"],
+        state=State(row["state"]),
+        detail=row["detail"],
+        at=row["at"],
+    )
+
+
+__all__ = [
+    "AttemptRecord",
+    "EventRecord",
+    "Finish",
+    "IdempotencyConflict",
+    "Ledger",
+    "LedgerError",
+    "LedgerMigrationError",
+    "LedgerUnavailable",
+    "ListFilter",
+    "MessageRecord",
+    "NewMessage",
+]
