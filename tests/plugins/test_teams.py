@@ -11,10 +11,18 @@ from switchboard.sdk import (
     ConfigError,
     InvalidInput,
     OutcomeUnknown,
+    PluginError,
     RetryableError,
     Unauthenticated,
 )
 from tests.plugins.conftest import HTTP_FAILURES, Failure, RunPlugin, assert_classified
+from tests.plugins.errortable import (
+    RETRY_AFTER_SECONDS,
+    Row,
+    assert_outcome,
+    outcome_of,
+    rows_as_params,
+)
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
 
 WORKFLOW_PATH = "/workflows/5f1c0e/triggers/manual/paths/invoke"
@@ -162,4 +170,45 @@ async def test_a_refused_connection_is_retryable_and_a_timeout_is_unknown(
         "teams", {**CONFIG, "timeout_seconds": 0.2}, secrets=secrets(fake)
     ) as client:
         with pytest.raises(OutcomeUnknown, match="Teams did not answer in time"):
+            await client.send("ops", "x")
+
+
+def answer(row: Row) -> Reply:
+    """What the webhook answers for one row of the error table in docs/plugins/teams.md."""
+    status = int(row.code("http"))
+    headers = {"x-ms-workflow-run-id": RUN_ID} if status == 202 else {}
+    if row.wants_retry_after_header:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    body = row.code("body") if row.codes("body") else ""
+    if body.startswith("{"):
+        return Reply(status, json.loads(body), headers)
+    return Reply(status, body, headers)
+
+
+@pytest.mark.parametrize("row", rows_as_params("teams"))
+async def test_every_row_of_the_error_table(
+    fake: HttpFake, run_plugin: RunPlugin, row: Row
+) -> None:
+    fake.fail_next(answer(row))
+    async with run_plugin("teams", CONFIG, secrets=secrets(fake)) as client:
+        outcome = await outcome_of(client.send("ops", "x"))
+
+    assert_outcome(row, outcome)
+    if isinstance(outcome, PluginError) and row.code("http") == "200":
+        assert row.code("body")[:40] in outcome.message
+        assert SIGNATURE not in outcome.message
+
+
+async def test_a_throttled_connector_answering_200_is_not_a_success(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    fake.fail_next(
+        Reply(
+            200,
+            "Microsoft Teams endpoint returned HTTP error 429 with ContextId "
+            "tcid=0,server=msgapi-production-eus-azsc2-4-170,cv=deLVK4chAUg8eyqmatUjyw.0",
+        )
+    )
+    async with run_plugin("teams", CONFIG, secrets=secrets(fake)) as client:
+        with pytest.raises(RetryableError, match="Teams answered HTTP 429: the connector"):
             await client.send("ops", "x")
