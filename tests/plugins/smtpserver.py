@@ -3,6 +3,9 @@
 Three flavours, as mail servers are deployed: ``starttls`` (STARTTLS offered
 and required before MAIL, AUTH only after it), ``tls`` (implicit TLS from the
 first byte) and ``plain`` (no TLS, no AUTH). It runs in the test's event loop.
+``answer(stage, reply)`` makes it answer AUTH, MAIL or DATA with a reply of
+RFC 5321/4954 (``"454 4.7.0 Temporary authentication failure"``), ``refuse``
+refuses a recipient, and ``hold_data`` keeps the reply to a message's DATA back.
 """
 
 from __future__ import annotations
@@ -32,17 +35,26 @@ class Received:
     tls: bool
     #: The user that logged in with AUTH, if any.
     login: str | None
+    #: The message exactly as it came after DATA.
+    raw: bytes
 
 
 @dataclass
 class _Handler:
     users: dict[str, str]
     received: list[Received] = field(default_factory=list)
-    refused_recipients: set[str] = field(default_factory=set)
+    #: Recipient address -> the reply to its RCPT TO.
+    refused_recipients: dict[str, str] = field(default_factory=dict)
+    #: "AUTH", "MAIL" or "DATA" -> the reply the server gives instead of accepting.
+    replies: dict[str, str] = field(default_factory=dict)
+    #: Seconds the reply to DATA's final dot is held back.
+    data_delay: float = 0.0
 
     def authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
     ) -> AuthResult:
+        if "AUTH" in self.replies:
+            return AuthResult(success=False, handled=False, message=self.replies["AUTH"])
         ok = (
             isinstance(auth_data, LoginPassword)
             and self.users.get(auth_data.login.decode()) == auth_data.password.decode()
@@ -58,12 +70,30 @@ class _Handler:
         rcpt_options: list[str],
     ) -> str:
         if address in self.refused_recipients:
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+            return self.refused_recipients[address]
         envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if "MAIL" in self.replies:
+            return self.replies["MAIL"]
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope.content, bytes)
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
+        if "DATA" in self.replies:
+            return self.replies["DATA"]
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         transport = server.transport
@@ -78,6 +108,7 @@ class _Handler:
                 message=message,
                 tls=encrypted,
                 login=auth.login.decode() if isinstance(auth, LoginPassword) else None,
+                raw=envelope.content,
             )
         )
         return "250 2.0.0 Ok: queued as 4BCD1F00"
@@ -101,9 +132,19 @@ class SmtpServer:
     def received(self) -> list[Received]:
         return self._handler.received
 
-    def refuse(self, address: str) -> None:
-        """Answer RCPT TO for ``address`` with 550 (user unknown)."""
-        self._handler.refused_recipients.add(address)
+    def refuse(
+        self, address: str, reply: str = "550 5.1.1 Recipient address rejected: User unknown"
+    ) -> None:
+        """Answer RCPT TO for ``address`` with ``reply`` (by default 550, user unknown)."""
+        self._handler.refused_recipients[address] = reply
+
+    def answer(self, stage: Literal["AUTH", "MAIL", "DATA"], reply: str) -> None:
+        """Answer every AUTH, MAIL FROM or message DATA with ``reply`` instead of accepting."""
+        self._handler.replies[stage] = reply
+
+    def hold_data(self, seconds: float) -> None:
+        """Wait ``seconds`` before answering a message's DATA (the client times out first)."""
+        self._handler.data_delay = seconds
 
     def _protocol(self) -> SMTP:
         return SMTP(

@@ -8,13 +8,16 @@ from typing import Any
 import pytest
 
 from switchboard.sdk import (
+    Attachment,
     ConfigError,
     InvalidInput,
     PermanentError,
     RetryableError,
+    SendResult,
     Unauthenticated,
 )
-from tests.plugins.conftest import RunPlugin
+from tests.plugins.conftest import RunPlugin, plugin_module
+from tests.plugins.errortable import Row, assert_outcome, error_table, outcome_of, rows_as_params
 from tests.plugins.fakes import closed_port
 from tests.plugins.smtpserver import Received, SmtpServer
 from tests.plugins.tls import PrivateCA, create_private_ca
@@ -229,7 +232,11 @@ async def test_a_recipient_the_server_refuses_is_permanent(
     [
         ("not-an-address", {}, r"recipient: 'not-an-address' is not an email address"),
         ("ann@example.org", {"header.From": "x@example.com"}, r"metadata\.header\.From"),
-        ("ann@example.org", {"header.X-A": "a\r\nBcc: x@example.com"}, "line breaks"),
+        (
+            "ann@example.org",
+            {"header.X-A": "a\r\nBcc: x@example.com"},
+            "line breaks|control characters",
+        ),
         ("ann@example.org", {"reply_to": "nope"}, r"metadata\.reply_to: 'nope'"),
     ],
 )
@@ -274,3 +281,112 @@ async def test_unusable_config_is_rejected_at_start(
     with pytest.raises(ConfigError, match=problem):
         async with run_plugin("smtp-email", settings):
             pass
+
+
+async def outcome_of_row(row: Row, ca: PrivateCA, run_plugin: RunPlugin) -> Any:
+    """Play one row of the error table in docs/plugins/smtp-email.md against the real server."""
+    stage, reply = row["stage"], f"{row.code('reply')} {row['server says']}"
+    if stage == "connect":
+        settings = {"host": "127.0.0.1", "port": closed_port(), "security": "none",
+                    "from_address": "a@example.com"}  # fmt: skip
+        async with run_plugin("smtp-email", settings) as client:
+            return await outcome_of(client.send("ann@example.org", "x"))
+    mode = "plain" if stage == "EHLO" else "starttls"
+    async with SmtpServer(mode, ca, users={USER: PASSWORD}) as server:
+        recipients = "ann@example.org"
+        if stage in ("AUTH", "MAIL"):
+            server.answer(stage, reply)
+        elif stage == "RCPT":
+            server.refuse("nobody@example.org", reply)
+            recipients = (
+                "nobody@example.org"
+                if "one of two" not in row["reply"]
+                else ("nobody@example.org, ann@example.org")
+            )
+        elif stage == "DATA" and row.codes("reply") and row.error is not None:
+            server.answer("DATA", reply)
+        elif stage == "DATA" and row.error is not None:
+            server.hold_data(5)
+        settings = (
+            config(server, ca, timeout_seconds=1)
+            if mode != "plain"
+            else config(server, security="starttls")
+        )
+        async with run_plugin("smtp-email", settings, secrets=SECRETS) as client:
+            return await outcome_of(client.send(recipients, "x", subject="Hi"))
+
+
+@pytest.mark.parametrize("row", rows_as_params("smtp-email"))
+async def test_every_row_of_the_error_table(row: Row, ca: PrivateCA, run_plugin: RunPlugin) -> None:
+    outcome = await outcome_of_row(row, ca, run_plugin)
+
+    assert_outcome(row, outcome)
+    if row.error is not None and row.codes("reply") and row["stage"] != "EHLO":
+        assert f"{row.code('reply')} {row['server says']}" in str(outcome)
+    if row.partial:
+        assert isinstance(outcome, SendResult)
+        assert outcome.details["failed"] == (
+            f"nobody@example.org: {row.code('reply')} {row['server says']}"
+        )
+
+
+def test_the_error_table_lists_every_auth_reply_the_plugin_tells_apart() -> None:
+    table = {int(row.code("reply")): row.error for row in error_table("smtp-email")
+             if row["stage"] == "AUTH"}  # fmt: skip
+    replies = plugin_module("smtp-email").AUTH_REPLY_CLASSES
+
+    assert {code: table.get(code) for code in replies} == replies
+
+
+async def test_attachments_cc_and_bcc_arrive_as_the_recipients_expect(
+    ca: PrivateCA, run_plugin: RunPlugin
+) -> None:
+    report = Attachment("report.pdf", "application/pdf", data=b"%PDF-1.7 binary \x00\xff")
+    notes = Attachment("notes.txt", "text/plain; charset=utf-8", data="Grüße\n".encode())
+    async with (
+        SmtpServer("starttls", ca, users={USER: PASSWORD}) as server,
+        run_plugin("smtp-email", config(server, ca), secrets=SECRETS) as client,
+    ):
+        result = await client.send(
+            "ann@example.org",
+            "See attached.",
+            subject="Report",
+            metadata={"html": "<p>See attached.</p>"},
+            attachments=(report, notes),
+            cc=("Bob <bob@example.org>", "ann@example.org"),
+            bcc=("audit@example.org",),
+        )
+
+    received = only(server.received)
+    assert received.rcpt_tos == ["ann@example.org", "bob@example.org", "audit@example.org"]
+    message = received.message
+    assert message["To"] == "ann@example.org"
+    assert message["Cc"] == "Bob <bob@example.org>, ann@example.org"
+    assert message["Bcc"] is None
+    assert b"audit@example.org" not in received.raw
+    assert message.get_content_type() == "multipart/mixed"
+    body, *files = message.iter_parts()
+    assert body.get_content_type() == "multipart/alternative"
+    assert [
+        (f.get_filename(), f.get_content_type(), f.get_content_disposition()) for f in files
+    ] == [
+        ("report.pdf", "application/pdf", "attachment"),
+        ("notes.txt", "text/plain", "attachment"),
+    ]
+    assert files[0].get_content() == report.data
+    assert files[1].get_content() == "Grüße\n"
+    assert result.details["recipients"] == "3"
+
+
+async def test_an_attachment_by_url_goes_to_a_plugin_that_fetches_urls(
+    run_plugin: RunPlugin,
+) -> None:
+    linked = Attachment("a.png", "image/png", url="https://cdn.example.com/a.png")
+    async with (
+        SmtpServer("plain") as server,
+        run_plugin("smtp-email", config(server)) as client,
+    ):
+        with pytest.raises(RetryableError, match="does not declare media_urls"):
+            await client.send("ann@example.org", "x", attachments=(linked,))
+
+    assert server.received == []
