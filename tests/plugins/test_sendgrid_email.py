@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from switchboard.sdk import InvalidInput, OutcomeUnknown, RetryableError
-from tests.plugins.conftest import HTTP_FAILURES, Failure, RunPlugin, assert_classified
+from switchboard.sdk import (
+    Attachment,
+    ConfigError,
+    InvalidInput,
+    OutcomeUnknown,
+    RetryableError,
+    Template,
+)
+from tests.plugins.conftest import (
+    HTTP_FAILURES,
+    Failure,
+    RunPlugin,
+    assert_classified,
+    plugin_module,
+)
+from tests.plugins.errortable import (
+    RETRY_AFTER_SECONDS,
+    Row,
+    assert_outcome,
+    error_table,
+    outcome_of,
+    rows_as_params,
+)
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
 
 API_KEY = "SG.test-key.7d1c2f"
@@ -19,6 +41,15 @@ MESSAGE_ID = "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0"
 
 def sendgrid_error(status: int, message: str, field: str | None = None) -> Reply:
     return Reply(status, {"errors": [{"message": message, "field": field, "help": None}]})
+
+
+#: Sender identities verified on the fake account.
+VERIFIED_SENDERS = {"notifications@example.com"}
+UNVERIFIED = (
+    "The from address does not match a verified Sender Identity. Mail cannot be sent until "
+    "this error is resolved. Visit https://sendgrid.com/docs/for-developers/sending-email/"
+    "sender-identity/ to see the Sender Identity requirements"
+)
 
 
 def sendgrid(request: Recorded) -> Reply:
@@ -35,13 +66,54 @@ def sendgrid(request: Recorded) -> Reply:
     mail = request.json()
     if not mail.get("personalizations") or not mail["personalizations"][0].get("to"):
         return sendgrid_error(400, "The personalizations field is required.", "personalizations")
+    for number, personalization in enumerate(mail["personalizations"]):
+        addresses = [
+            (kind, party["email"].lower())
+            for kind in ("to", "cc", "bcc")
+            for party in personalization.get(kind, [])
+        ]
+        seen: set[str] = set()
+        for kind, address in addresses:
+            if address in seen:
+                return sendgrid_error(
+                    400,
+                    "Each email address in the personalization block should be unique between "
+                    f"to, cc, and bcc. We found the first duplicate instance of [{address}] in "
+                    f"the personalizations.{number}.{kind} field.",
+                    f"personalizations.{number}.{kind}",
+                )
+            seen.add(address)
+        if "dynamic_template_data" in personalization and not str(
+            mail.get("template_id", "")
+        ).startswith("d-"):
+            return sendgrid_error(
+                400, "dynamic_template_data needs a dynamic template_id", "template_id"
+            )
     if not mail.get("from", {}).get("email"):
         return sendgrid_error(400, "The from object must be provided.", "from")
-    if not mail.get("subject"):
-        return sendgrid_error(400, "The subject is required.", "subject")
-    types = [part["type"] for part in mail.get("content", [])]
-    if not types or types[0] != "text/plain":
-        return sendgrid_error(400, "The text/plain content type must be first.", "content")
+    if mail["from"]["email"] not in VERIFIED_SENDERS:
+        return sendgrid_error(403, UNVERIFIED, "from")
+    if "template_id" not in mail:
+        if not mail.get("subject"):
+            return sendgrid_error(400, "The subject is required.", "subject")
+        types = [part["type"] for part in mail.get("content", [])]
+        if not types or types[0] != "text/plain":
+            return sendgrid_error(400, "The text/plain content type must be first.", "content")
+    for number, attachment in enumerate(mail.get("attachments", [])):
+        try:
+            base64.b64decode(attachment.get("content", ""), validate=True)
+        except ValueError:
+            return sendgrid_error(
+                400,
+                "The attachment content must be base64 encoded.",
+                f"attachments.{number}.content",
+            )
+        if not attachment.get("filename"):
+            return sendgrid_error(
+                400,
+                "The attachment filename parameter is required.",
+                f"attachments.{number}.filename",
+            )
     return Reply(202, b"", {"X-Message-Id": MESSAGE_ID})
 
 
@@ -138,7 +210,10 @@ async def test_a_400_quotes_sendgrids_field_and_message(
     )
 
 
-@pytest.mark.parametrize("failure", HTTP_FAILURES)
+# SendGrid's 403 is told apart by its message (the error table below).
+@pytest.mark.parametrize(
+    "failure", [failure for failure in HTTP_FAILURES if failure.values[0].status != 403]
+)
 async def test_http_failures_are_classified(
     fake: HttpFake, run_plugin: RunPlugin, failure: Failure
 ) -> None:
@@ -215,3 +290,105 @@ async def test_a_refused_connection_is_retryable_and_a_timeout_is_unknown(
     ) as client:
         with pytest.raises(OutcomeUnknown, match="SendGrid did not answer in time"):
             await client.send("ann@example.org", "x")
+
+
+def answer(row: Row) -> Reply:
+    """What SendGrid answers for one row of the error table in docs/plugins/sendgrid-email.md."""
+    status = int(row.code("http"))
+    if status == 202:
+        headers = {"X-Message-Id": MESSAGE_ID} if "no " not in row["sendgrid says"] else {}
+        return Reply(202, b"", headers)
+    reply = sendgrid_error(status, row.code("sendgrid says"))
+    if row.wants_retry_after_header:
+        reply.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return reply
+
+
+@pytest.mark.parametrize("row", rows_as_params("sendgrid-email"))
+async def test_every_row_of_the_error_table(
+    fake: HttpFake, run_plugin: RunPlugin, row: Row
+) -> None:
+    fake.fail_next(answer(row))
+    async with run_plugin("sendgrid-email", config(fake.url), secrets=SECRETS) as client:
+        outcome = await outcome_of(client.send("ann@example.org", "x"))
+
+    assert_outcome(row, outcome)
+    if row.error is not None:
+        assert row.code("sendgrid says") in str(outcome)
+
+
+def test_the_error_table_lists_every_message_the_plugin_tells_apart() -> None:
+    table = {
+        (int(row.code("http")), row.code("sendgrid says").lower()): row.error
+        for row in error_table("sendgrid-email")
+    }
+    module = plugin_module("sendgrid-email")
+
+    for status, messages in module.MESSAGE_CLASSES.items():
+        for words, error_class in messages:
+            matching = [
+                cls for (code, said), cls in table.items() if code == status and words in said
+            ]
+            assert matching == [error_class], (status, words)
+
+
+async def test_an_unverified_sender_fails_over_as_configuration(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    settings = config(fake.url, from_address="someone@unverified.example")
+    async with run_plugin("sendgrid-email", settings, secrets=SECRETS) as client:
+        with pytest.raises(ConfigError, match="does not match a verified Sender Identity"):
+            await client.send("ann@example.org", "x")
+
+
+async def test_attachments_cc_and_bcc_are_the_documented_json(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    invoice = Attachment("invoice.pdf", "application/pdf", data=b"%PDF-1.7 \x00\xff")
+    async with run_plugin("sendgrid-email", config(fake.url), secrets=SECRETS) as client:
+        result = await client.send(
+            "ann@example.org",
+            "Your invoice",
+            subject="Invoice",
+            attachments=(invoice,),
+            cc=("Bob <bob@example.org>", "ANN@example.org"),
+            bcc=("audit@example.org", "bob@example.org"),
+        )
+
+    mail = fake.last.json()
+    assert mail["personalizations"] == [
+        {
+            "to": [{"email": "ann@example.org"}],
+            "cc": [{"email": "bob@example.org", "name": "Bob"}],
+            "bcc": [{"email": "audit@example.org"}],
+        }
+    ]
+    assert mail["attachments"] == [
+        {
+            "content": base64.b64encode(invoice.data).decode(),
+            "type": "application/pdf",
+            "filename": "invoice.pdf",
+            "disposition": "attachment",
+        }
+    ]
+    assert result.details["recipients"] == "3"
+    assert result.details["attachments"] == "1"
+
+
+async def test_a_dynamic_template_sends_its_id_and_data_and_no_content(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    template = Template("d-13b8f94fbcae4ec6b75270d6cb59f932", {"name": "Ann", "code": 123456})
+    async with run_plugin("sendgrid-email", config(fake.url), secrets=SECRETS) as client:
+        await client.send("ann@example.org", "", template=template)
+
+    assert fake.last.json() == {
+        "personalizations": [
+            {
+                "to": [{"email": "ann@example.org"}],
+                "dynamic_template_data": {"name": "Ann", "code": 123456},
+            }
+        ],
+        "from": {"email": "notifications@example.com", "name": "Example"},
+        "template_id": "d-13b8f94fbcae4ec6b75270d6cb59f932",
+    }
