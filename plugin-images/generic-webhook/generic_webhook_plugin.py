@@ -7,8 +7,10 @@
      "idempotency_key": "...", "tenant": "..."}
 
 with ``Content-Type: application/json``, the configured ``headers``,
-``X-Switchboard-Message-Id``, ``Idempotency-Key`` (when the message has one)
-and, when ``signing_secret`` is set, ``X-Switchboard-Timestamp: <unix
+``X-Switchboard-Message-Id``, ``Idempotency-Key`` (when the message has one,
+as the quoted string the IETF draft "The Idempotency-Key HTTP Header Field"
+defines: an RFC 8941 sf-string, ``Idempotency-Key: "alert-77"``) and, when
+``signing_secret`` is set, ``X-Switchboard-Timestamp: <unix
 seconds>`` and ``X-Switchboard-Signature: sha256=<hex>``, the HMAC-SHA256 of
 ``"<timestamp>." + <raw body bytes>`` keyed with the secret
 (``providers.sign_webhook``). Any 2xx is success; the provider message id is
@@ -23,11 +25,20 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx
 
-from switchboard.sdk import ConfigError, Message, MessagingPlugin, SendResult, providers
+from switchboard.sdk import (
+    ConfigError,
+    HttpProviderPlugin,
+    InvalidInput,
+    Message,
+    RetryableError,
+    SendResult,
+    providers,
+)
 
 TIMESTAMP_HEADER: Final = "X-Switchboard-Timestamp"
 SIGNATURE_HEADER: Final = "X-Switchboard-Signature"
@@ -50,19 +61,20 @@ _OWN_HEADERS: Final = frozenset(
 _TOKEN: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
-class GenericWebhookPlugin(MessagingPlugin):
+class GenericWebhookPlugin(HttpProviderPlugin):
     """Posts each message as signed JSON to an HTTP endpoint."""
 
     channel_type = "webhook"
     capabilities = ("send", "signed_payloads", "idempotency")
 
     def validate_config(self) -> None:
+        super().validate_config()
         try:
             # Errors name the receiving host (never the path or query, which may hold a token).
-            self._provider = httpx.URL(self.config["url"]).host
+            self.provider = httpx.URL(self.config["url"]).host
         except httpx.InvalidURL:
             raise ConfigError("config.url: not a usable URL") from None
-        if not self._provider:
+        if not self.provider:
             raise ConfigError("config.url: has no host")
         for name, value in self.config.get("headers", {}).items():
             if not _TOKEN.match(name):
@@ -72,16 +84,12 @@ class GenericWebhookPlugin(MessagingPlugin):
             if "\r" in value or "\n" in value:
                 raise ConfigError(f"config.headers.{name}: line breaks are not allowed")
 
-    async def initialize(self) -> None:
-        self._http = providers.http_client(
-            timeout=self.config.get("timeout_seconds"),
-            headers=self.config.get("headers", {}),
-        )
-
-    async def cleanup(self) -> None:
-        await self._http.aclose()
+    def client_headers(self) -> Mapping[str, str]:
+        headers: Mapping[str, str] = self.config.get("headers", {})
+        return headers
 
     async def send_message(self, message: Message) -> SendResult:
+        providers.require_capabilities(message, self.capabilities, provider=self.provider)
         message_id = str(uuid.uuid4())
         timestamp = int(time.time())
         body = json.dumps(
@@ -101,19 +109,20 @@ class GenericWebhookPlugin(MessagingPlugin):
         ).encode()
         headers = {"Content-Type": "application/json", MESSAGE_ID_HEADER: message_id}
         if message.idempotency_key:
-            headers[IDEMPOTENCY_HEADER] = message.idempotency_key
+            headers[IDEMPOTENCY_HEADER] = structured_string(message.idempotency_key)
         if secret := self.config.get("signing_secret"):
             headers[TIMESTAMP_HEADER] = str(timestamp)
             headers[SIGNATURE_HEADER] = "sha256=" + providers.sign_webhook(secret, timestamp, body)
-        response = await providers.send_request(
-            self._http,
-            "POST",
-            self.config["url"],
-            provider=self._provider,
-            content=body,
-            headers=headers,
-        )
-        providers.raise_for_status(response, provider=self._provider)
+        response = await self.request("POST", self.config["url"], content=body, headers=headers)
+        if response.status_code == 409 and message.idempotency_key:
+            # The draft's answer while a request with the same key is still
+            # being processed: the first one may yet succeed, try again later.
+            raise RetryableError(
+                f"{self.provider} answered HTTP 409: a request with this Idempotency-Key "
+                "is still being processed",
+                retry_after=providers.parse_retry_after(response.headers.get("Retry-After")),
+            )
+        providers.raise_for_status(response, provider=self.provider)
         answered = self._message_id_from(response.content)
         return SendResult(
             answered or message_id,
@@ -136,3 +145,14 @@ class GenericWebhookPlugin(MessagingPlugin):
                 return None
             value = value[part]
         return str(value) if isinstance(value, str | int) and str(value) else None
+
+
+def structured_string(value: str) -> str:
+    """``value`` as an RFC 8941 sf-string: in double quotes, ``"`` and ``\\`` escaped.
+
+    The Idempotency-Key header's value is an sf-string (draft-ietf-httpapi-
+    idempotency-key-header, section 2), which holds printable ASCII only.
+    """
+    if not all(" " <= char <= "~" for char in value):
+        raise InvalidInput("idempotency_key: the Idempotency-Key header takes printable ASCII")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

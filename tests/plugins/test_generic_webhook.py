@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -11,8 +12,21 @@ from typing import Any
 
 import pytest
 
-from switchboard.sdk import ConfigError, OutcomeUnknown, RetryableError
-from tests.plugins.conftest import HTTP_FAILURES, Failure, RunPlugin, assert_classified
+from switchboard.sdk import ConfigError, OutcomeUnknown, PluginError, RetryableError
+from tests.plugins.conftest import (
+    HTTP_FAILURES,
+    Failure,
+    RunPlugin,
+    assert_classified,
+    plugin_module,
+)
+from tests.plugins.errortable import (
+    RETRY_AFTER_SECONDS,
+    Row,
+    assert_outcome,
+    outcome_of,
+    rows_as_params,
+)
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
 
 SIGNING_SECRET = "whsec-5b0c7a1e9f2d4c3b"
@@ -75,7 +89,8 @@ async def test_posts_signed_json_that_the_receiver_verifies(
     assert verify(sent)
     assert sent.content_type == "application/json"
     assert sent.headers["X-Source"] == "switchboard"
-    assert sent.headers["Idempotency-Key"] == "alert-77"
+    assert sent.headers["Idempotency-Key"] == '"alert-77"'
+    assert parse_sf_string(sent.headers["Idempotency-Key"]) == "alert-77"
     body = sent.json()
     assert body == {
         "id": sent.headers["X-Switchboard-Message-Id"],
@@ -178,3 +193,62 @@ async def test_a_refused_connection_is_retryable_and_a_timeout_is_unknown(
     ) as client:
         with pytest.raises(OutcomeUnknown, match=r"127\.0\.0\.1 did not answer in time"):
             await client.send("ops", "x")
+
+
+def answer(row: Row) -> Reply:
+    """The receiver's answer for one row of the table in docs/plugins/generic-webhook.md."""
+    status = int(row.code("http"))
+    said = row.code("receiver says") if row.codes("receiver says") else ""
+    body: Any = json.loads(said) if said.startswith("{") else said
+    headers = {"Location": "https://elsewhere.example/"} if 300 <= status < 400 else {}
+    if row.wants_retry_after_header:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return Reply(status, body, headers)
+
+
+@pytest.mark.parametrize("row", rows_as_params("generic-webhook"))
+async def test_every_row_of_the_error_table(
+    fake: HttpFake, run_plugin: RunPlugin, row: Row
+) -> None:
+    fake.fail_next(answer(row))
+    async with run_plugin(
+        "generic-webhook", config(fake.url, message_id_field="data.id"), secrets=SECRETS
+    ) as client:
+        outcome = await outcome_of(client.send("ops", "x", idempotency_key="alert-77"))
+
+    assert_outcome(row, outcome)
+    if isinstance(outcome, PluginError):
+        assert outcome.message.startswith(f"127.0.0.1 answered HTTP {row.code('http')}")
+
+
+@pytest.mark.parametrize(
+    ("key", "header"),
+    [
+        ("alert-77", '"alert-77"'),
+        ("8e03978e-40d5-43e8-bc93-6894a57f9324", '"8e03978e-40d5-43e8-bc93-6894a57f9324"'),
+        ('a"b\\c', '"a\\"b\\\\c"'),
+    ],
+)
+def test_the_idempotency_key_is_an_sf_string(key: str, header: str) -> None:
+    serialized = plugin_module("generic-webhook").structured_string(key)
+
+    assert serialized == header
+    assert parse_sf_string(serialized) == key
+
+
+def parse_sf_string(text: str) -> str:
+    """RFC 8941 section 4.2.5, written from the RFC: the string an sf-string holds."""
+    assert text[0] == text[-1] == '"', text
+    value, escaped = "", False
+    for char in text[1:-1]:
+        assert " " <= char <= "~", text
+        if escaped:
+            assert char in '"\\', text
+            value, escaped = value + char, False
+        elif char == "\\":
+            escaped = True
+        else:
+            assert char != '"', text
+            value += char
+    assert not escaped, text
+    return value
