@@ -12,7 +12,10 @@ their own destinations.
 The manifest's channel type is ``apprise``; the routing key callers use is
 the CommunicationPlugin's ``channelType`` (``discord``, ``ntfy``, ...), so one
 image serves any number of channels. Apprise reports no message ids, so the
-plugin makes one up. See docs/plugins/apprise.md.
+plugin makes one up. Some services notified and others not is a partial
+delivery; none notified is RETRYABLE, except when Apprise stopped waiting
+for a service (TIMEOUT): that service may still deliver later, so the outcome
+is unknown. See docs/plugins/apprise.md.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from switchboard.sdk import (
     InvalidInput,
     Message,
     MessagingPlugin,
+    OutcomeUnknown,
     RetryableError,
     SendResult,
     providers,
@@ -74,6 +78,7 @@ class ApprisePlugin(MessagingPlugin):
         self._apprise.clear()
 
     async def send_message(self, message: Message) -> SendResult:
+        providers.require_capabilities(message, self.capabilities, provider="Apprise")
         if not (message.content or message.subject):
             raise InvalidInput("content: an Apprise notification needs a body or a subject")
         kind = message.metadata.get("notify_type", "info")
@@ -95,17 +100,14 @@ class ApprisePlugin(MessagingPlugin):
             if result.status == apprise.AppriseResultStatus.NOMATCH:
                 raise ConfigError("Apprise has no service to notify; check config.urls")
             if not delivered:
-                raise RetryableError(
-                    f"Apprise could not notify {_describe(failed) or 'any service'} "
-                    f"({result.status.name.lower()})"
-                )
+                raise _nothing_delivered(failed, result.status)
             details = {
                 "delivered": f"{len(delivered)}/{len(delivered) + len(failed)}",
                 "services": ", ".join(service.name for service in delivered),
                 "recipient": message.recipient,
             }
             if failed:
-                details["failed"] = _describe(failed)
+                details |= {"partial": "true", "failed": _describe(failed)}
                 self.logger.warning(
                     "Delivered to some Apprise services only",
                     extra={"delivered": details["delivered"], "failed": details["failed"]},
@@ -119,6 +121,20 @@ class ApprisePlugin(MessagingPlugin):
         return apprise.AppriseAsset(
             storage_mode=apprise.PersistentStoreMode.MEMORY, secure_logging=True
         )
+
+
+def _nothing_delivered(
+    failed: list[apprise.NotifyResult], status: apprise.AppriseResultStatus
+) -> RetryableError | OutcomeUnknown:
+    """No service took the notification: RETRYABLE, unless Apprise stopped
+    waiting for one (TIMEOUT), which "may still finish later" (Apprise)."""
+    described = _describe(failed) or "any service"
+    if any(service.status == apprise.AppriseResultStatus.TIMEOUT for service in failed):
+        return OutcomeUnknown(
+            f"Apprise stopped waiting for {described}; a service that timed out may still "
+            "deliver the notification"
+        )
+    return RetryableError(f"Apprise could not notify {described} ({status.name.lower()})")
 
 
 def _describe(services: list[apprise.NotifyResult]) -> str:

@@ -8,6 +8,7 @@ import pytest
 
 from switchboard.sdk import ConfigError, InvalidInput, RetryableError
 from tests.plugins.conftest import RunPlugin
+from tests.plugins.errortable import Row, assert_outcome, outcome_of, rows_as_params
 from tests.plugins.fakes import HttpFake, Recorded, Reply
 
 # Apprise 2.2 loads its email service, which imports the standard library's
@@ -22,6 +23,9 @@ def endpoint(request: Recorded) -> Reply:
     assert request.content_type == "application/json"
     if request.path == "/broken":
         return Reply(500, "boom")
+    if request.path == "/slow":
+        # Longer than the plugin's timeout_seconds, shorter than json://'s own read timeout.
+        return Reply(200, {"ok": True}, delay=3)
     return Reply(200, {"ok": True})
 
 
@@ -104,3 +108,21 @@ async def test_an_unsupported_url_is_rejected_at_start_without_revealing_it(
             pass
 
     assert "token-4411" not in str(raised.value)
+
+
+def endpoint_paths(row: Row) -> list[str]:
+    """The json:// endpoints of one row of the table in docs/plugins/apprise.md."""
+    return [
+        {"ok": "/ops", "500": "/broken", "slow": "/slow"}[name] for name in row.codes("services")
+    ]
+
+
+@pytest.mark.parametrize("row", rows_as_params("apprise"))
+async def test_every_row_of_the_error_table(
+    fake: HttpFake, run_plugin: RunPlugin, row: Row
+) -> None:
+    config = {**CONFIG, "timeout_seconds": 1} if "slow" in row.codes("services") else CONFIG
+    async with run_plugin("apprise", config, secrets=urls(fake, *endpoint_paths(row))) as client:
+        outcome = await outcome_of(client.send("ops", "x"))
+
+    assert_outcome(row, outcome)
