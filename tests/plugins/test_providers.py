@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import inspect
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from switchboard.sdk import (
+    Attachment,
     ConfigError,
+    HttpProviderPlugin,
     InvalidInput,
     Message,
     OutcomeUnknown,
@@ -24,6 +26,7 @@ from switchboard.sdk import (
     PluginError,
     RetryableError,
     SendResult,
+    Template,
     Unauthenticated,
     providers,
 )
@@ -423,3 +426,71 @@ def test_every_public_name_exists_and_is_documented() -> None:
         value = getattr(providers, name)
         if callable(value):
             assert inspect.getdoc(value), f"providers.{name} has no docstring"
+
+
+class AcmeSmsPlugin(HttpProviderPlugin):
+    """A provider plugin as a plugin author writes one on the base."""
+
+    provider = "Acme"
+    default_base_url = "http://127.0.0.1:9"
+    capabilities = ("send", "media_urls")
+
+    def client_headers(self) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {self.config['api_key']}"}
+
+    async def send_message(self, message: Message) -> SendResult:
+        providers.require_capabilities(message, self.capabilities, provider=self.provider)
+        response = await self.request(
+            "POST", "/messages", json={"to": self.phone_number(message.recipient)}
+        )
+        providers.raise_for_status(response, provider=self.provider)
+        return SendResult(providers.response_json(response, provider=self.provider)["id"])
+
+
+async def test_the_http_provider_base_opens_one_client_with_the_config_and_credentials() -> None:
+    async with HttpFake(lambda _: Reply(201, {"id": "m-1"})) as fake:
+        plugin = AcmeSmsPlugin({"api_key": "k-1", "base_url": fake.url, "default_region": "gb"})
+        plugin.validate_config()
+        await plugin.initialize()
+        try:
+            result = await plugin.send_message(Message("020 7946 0958", "hi"))
+        finally:
+            await plugin.cleanup()
+
+    assert result.provider_message_id == "m-1"
+    assert plugin.config["default_region"] == "GB"
+    assert (fake.last.path, fake.last.json()) == ("/messages", {"to": "+442079460958"})
+    assert fake.last.headers["Authorization"] == "Bearer k-1"
+    assert fake.last.headers["User-Agent"] == providers.USER_AGENT
+    assert plugin.http.is_closed
+
+
+async def test_the_http_provider_base_names_the_provider_in_its_errors() -> None:
+    plugin = AcmeSmsPlugin({"api_key": "k", "base_url": f"http://127.0.0.1:{closed_port()}"})
+    plugin.validate_config()
+    await plugin.initialize()
+    try:
+        with pytest.raises(RetryableError, match="Could not reach Acme"):
+            await plugin.send_message(Message("+16502530000", "hi"))
+        with pytest.raises(InvalidInput, match="to: '12' has no valid country code"):
+            plugin.phone_number("12", field="to")
+    finally:
+        await plugin.cleanup()
+    with pytest.raises(ConfigError, match=r"config\.default_region"):
+        AcmeSmsPlugin({"api_key": "k", "default_region": "XX"}).validate_config()
+
+
+def test_a_part_the_plugin_does_not_declare_is_refused_so_another_plugin_carries_it() -> None:
+    with_url = Message(
+        "+1", "x", attachments=(Attachment("a.png", "image/png", url="https://e/a"),)
+    )
+    with_bytes = Message(
+        "+1", "x", attachments=(Attachment("a.pdf", "application/pdf", data=b"%"),)
+    )
+    templated = Message("+1", "x", template=Template("HX1"), cc=("a@example.com",))
+
+    providers.require_capabilities(with_url, ("send", "media_urls"), provider="Acme")
+    with pytest.raises(RetryableError, match="does not declare attachments"):
+        providers.require_capabilities(with_bytes, ("send", "media_urls"), provider="Acme")
+    with pytest.raises(RetryableError, match="does not declare cc, templates"):
+        providers.require_capabilities(templated, None, provider="Acme")
