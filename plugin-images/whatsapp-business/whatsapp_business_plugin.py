@@ -8,9 +8,11 @@
 * ``type: "template"``, ``template: {name, language: {code}, components}``
   for the message's template (outside the 24-hour customer-service window
   only templates are delivered);
-* ``type: "image" | "video" | "audio" | "document"`` with ``{link, caption,
-  filename}``, one message per attachment given by URL, the content as the
-  first one's caption.
+* ``type: "image" | "video" | "audio" | "document"`` with ``{link | id,
+  caption, filename}``, one message per attachment, the content as the first
+  one's caption: an attachment given by URL is a ``link`` Meta fetches, one
+  with its bytes is uploaded first (``POST /<phone_number_id>/media``,
+  multipart) and sent by the media ``id`` Meta answers.
 
 Meta answers ``{messages: [{id: "wamid..."}]}``; that id is the provider
 message id. A message sent as several (media) is reported with
@@ -24,6 +26,7 @@ error_subcode, fbtrace_id}}`` and are classified by ``(code, subcode)``
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
@@ -98,11 +101,19 @@ SUBCODE_CLASSES: Final[dict[tuple[int, int], type[PluginError]]] = {
 }
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One WhatsApp message to send: its JSON, and the attachment to upload first, if any."""
+
+    content: dict[str, Any]
+    upload: Attachment | None = None
+
+
 class WhatsappBusinessPlugin(HttpProviderPlugin):
     """Sends WhatsApp text, media and template messages with the Cloud API."""
 
     channel_type = "whatsapp"
-    capabilities = ("send", "text_messaging", "templates", "media_urls")
+    capabilities = ("send", "text_messaging", "templates", "media_urls", "attachments")
     provider = PROVIDER
     default_base_url = DEFAULT_BASE_URL
 
@@ -119,10 +130,10 @@ class WhatsappBusinessPlugin(HttpProviderPlugin):
         to = self.phone_number(message.recipient)
         contents = self._contents(message)
         outcomes: list[str | PluginError] = []
-        details = {"to": to, "type": contents[0]["type"]}
-        for content in contents:
+        details = {"to": to, "type": contents[0].content["type"]}
+        for outgoing in contents:
             try:
-                message_id, status = await self._send_one(to, content)
+                message_id, status = await self._send_one(to, outgoing)
             except PluginError as error:
                 # The rest is not sent: it would likely fail alike, and what was
                 # delivered must not be sent again (result_of_parts says so).
@@ -144,9 +155,13 @@ class WhatsappBusinessPlugin(HttpProviderPlugin):
         shown = number.get("display_phone_number") if isinstance(number, dict) else None
         return f"{PROVIDER} accepted the access token for phone number {shown}"
 
-    async def _send_one(self, to: str, content: dict[str, Any]) -> tuple[str, str]:
+    async def _send_one(self, to: str, outgoing: Outgoing) -> tuple[str, str]:
         """Send one message (text, template or media) to ``to``: its wamid and
         ``message_status`` (empty when Meta gives none)."""
+        content = outgoing.content
+        if outgoing.upload is not None:
+            kind = content["type"]
+            content = content | {kind: {**content[kind], "id": await self._upload(outgoing.upload)}}
         payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
         response = await self.request("POST", f"{self._path}/messages", json=payload | content)
         if not response.is_success:
@@ -162,7 +177,23 @@ class WhatsappBusinessPlugin(HttpProviderPlugin):
         assert isinstance(first, dict)
         return message_id, str(first.get("message_status") or "")
 
-    def _contents(self, message: Message) -> list[dict[str, Any]]:
+    async def _upload(self, attachment: Attachment) -> str:
+        """Upload ``attachment``'s bytes to Meta; the media id to send it by."""
+        response = await self.request(
+            "POST",
+            f"{self._path}/media",
+            data={"messaging_product": "whatsapp", "type": attachment.content_type},
+            files={"file": (attachment.filename, attachment.data, attachment.content_type)},
+        )
+        if not response.is_success:
+            raise _error(response)
+        body = providers.response_json(response, provider=PROVIDER)
+        media_id = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(media_id, str) or not media_id:
+            raise RetryableError(f"{PROVIDER} answered the media upload without an id")
+        return media_id
+
+    def _contents(self, message: Message) -> list[Outgoing]:
         """The WhatsApp messages ``message`` becomes: a template, media, or a text."""
         template = message.template or _template_from_metadata(message.metadata)
         if template is not None:
@@ -171,13 +202,15 @@ class WhatsappBusinessPlugin(HttpProviderPlugin):
                     "attachments: a WhatsApp template carries media in its header component, "
                     "not as attachments"
                 )
-            return [{"type": "template", "template": self._template(template)}]
+            return [Outgoing({"type": "template", "template": self._template(template)})]
         if message.attachments:
             return media_messages(message.attachments, message.content)
         if not message.content:
             raise InvalidInput("content: a WhatsApp text message needs a body")
         preview = message.metadata.get("preview_url", "").lower() == "true"
-        return [{"type": "text", "text": {"body": message.content, "preview_url": preview}}]
+        return [
+            Outgoing({"type": "text", "text": {"body": message.content, "preview_url": preview}})
+        ]
 
     def _template(self, template: Template) -> dict[str, Any]:
         language = template.language or self.config.get(
@@ -190,25 +223,28 @@ class WhatsappBusinessPlugin(HttpProviderPlugin):
         return body
 
 
-def media_messages(attachments: tuple[Attachment, ...], caption: str) -> list[dict[str, Any]]:
+def media_messages(attachments: tuple[Attachment, ...], caption: str) -> list[Outgoing]:
     """One media message per attachment; ``caption`` goes on the first that takes one.
 
     The media type follows the MIME type (``image/*``, ``video/*``, ``audio/*``,
-    anything else a document named by its file name). A caption no media can
-    carry (only audio) is sent first as a text message.
+    anything else a document named by its file name); a URL is the media's
+    ``link``, bytes are uploaded first. A caption no media can carry (only
+    audio) is sent first as a text message.
     """
-    contents: list[dict[str, Any]] = []
+    contents: list[Outgoing] = []
     for attachment in attachments:
         kind = _media_type(attachment.content_type)
-        media: dict[str, Any] = {"link": attachment.url}
+        media: dict[str, Any] = {"link": attachment.url} if attachment.url else {}
         if kind == "document":
             media["filename"] = attachment.filename
         if caption and kind in _CAPTIONED:
             media["caption"] = caption
             caption = ""
-        contents.append({"type": kind, kind: media})
+        upload = None if attachment.url else attachment
+        contents.append(Outgoing({"type": kind, kind: media}, upload))
     if caption:
-        contents.insert(0, {"type": "text", "text": {"body": caption, "preview_url": False}})
+        text = {"type": "text", "text": {"body": caption, "preview_url": False}}
+        contents.insert(0, Outgoing(text))
     return contents
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email
+import email.policy
 import inspect
 import json
 import socket
@@ -43,6 +45,22 @@ class Recorded:
         pairs = parse_qsl(self.body.decode(), keep_blank_values=True, strict_parsing=True)
         assert len(pairs) == len(dict(pairs)), f"repeated form fields: {pairs}"
         return dict(pairs)
+
+    def multipart(self) -> dict[str, tuple[str, Any]]:
+        """The ``multipart/form-data`` body: field name -> (file name or "", value),
+        the value bytes for a file and text for any other field."""
+        parsed = email.message_from_bytes(
+            b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + self.body,
+            policy=email.policy.HTTP,
+        )
+        fields: dict[str, tuple[str, Any]] = {}
+        for part in parsed.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            filename = part.get_filename() or ""
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            fields[str(name)] = (filename, payload if filename else payload.decode())
+        return fields
 
     def form_lists(self) -> dict[str, list[str]]:
         """The form body with repeated fields (Twilio's ``MediaUrl``) as lists, in order."""

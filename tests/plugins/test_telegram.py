@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import re
 from collections.abc import AsyncIterator
@@ -134,7 +132,7 @@ class Telegram:
             about: dict[str, Any] = {"file_name": document.rsplit("/", 1)[-1]}
         else:
             assert request.content_type == "multipart/form-data"
-            form = multipart(request)
+            form = request.multipart()
             fields = {name: value for name, (_, value) in form.items() if name != "document"}
             if "document" not in form or not form["document"][0]:
                 return telegram_error(400, "Bad Request: there is no document in the request")
@@ -164,21 +162,6 @@ class Telegram:
                 },
             },
         )
-
-
-def multipart(request: Recorded) -> dict[str, tuple[str, Any]]:
-    """The fields of a multipart/form-data body: name -> (file name or "", value)."""
-    parsed = email.message_from_bytes(
-        b"Content-Type: " + request.headers["Content-Type"].encode() + b"\r\n\r\n" + request.body,
-        policy=email.policy.HTTP,
-    )
-    fields: dict[str, tuple[str, Any]] = {}
-    for part in parsed.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        filename = part.get_filename() or ""
-        payload = part.get_payload(decode=True)
-        fields[str(name)] = (filename, payload if filename else payload.decode())
-    return fields
 
 
 @pytest.fixture
@@ -334,7 +317,7 @@ async def test_attachments_are_documents_uploaded_or_fetched_by_url(
         f"/bot{TOKEN}/sendDocument",
         "multipart/form-data",
     )
-    form = multipart(upload)
+    form = upload.multipart()
     assert form["document"] == ("report.pdf", report.data)
     assert form["chat_id"] == ("", "123456789")
     assert form["disable_notification"] == ("", "true")

@@ -70,6 +70,8 @@ def cloud_api(request: Recorded) -> Reply:
                 "id": PHONE_NUMBER_ID,
             },
         )
+    if (request.method, request.path) == ("POST", f"/v23.0/{PHONE_NUMBER_ID}/media"):
+        return upload_media(request)
     if request.path.startswith("/v23.0/") and request.path != f"/v23.0/{PHONE_NUMBER_ID}/messages":
         return graph_error(
             400,
@@ -104,6 +106,24 @@ def cloud_api(request: Recorded) -> Reply:
     if kind == "template":
         reply["messages"][0]["message_status"] = "accepted"
     return Reply(200, reply)
+
+
+#: Media types the Cloud API takes for upload (supported media types, abridged).
+UPLOADABLE = {"image/jpeg", "image/png", "application/pdf", "audio/ogg", "video/mp4", "text/plain"}
+
+
+def upload_media(request: Recorded) -> Reply:
+    """POST /<phone_number_id>/media: multipart with messaging_product, type and file."""
+    assert request.content_type == "multipart/form-data"
+    form = request.multipart()
+    if form.get("messaging_product", ("", ""))[1] != "whatsapp":
+        return graph_error(400, 100, "(#100) The parameter messaging_product is required.")
+    if "file" not in form or not form["file"][0]:
+        return graph_error(400, 100, "(#100) The parameter file is required.")
+    media_type = form.get("type", ("", ""))[1]
+    if media_type not in UPLOADABLE:
+        return graph_error(400, 131053, "(#131053) Media upload error")
+    return Reply(200, {"id": "media-" + hashlib.sha256(form["file"][1]).hexdigest()[:16]})
 
 
 def wamid_of(request: Recorded) -> str:
@@ -395,3 +415,36 @@ async def test_a_refused_second_media_is_a_partial_delivery(
     assert result.details["parts"] == "1/3"
     assert result.details["failed"].startswith("part 2: RETRYABLE: WhatsApp answered HTTP 400")
     assert result.details["failed"].endswith("part 3: not sent")
+
+
+async def test_an_attachment_with_its_bytes_is_uploaded_then_sent_by_its_media_id(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    receipt = Attachment("receipt.pdf", "application/pdf", data=b"%PDF-1.7 \x00\xff")
+    async with run_plugin("whatsapp-business", config(fake.url), secrets=SECRETS) as client:
+        result = await client.send("+16502530000", "Your receipt", attachments=(receipt,))
+
+    upload, sent = fake.requests
+    assert upload.path == f"/v23.0/{PHONE_NUMBER_ID}/media"
+    assert upload.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert upload.multipart() == {
+        "messaging_product": ("", "whatsapp"),
+        "type": ("", "application/pdf"),
+        "file": ("receipt.pdf", receipt.data),
+    }
+    media_id = "media-" + hashlib.sha256(receipt.data).hexdigest()[:16]
+    assert sent.json()["document"] == {
+        "id": media_id,
+        "filename": "receipt.pdf",
+        "caption": "Your receipt",
+    }
+    assert result.details["parts"] == "1/1"
+
+
+async def test_a_refused_upload_is_the_parts_failure(fake: HttpFake, run_plugin: RunPlugin) -> None:
+    odd = Attachment("model.stl", "model/stl", data=b"solid x")
+    async with run_plugin("whatsapp-business", config(fake.url), secrets=SECRETS) as client:
+        with pytest.raises(InvalidInput, match="Media upload error"):
+            await client.send("+16502530000", "", attachments=(odd,))
+
+    assert [request.path for request in fake.requests] == [f"/v23.0/{PHONE_NUMBER_ID}/media"]
