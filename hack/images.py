@@ -332,6 +332,16 @@ def images(python_image: str) -> list[Image]:
     ]
 
 
+def selected(every: list[Image], names: Sequence[str]) -> list[Image]:
+    """The images named (all when none is), with the plugin base when a plugin needs it."""
+    if not names:
+        return every
+    wanted = set(names)
+    if any(name.startswith("plugin-") for name in wanted):
+        wanted.add("plugin-base")
+    return [image for image in every if image.name in wanted]
+
+
 def save_archive(cache: Path, refs: Sequence[str]) -> Path:
     """One docker-archive holding every image (shared layers once), cached by image IDs."""
     key = digest(f"{ref}={image_id(ref)}".encode() for ref in refs)[:16]
@@ -355,7 +365,15 @@ def save_archive(cache: Path, refs: Sequence[str]) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--no-archive", action="store_true", help="skip saving the archive")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        help="build only these (switchboard, plugin-base, plugin-NAME); default: every image",
+    )
     args = parser.parse_args()
+    known = [image.name for image in images("")]
+    if unknown := set(args.names) - set(known):
+        sys.exit(f"images: no image named {', '.join(sorted(unknown))}; known: {', '.join(known)}")
     for tool in ("podman", "mmdebstrap"):
         if not shutil.which(tool):
             sys.exit(f"images: {tool} is not on PATH (make system-deps installs it)")
@@ -370,14 +388,14 @@ def main() -> None:
         pip_conf.write_text(PIP_CONF)
         os.chmod(pip_conf, 0o644)
         parent_ids = {python_image: image_id(python_image) or ""}
-        for image in images(python_image):
+        for image in selected(images(python_image), args.names):
             parent = image.build_args.get("PYTHON_IMAGE") or image.build_args["BASE_IMAGE"]
             parent_id = parent_ids.get(parent) or image_id(parent)
             if build(image, [f"{parent}@{parent_id}"], house, pip_conf):
                 built.append(image.name)
             for tag in image.tags:
                 parent_ids[tag] = image_id(tag) or ""
-    all_images = images(python_image)
+    all_images = selected(images(python_image), args.names)
     refs = [image.ref for image in all_images]
     if not args.no_archive:
         save_archive(cache, refs)

@@ -203,6 +203,8 @@ class ControlPlane:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, IO[bytes]] = field(default_factory=dict)
     api_port: int = 0
+    #: More kube-apiserver flags, e.g. the client certificate it shows a real kubelet.
+    extra_apiserver_args: list[str] = field(default_factory=list)
 
     @property
     def server(self) -> str:
@@ -268,6 +270,7 @@ class ControlPlane:
                 f"--audit-log-path={self.audit_log}",
                 "--audit-log-mode=batch",
                 "--audit-log-batch-max-wait=1s",
+                *self.extra_apiserver_args,
             ],
         )
         self._wait(self._api_ready, deadline, "kube-apiserver /readyz")
@@ -345,6 +348,21 @@ class ControlPlane:
         )
         if check and result.returncode != 0:
             raise KubectlError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    def helm(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """Run helm against this cluster as the admin; a failure carries helm's output."""
+        result = subprocess.run(
+            [self.binary("helm"), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise KubectlError(f"helm {' '.join(args)} failed:\n{result.stderr}{result.stdout}")
         return result
 
     def apply(self, obj: dict[str, Any] | str) -> subprocess.CompletedProcess[str]:
