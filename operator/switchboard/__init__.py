@@ -2,7 +2,7 @@
 
 What applications import::
 
-    from switchboard import send_message, invoke, system_status
+    from switchboard import send_message, get_message, invoke, system_status
 
 See `switchboard.client` for the clients (`AsyncSwitchboard`, `Switchboard`)
 and the error classes.
@@ -13,16 +13,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from switchboard.client import (
         AsyncSwitchboard,
+        Conflict,
         DeliveryFailed,
         Forbidden,
         InvalidRequest,
         InvokeResult,
+        MessageStatus,
         NotAuthenticated,
         NotFound,
         Overloaded,
         SendResult,
         Switchboard,
         SwitchboardError,
+        get_message,
         invoke,
         send_message,
         system_status,
@@ -32,10 +35,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncSwitchboard",
+    "Conflict",
     "DeliveryFailed",
     "Forbidden",
     "InvalidRequest",
     "InvokeResult",
+    "MessageStatus",
     "NotAuthenticated",
     "NotFound",
     "Overloaded",
@@ -43,6 +48,7 @@ __all__ = [
     "Switchboard",
     "SwitchboardError",
     "__version__",
+    "get_message",
     "invoke",
     "send_message",
     "system_status",

@@ -13,19 +13,33 @@ Errors (each carries `status`, `code`, `message`, `fields`, `attempts`):
     ├── InvalidRequest      400, 413, 415, 422: fix the request; retrying will not help
     ├── NotAuthenticated    401: no token, or one the router does not accept
     ├── Forbidden           403: RBAC does not allow this in that namespace
-    ├── NotFound            404: no plugin for that channel, no such integration
+    ├── NotFound            404: no plugin for that channel, no such integration or message
+    ├── Conflict            409: the idempotency key names another message (`message_id`),
+    │                       or the message cannot be replayed
     ├── Overloaded          429: the router is at capacity; retry after `retry_after`
-    └── DeliveryFailed      502, 503, 504 and connection failures: see `attempts`
+    └── DeliveryFailed      502, 503, 504 and connection failures: see `attempts`; the
+                            message, if the router recorded it, is `message_id`
+
+Every accepted message has an id in the router's ledger: `send_message`
+returns it, `get_message(id)` says what happened to it, `wait_for_message`
+waits for its final state; `send_message(..., wait=False)` returns as soon as
+the message is recorded and the router sends it in the background.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import os
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
+
+from switchboard.sdk._messages import Attachment, Template
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -40,12 +54,15 @@ class SwitchboardError(Exception):
         fields: list[dict[str, str]] | None = None,
         attempts: list[Attempt] | None = None,
         retry_after: float | None = None,
+        message_id: str | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.status, self.code, self.message = status, code, message
         self.fields = fields or []
         self.attempts = attempts or []
         self.retry_after = retry_after
+        #: The message's id in the router's ledger, when it recorded one.
+        self.message_id = message_id
 
 
 class InvalidRequest(SwitchboardError):
@@ -61,6 +78,10 @@ class Forbidden(SwitchboardError):
 
 
 class NotFound(SwitchboardError):
+    pass
+
+
+class Conflict(SwitchboardError):
     pass
 
 
@@ -95,7 +116,11 @@ class Attempt:
 
 @dataclass(frozen=True)
 class SendResult:
-    """A delivered message: the plugin that sent it and every attempt on the way."""
+    """A message the router took: its id, where it stands, who sent it, every attempt.
+
+    ``state`` is ``sent`` (a provider accepted it) or, for ``wait=False``,
+    ``accepted`` (recorded; the router sends it in the background).
+    """
 
     plugin: str
     endpoint: str
@@ -104,6 +129,54 @@ class SendResult:
     replayed: bool = False
     details: dict[str, str] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
+    id: str = ""
+    state: str = "sent"
+    #: An earlier attempt may also have reached a provider (the message may arrive twice).
+    possible_duplicate: bool = False
+
+
+#: States a message does not leave by itself.
+FINAL_STATES = frozenset({"delivered", "failed", "unknown", "expired"})
+
+
+@dataclass(frozen=True)
+class MessageStatus:
+    """What the router's ledger knows about one message."""
+
+    id: str
+    namespace: str
+    channel: str
+    state: str
+    recipient: str | None = None
+    possible_duplicate: bool = False
+    plugin: str | None = None
+    provider_message_id: str | None = None
+    error_code: str = ""
+    error_message: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MessageStatus:
+        error = data.get("error") or {}
+        return cls(
+            id=data["id"],
+            namespace=data["namespace"],
+            channel=data["channel"],
+            state=data["state"],
+            recipient=data.get("recipient"),
+            possible_duplicate=data.get("possibleDuplicate", False),
+            plugin=data.get("plugin"),
+            provider_message_id=data.get("providerMessageId"),
+            error_code=error.get("code", ""),
+            error_message=error.get("message", ""),
+            created_at=data.get("createdAt") or "",
+            updated_at=data.get("updatedAt") or "",
+            attempts=data.get("attempts", []),
+            history=data.get("history", []),
+        )
 
 
 @dataclass(frozen=True)
@@ -126,6 +199,8 @@ _ERRORS: dict[int, type[SwitchboardError]] = {
     401: NotAuthenticated,
     403: Forbidden,
     404: NotFound,
+    408: InvalidRequest,
+    409: Conflict,
     429: Overloaded,
 }
 
@@ -135,7 +210,7 @@ def _raise_for(response: httpx.Response) -> dict[str, Any]:
         body = response.json()
     except ValueError:
         body = {}
-    if response.status_code == 200:
+    if response.status_code in (200, 202):
         return dict(body)
     error = body.get("error", {}) if isinstance(body, dict) else {}
     retry_after = error.get("retryAfterSeconds")
@@ -149,6 +224,7 @@ def _raise_for(response: httpx.Response) -> dict[str, Any]:
         fields=error.get("fields"),
         attempts=[Attempt.from_json(a) for a in error.get("attempts", [])],
         retry_after=retry_after,
+        message_id=error.get("messageId"),
     )
 
 
@@ -161,6 +237,12 @@ def _message_body(
     metadata: dict[str, str] | None,
     idempotency_key: str | None,
     namespace: str | None,
+    *,
+    wait: bool = True,
+    attachments: Sequence[Attachment] = (),
+    template: Template | None = None,
+    cc: Sequence[str] = (),
+    bcc: Sequence[str] = (),
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"channel": channel_type, "recipient": recipient, "content": content}
     optional = {
@@ -169,9 +251,38 @@ def _message_body(
         "metadata": metadata,
         "idempotencyKey": idempotency_key,
         "namespace": namespace,
+        "wait": None if wait else False,
+        "attachments": [_attachment_json(a) for a in attachments] or None,
+        "template": (
+            {
+                "id": template.id,
+                "variables": dict(template.variables),
+                "language": template.language,
+            }
+            if template is not None
+            else None
+        ),
+        "cc": list(cc) or None,
+        "bcc": list(bcc) or None,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     return body
+
+
+def _attachment_json(attachment: Attachment) -> dict[str, str]:
+    source = (
+        {"url": attachment.url}
+        if attachment.url
+        else {"data": base64.b64encode(attachment.data).decode("ascii")}
+    )
+    return {"filename": attachment.filename, "contentType": attachment.content_type, **source}
+
+
+def _list_params(namespace: str | None, filters: dict[str, Any]) -> dict[str, str]:
+    params = {k: str(v) for k, v in filters.items() if v is not None}
+    if namespace:
+        params["namespace"] = namespace
+    return params
 
 
 def _invoke_request(
@@ -195,13 +306,16 @@ def _status_params(namespace: str | None) -> dict[str, str]:
 
 def _sent(data: dict[str, Any]) -> SendResult:
     return SendResult(
-        plugin=data["plugin"],
-        endpoint=data["endpoint"],
-        provider_message_id=data["providerMessageId"],
+        plugin=data.get("plugin", ""),
+        endpoint=data.get("endpoint", ""),
+        provider_message_id=data.get("providerMessageId", ""),
         namespace=data["namespace"],
         replayed=data["replayed"],
         details=data.get("details", {}),
         attempts=[Attempt.from_json(a) for a in data.get("attempts", [])],
+        id=data.get("id", ""),
+        state=data.get("state", "sent"),
+        possible_duplicate=data.get("possibleDuplicate", False),
     )
 
 
@@ -277,6 +391,11 @@ class AsyncSwitchboard:
         idempotency_key: str | None = None,
         content_type: str | None = None,
         namespace: str | None = None,
+        wait: bool = True,
+        attachments: Sequence[Attachment] = (),
+        template: Template | None = None,
+        cc: Sequence[str] = (),
+        bcc: Sequence[str] = (),
     ) -> SendResult:
         body = _message_body(
             channel_type,
@@ -287,8 +406,60 @@ class AsyncSwitchboard:
             metadata,
             idempotency_key,
             namespace or self.namespace,
+            wait=wait,
+            attachments=attachments,
+            template=template,
+            cc=cc,
+            bcc=bcc,
         )
         return _sent(await self._request("POST", "/v1/messages", json=body))
+
+    async def get_message(self, message_id: str, *, namespace: str | None = None) -> MessageStatus:
+        """What happened to one message: its state, attempts and history."""
+        data = await self._request(
+            "GET", f"/v1/messages/{message_id}", params=_status_params(namespace or self.namespace)
+        )
+        return MessageStatus.from_json(data)
+
+    async def list_messages(
+        self, *, namespace: str | None = None, **filters: Any
+    ) -> list[MessageStatus]:
+        """Messages, newest first; filters: state, channel, recipient, since, until, limit."""
+        data = await self._request(
+            "GET", "/v1/messages", params=_list_params(namespace or self.namespace, filters)
+        )
+        return [MessageStatus.from_json(m) for m in data["messages"]]
+
+    async def replay_message(self, message_id: str, *, namespace: str | None = None) -> SendResult:
+        """Send a failed, unknown or expired message again (a new round of the same message)."""
+        data = await self._request(
+            "POST",
+            f"/v1/messages/{message_id}/replay",
+            params=_status_params(namespace or self.namespace),
+        )
+        return _sent(data)
+
+    async def wait_for_message(
+        self,
+        message_id: str,
+        *,
+        states: Iterable[str] = FINAL_STATES,
+        timeout: float = 60.0,
+        namespace: str | None = None,
+    ) -> MessageStatus:
+        """Poll until the message reaches one of ``states`` (default: a final one).
+
+        Raises ``TimeoutError`` when it has not after ``timeout`` seconds.
+        """
+        wanted = set(states)
+        deadline = time.monotonic() + timeout
+        while True:
+            status = await self.get_message(message_id, namespace=namespace)
+            if status.state in wanted:
+                return status
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"Message {message_id} is still {status.state}")
+            await asyncio.sleep(0.2)
 
     async def invoke(
         self,
@@ -360,6 +531,11 @@ class Switchboard:
         idempotency_key: str | None = None,
         content_type: str | None = None,
         namespace: str | None = None,
+        wait: bool = True,
+        attachments: Sequence[Attachment] = (),
+        template: Template | None = None,
+        cc: Sequence[str] = (),
+        bcc: Sequence[str] = (),
     ) -> SendResult:
         body = _message_body(
             channel_type,
@@ -370,8 +546,56 @@ class Switchboard:
             metadata,
             idempotency_key,
             namespace or self.namespace,
+            wait=wait,
+            attachments=attachments,
+            template=template,
+            cc=cc,
+            bcc=bcc,
         )
         return _sent(self._request("POST", "/v1/messages", json=body))
+
+    def get_message(self, message_id: str, *, namespace: str | None = None) -> MessageStatus:
+        """What happened to one message: its state, attempts and history."""
+        data = self._request(
+            "GET", f"/v1/messages/{message_id}", params=_status_params(namespace or self.namespace)
+        )
+        return MessageStatus.from_json(data)
+
+    def list_messages(self, *, namespace: str | None = None, **filters: Any) -> list[MessageStatus]:
+        """Messages, newest first; filters: state, channel, recipient, since, until, limit."""
+        data = self._request(
+            "GET", "/v1/messages", params=_list_params(namespace or self.namespace, filters)
+        )
+        return [MessageStatus.from_json(m) for m in data["messages"]]
+
+    def replay_message(self, message_id: str, *, namespace: str | None = None) -> SendResult:
+        """Send a failed, unknown or expired message again (a new round of the same message)."""
+        return _sent(
+            self._request(
+                "POST",
+                f"/v1/messages/{message_id}/replay",
+                params=_status_params(namespace or self.namespace),
+            )
+        )
+
+    def wait_for_message(
+        self,
+        message_id: str,
+        *,
+        states: Iterable[str] = FINAL_STATES,
+        timeout: float = 60.0,
+        namespace: str | None = None,
+    ) -> MessageStatus:
+        """Poll until the message reaches one of ``states`` (default: a final one)."""
+        wanted = set(states)
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.get_message(message_id, namespace=namespace)
+            if status.state in wanted:
+                return status
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"Message {message_id} is still {status.state}")
+            time.sleep(0.2)
 
     def invoke(
         self,
@@ -401,8 +625,13 @@ async def send_message(
     subject: str | None = None,
     metadata: dict[str, str] | None = None,
     idempotency_key: str | None = None,
+    wait: bool = True,
 ) -> SendResult:
-    """Send one message on a channel; the router picks the provider."""
+    """Send one message on a channel; the router picks the provider.
+
+    ``wait=False`` returns as soon as the router recorded the message (its
+    ``id``, state ``accepted``); the router sends it in the background.
+    """
     async with AsyncSwitchboard() as client:
         return await client.send_message(
             channel_type,
@@ -411,7 +640,14 @@ async def send_message(
             subject=subject,
             metadata=metadata,
             idempotency_key=idempotency_key,
+            wait=wait,
         )
+
+
+async def get_message(message_id: str) -> MessageStatus:
+    """What happened to one message (``send_message(...).id``): state, attempts, history."""
+    async with AsyncSwitchboard() as client:
+        return await client.get_message(message_id)
 
 
 async def invoke(

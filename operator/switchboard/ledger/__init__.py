@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from switchboard.ledger.states import FINAL, UNFINISHED, State, can_move
 from switchboard.ledger.store import (
+    MEMORY,
     AttemptRecord,
     EventRecord,
     Finish,
@@ -24,6 +25,7 @@ from switchboard.ledger.store import (
 
 __all__ = [
     "FINAL",
+    "MEMORY",
     "UNFINISHED",
     "AttemptRecord",
     "EventRecord",

@@ -25,6 +25,7 @@ Errors (the exception tree)::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -47,6 +48,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from switchboard.ledger.schema import attempts, events, messages, provider_ids, receipts
 from switchboard.ledger.states import FINAL, State, can_move
@@ -54,6 +56,8 @@ from switchboard.ledger.states import FINAL, State, can_move
 MIGRATIONS: Final = Path(__file__).parent / "migrations"
 #: pg_advisory_xact_lock key that serialises migrations ("ledger" in ASCII).
 _MIGRATION_LOCK: Final = 0x6C6564676572
+#: A ledger that lives as long as the process (tests, a router without a database).
+MEMORY: Final = "sqlite+aiosqlite:///:memory:"
 #: The engines the ledger speaks, by URL scheme.
 SUPPORTED_URLS: Final = ("sqlite+aiosqlite://", "postgresql+psycopg://")
 
@@ -208,6 +212,8 @@ class Ledger:
         self.store_content = store_content
         self.clock = clock
         self.is_postgres = engine.dialect.name == "postgresql"
+        # SQLite has one connection here (one writer at a time anyway): callers take turns.
+        self._turns = asyncio.Lock() if not self.is_postgres else contextlib.nullcontext()
 
     # -- lifecycle --
 
@@ -226,7 +232,10 @@ class Ledger:
         ``LedgerMigrationError`` when the schema cannot be migrated.
         """
         check_url(url)
-        if url.startswith("sqlite"):
+        if url == MEMORY:
+            engine = create_async_engine(url, poolclass=StaticPool)
+            _serialise_sqlite(engine, sqlite_synchronous)
+        elif url.startswith("sqlite"):
             engine = create_async_engine(url, pool_size=1, max_overflow=0)
             _serialise_sqlite(engine, sqlite_synchronous)
         else:
@@ -619,7 +628,7 @@ class Ledger:
     @contextlib.asynccontextmanager
     async def _connect(self, write: bool = False) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self.engine.begin() if write else self.engine.connect() as conn:
+            async with self._turns, self.engine.begin() if write else self.engine.connect() as conn:
                 yield conn
         except (IntegrityError, LedgerError):
             raise

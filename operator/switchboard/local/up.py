@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from switchboard.ledger import LedgerError
 from switchboard.local.loader import LoadError
 from switchboard.local.supervisor import Supervisor
 from switchboard.router.app import Router
@@ -28,6 +29,7 @@ from switchboard.router.settings import RouterSettings
 
 log = logging.getLogger("switchboard.local")
 STATE_FILE = "local.json"
+LEDGER_FILE = "ledger.db"
 
 
 def _table(supervisor: Supervisor, url: str) -> Table:
@@ -69,8 +71,13 @@ async def run_up(
     keys_file.write_text(json.dumps({"keys": [{"name": "local", "key": api_key}]}))
     keys_file.chmod(0o600)
     discovery = StaticDiscovery()
+    # The ledger is a file next to the state: what was accepted survives a restart.
     settings = RouterSettings(
-        backend="static", host="127.0.0.1", http_port=port, grpc_port=grpc_port
+        backend="static",
+        host="127.0.0.1",
+        http_port=port,
+        grpc_port=grpc_port,
+        ledger_url=f"sqlite+aiosqlite:///{state_dir.resolve() / LEDGER_FILE}",
     )
     router = Router(settings, discovery, ApiKeyAuthority([ApiKey("local", api_key)]))
     console = Console(stderr=True)
@@ -87,8 +94,15 @@ async def run_up(
     except LoadError as error:
         console.print(f"[red]Nothing was started:[/]\n{error}", highlight=False)
         return 2
-    await router.start()
+    try:
+        await router.start()
+    except LedgerError as error:
+        await supervisor.stop()
+        console.print(f"[red]The router did not start:[/] {error}", highlight=False)
+        return 2
     url = f"http://127.0.0.1:{router.http_port}"
+    # Plugins give providers this address for delivery receipts.
+    router.settings.public_url = url
     state = {"url": url, "token": api_key, "namespace": "default"}
     state_path = state_dir / STATE_FILE
     state_path.write_text(json.dumps(state))

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -27,13 +28,15 @@ from aiohttp import web
 from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from switchboard.ledger import MEMORY, Ledger, LedgerError
 from switchboard.router.auth import ApiKeyAuthority, Authority, Caller
+from switchboard.router.delivery import Delivery
 from switchboard.router.discovery import Discovery, StaticDiscovery
 from switchboard.router.dispatch import Dispatcher
 from switchboard.router.endpoints import EndpointPool
 from switchboard.router.metrics import RouterMetrics
 from switchboard.router.openapi import openapi_document
-from switchboard.router.service import ApiError, RouterService, decode_json
+from switchboard.router.service import ApiError, RouterService, decode_json, event_json
 from switchboard.router.settings import Backend, RouterSettings
 from switchboard.router.table import RoutingTable
 from switchboard.router.v1 import router_pb2, router_pb2_grpc
@@ -80,6 +83,8 @@ class Router:
             tracer,
             settings.max_concurrency,
         )
+        self.ledger: Ledger | None = None
+        self.delivery: Delivery | None = None
         self.http_port = 0
         self.grpc_port = 0
         self._runner: web.AppRunner | None = None
@@ -96,6 +101,30 @@ class Router:
         self._sync_task = asyncio.ensure_future(self.pool.sync(addresses))
 
     async def start(self) -> None:
+        """Open the ledger (migrating it), start discovery, the workers and both servers.
+
+        Raises ``LedgerError`` when the ledger cannot be opened: a router that
+        cannot record messages does not start.
+        """
+        url = self.settings.ledger_url or MEMORY
+        if self.settings.ledger_url is None:
+            log.warning(
+                "No ledger database is set (ledger_url): messages are recorded in memory "
+                "only and are lost when the router stops"
+            )
+        self.ledger = await Ledger.open(
+            url,
+            store_content=self.settings.ledger_store_content,
+            sqlite_synchronous=self.settings.ledger_sqlite_synchronous,
+        )
+        self.delivery = Delivery(
+            self.ledger,
+            self.dispatcher,
+            lambda: self.discovery.table,
+            self.settings,
+            self.metrics,
+        )
+        self.service.delivery = self.delivery
         await self.discovery.start()
         app = web.Application(
             client_max_size=self.settings.max_body_bytes, middlewares=[self._errors]
@@ -103,6 +132,11 @@ class Router:
         app.add_routes(
             [
                 web.post("/v1/messages", self._send),
+                web.get("/v1/messages", self._list_messages),
+                web.get("/v1/messages/events", self._events),
+                web.get("/v1/messages/{id}", self._get_message),
+                web.post("/v1/messages/{id}/replay", self._replay),
+                web.route("*", "/v1/receipts/{namespace}/{plugin}", self._receipt),
                 web.post("/v1/integrations/{name}/operations/{operation}", self._invoke),
                 web.get("/v1/plugins", self._status),
                 web.get("/healthz", self._healthz),
@@ -128,6 +162,7 @@ class Router:
                 f"{self.settings.host}:{self.settings.grpc_port}"
             )
             await self._grpc.start()
+        await self.delivery.start()
         log.info("Router listening: HTTP on %s, gRPC on %s", self.http_port, self.grpc_port)
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -135,8 +170,12 @@ class Router:
             await self._grpc.stop(grace)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.delivery is not None:
+            await self.delivery.stop()
         await self.discovery.stop()
         await self.pool.close()
+        if self.ledger is not None:
+            await self.ledger.close()
 
     # -- HTTP --
 
@@ -188,6 +227,87 @@ class Router:
             caller, request.match_info["name"], request.match_info["operation"], data
         )
         return web.json_response(answer)
+
+    async def _list_messages(self, request: web.Request) -> web.Response:
+        caller = await self.service.caller(request.headers.get("Authorization"))
+        return web.json_response(await self.service.list_messages(caller, request.query))
+
+    async def _get_message(self, request: web.Request) -> web.Response:
+        caller = await self.service.caller(request.headers.get("Authorization"))
+        answer = await self.service.get_message(
+            caller, request.match_info["id"], request.query.get("namespace")
+        )
+        return web.json_response(answer)
+
+    async def _replay(self, request: web.Request) -> web.Response:
+        caller = await self.service.caller(request.headers.get("Authorization"))
+        answer = await self.service.replay_message(
+            caller, request.match_info["id"], request.query.get("namespace")
+        )
+        return web.json_response(answer)
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: every state change of the tenant's messages, as it happens.
+
+        Resumes after `Last-Event-ID` (or `?after=SEQ`); without either it starts now.
+        """
+        caller = await self.service.caller(request.headers.get("Authorization"))
+        after_text = request.headers.get("Last-Event-ID") or request.query.get("after")
+        if after_text is not None and not after_text.isdigit():
+            raise ApiError(400, "INVALID_REQUEST", "after: a sequence number from an event's id")
+        tenant, after = await self.service.events_since(
+            caller, request.query.get("namespace"), int(after_text) if after_text else None
+        )
+        assert self.ledger is not None
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        quiet_since = time.monotonic()
+        try:
+            while True:
+                try:
+                    found = await self.ledger.events_after(after, tenants={tenant})
+                except LedgerError:
+                    found = []
+                for event in found:
+                    after = event.seq
+                    data = json.dumps(event_json(event))
+                    await response.write(
+                        f"id: {event.seq}\nevent: state\ndata: {data}\n\n".encode()
+                    )
+                if found:
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since > 15:
+                    await response.write(b": keep-alive\n\n")
+                    quiet_since = time.monotonic()
+                await asyncio.sleep(0.25)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return response
+
+    async def _receipt(self, request: web.Request) -> web.Response:
+        """A provider's delivery callback; the plugin checks its signature (no bearer token)."""
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                body = await request.read()
+        except TimeoutError:
+            raise ApiError(408, "REQUEST_TIMEOUT", "The body did not arrive in time.") from None
+        public = self.settings.public_url
+        url = f"{public.rstrip('/')}{request.path_qs}" if public else str(request.url)
+        headers: dict[str, str] = {}
+        for name, value in request.headers.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        status, text, content_type = await self.service.receipt(
+            request.match_info["namespace"],
+            request.match_info["plugin"],
+            request.method,
+            url,
+            headers,
+            body,
+        )
+        return web.Response(status=status, text=text, content_type=content_type.split(";")[0])
 
     async def _status(self, request: web.Request) -> web.Response:
         caller = await self.service.caller(request.headers.get("Authorization"))
@@ -241,18 +361,83 @@ class _GrpcRouter(router_pb2_grpc.RouterServicer):
             "metadata": dict(request.metadata),
             "idempotencyKey": request.idempotency_key or None,
             "namespace": request.namespace or None,
+            "wait": not request.asynchronous,
+        }
+        max_depth = self.router.settings.max_json_depth
+
+        async def send(caller: Caller) -> Any:
+            extras = decode_json(request.extras_json or "{}", max_depth)
+            if not isinstance(extras, dict):
+                raise ApiError(400, "INVALID_REQUEST", "extras_json: must be a JSON object")
+            return await self.router.service.send_message(caller, {**data, **extras})
+
+        return _sent(await self._run(context, send))
+
+    async def GetMessage(  # gRPC method name
+        self, request: router_pb2.GetMessageRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> router_pb2.MessageJson:
+        answer = await self._run(
+            context,
+            lambda caller: self.router.service.get_message(
+                caller, request.id, request.namespace or None
+            ),
+        )
+        return router_pb2.MessageJson(json=json.dumps(answer))
+
+    async def ListMessages(  # gRPC method name
+        self, request: router_pb2.ListMessagesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> router_pb2.MessageJson:
+        query = {
+            key: value
+            for key, value in {
+                "namespace": request.namespace,
+                "state": request.state,
+                "channel": request.channel,
+                "recipient": request.recipient,
+                "since": request.since,
+                "until": request.until,
+                "limit": str(request.limit) if request.limit else "",
+            }.items()
+            if value
         }
         answer = await self._run(
-            context, lambda caller: self.router.service.send_message(caller, data)
+            context, lambda caller: self.router.service.list_messages(caller, query)
         )
-        return router_pb2.SendMessageResponse(
-            plugin=answer["plugin"],
-            endpoint=answer["endpoint"],
-            provider_message_id=answer["providerMessageId"],
-            details=answer["details"],
-            replayed=answer["replayed"],
-            attempts=[_attempt(a) for a in answer["attempts"]],
+        return router_pb2.MessageJson(json=json.dumps(answer))
+
+    async def ReplayMessage(  # gRPC method name
+        self, request: router_pb2.GetMessageRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> router_pb2.SendMessageResponse:
+        answer = await self._run(
+            context,
+            lambda caller: self.router.service.replay_message(
+                caller, request.id, request.namespace or None
+            ),
         )
+        return _sent(answer)
+
+    async def WatchMessages(  # gRPC method name
+        self,
+        request: router_pb2.WatchMessagesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[router_pb2.MessageJson]:
+        tenant, after = await self._run(
+            context,
+            lambda caller: self.router.service.events_since(
+                caller, request.namespace or None, int(request.after) or None
+            ),
+        )
+        ledger = self.router.ledger
+        assert ledger is not None
+        while True:
+            try:
+                found = await ledger.events_after(after, tenants={tenant})
+            except LedgerError:
+                found = []
+            for event in found:
+                after = event.seq
+                yield router_pb2.MessageJson(json=json.dumps(event_json(event)))
+            await asyncio.sleep(0.25)
 
     async def Invoke(  # gRPC method name
         self, request: router_pb2.InvokeRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -295,6 +480,20 @@ def _authorization(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
         if key == "authorization":
             return str(value)
     return None
+
+
+def _sent(answer: dict[str, Any]) -> router_pb2.SendMessageResponse:
+    return router_pb2.SendMessageResponse(
+        plugin=answer.get("plugin", ""),
+        endpoint=answer.get("endpoint", ""),
+        provider_message_id=answer.get("providerMessageId", ""),
+        details=answer.get("details", {}),
+        replayed=answer["replayed"],
+        attempts=[_attempt(a) for a in answer.get("attempts", [])],
+        id=answer["id"],
+        state=answer["state"],
+        possible_duplicate=answer["possibleDuplicate"],
+    )
 
 
 def _attempt(data: dict[str, Any]) -> router_pb2.Attempt:
@@ -343,9 +542,16 @@ async def running(router: Router) -> AsyncIterator[Router]:
 async def serve(settings: RouterSettings, kubeconfig: str | None = None) -> None:
     """Run a router until SIGTERM or SIGINT."""
     router = build_router(settings, kubeconfig)
+    try:
+        await router.start()
+    except LedgerError as error:
+        await router.stop()
+        raise SystemExit(f"The router did not start: {error}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with running(router):
+    try:
         await stop.wait()
+    finally:
+        await router.stop()

@@ -73,7 +73,7 @@ class StaticDiscovery(Discovery):
         data = json.loads(self.path.read_text())
         routes = []
         for item in data.get("routes", []):
-            for key in ("permissions", "endpoints", "not_ready"):
+            for key in ("permissions", "endpoints", "not_ready", "capabilities"):
                 item[key] = tuple(item.get(key, ()))
             routes.append(PluginRoute(**item))
         self.publish(routes)

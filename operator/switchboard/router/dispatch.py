@@ -9,12 +9,14 @@ deadline. What happens after a failed attempt depends on its class:
     INVALID_INPUT, PERMANENT      stop: no other plugin will do better
     UNAUTHENTICATED               next plugin: this one's credentials are bad
     CONFIGURATION                 next plugin: this one's settings or account are wrong
-    UNKNOWN_OUTCOME               next endpoint, then the next plugin (the provider
-                                  may have accepted it: a possible duplicate)
     RETRYABLE with retry-after    next plugin; this one is held back that long
-    RETRYABLE, timeout, broken    next endpoint, then the next plugin
+    RETRYABLE, refused connection next endpoint, then the next plugin
+    UNKNOWN_OUTCOME, timeout,     the provider may have accepted it. AtLeastOnce: next
+    connection broken mid-call    endpoint, then the next plugin (a possible duplicate);
+                                  AtMostOnce: stop, the outcome is unknown
 
-Every attempt is reported in the answer.
+Every attempt is reported in the answer. A message only goes to plugins that
+declare every capability it needs (attachments, templates, ...).
 
 Errors:
 
@@ -38,8 +40,16 @@ from switchboard.router.endpoints import EndpointPool
 from switchboard.router.idempotency import IdempotencyStore
 from switchboard.router.metrics import RouterMetrics
 from switchboard.router.settings import RouterSettings
-from switchboard.router.table import PluginRoute, RoutingTable, priority_groups, weighted_order
+from switchboard.router.table import (
+    AT_MOST_ONCE,
+    DEFAULT_DELIVERY,
+    PluginRoute,
+    RoutingTable,
+    priority_groups,
+    weighted_order,
+)
 from switchboard.sdk import (
+    Attachment,
     ConfigError,
     InvalidInput,
     OutcomeUnknown,
@@ -47,8 +57,10 @@ from switchboard.sdk import (
     PluginClient,
     PluginError,
     RetryableError,
+    Template,
     Unauthenticated,
 )
+from switchboard.sdk._messages import required_capabilities
 
 R = TypeVar("R")
 log = logging.getLogger("switchboard.router")
@@ -66,6 +78,10 @@ class Attempt:
     retry_after_seconds: float | None = None
 
 
+#: Attempt outcomes after which the provider may have accepted the message.
+MAYBE_SENT = frozenset({"unknown_outcome", "timeout"})
+
+
 @dataclass(frozen=True)
 class Outgoing:
     recipient: str
@@ -73,6 +89,15 @@ class Outgoing:
     subject: str = ""
     content_type: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
+    template: Template | None = None
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """The capabilities a plugin must declare to deliver this message."""
+        return required_capabilities(self.attachments, self.template, self.cc, self.bcc)
 
 
 @dataclass
@@ -86,6 +111,13 @@ class Routed:
     details: dict[str, str] = field(default_factory=dict)
     result: Any = None
     replayed: bool = False
+    #: Further provider ids of the message (parts of a long SMS).
+    part_ids: tuple[str, ...] = ()
+
+    @property
+    def possible_duplicate(self) -> bool:
+        """An earlier attempt may have reached a provider before the one that succeeded."""
+        return any(attempt.outcome in MAYBE_SENT for attempt in self.attempts[:-1])
 
 
 class DispatchError(Exception):
@@ -130,7 +162,11 @@ def _outcome(error: PluginError) -> str:
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return "timeout"
         if code == grpc.StatusCode.UNAVAILABLE:
-            return "unavailable"
+            # Refused before the request left: safe to send elsewhere. Anything
+            # else (reset, closed, GOAWAY) broke the call after it was sent.
+            if "failed to connect" in (cause.details() or "").lower():
+                return "unavailable"
+            return "unknown_outcome"
     return str(error.error_class.value).lower()
 
 
@@ -154,14 +190,38 @@ class Dispatcher:
         )
 
     async def send(
-        self, tenant: str, channel: str, message: Outgoing, idempotency_key: str = ""
+        self,
+        tenant: str,
+        channel: str,
+        message: Outgoing,
+        idempotency_key: str = "",
+        *,
+        policy: str = DEFAULT_DELIVERY,
+        exclude: frozenset[str] = frozenset(),
+        receipt_url: Callable[[PluginRoute], str] | None = None,
     ) -> Routed:
-        routes = self.table().channel(tenant, channel)
+        """One round of attempts for ``message`` on ``channel``: the first plugin that takes it.
+
+        ``exclude`` names plugins (``namespace/name``) not to try (a fallback after
+        their receipt said the message failed); ``receipt_url`` gives each plugin
+        the URL its provider should send delivery callbacks to.
+        """
+        routes = [r for r in self.table().channel(tenant, channel) if r.id not in exclude]
         if not routes:
             raise DispatchError(
                 404,
                 "NO_PLUGIN",
                 f"No CommunicationPlugin serves channel {channel!r} in namespace {tenant!r}.",
+            )
+        needs = message.needs
+        capable = [r for r in routes if needs <= set(r.capabilities)]
+        if not capable:
+            missing = ", ".join(sorted(needs))
+            raise DispatchError(
+                422,
+                "NO_CAPABLE_PLUGIN",
+                f"No plugin of channel {channel!r} in namespace {tenant!r} declares {missing}, "
+                f"which this message needs; skipped: {', '.join(r.id for r in routes)}.",
             )
 
         async def call(client: PluginClient, route: PluginRoute, timeout: float) -> Routed:
@@ -173,6 +233,11 @@ class Dispatcher:
                 metadata=message.metadata,
                 idempotency_key=idempotency_key,
                 tenant=tenant,
+                attachments=message.attachments,
+                template=message.template,
+                cc=message.cc,
+                bcc=message.bcc,
+                receipt_url=receipt_url(route) if receipt_url is not None else "",
                 timeout=timeout,
             )
             return Routed(
@@ -181,26 +246,16 @@ class Dispatcher:
                 [],
                 provider_message_id=result.provider_message_id,
                 details=dict(result.details),
+                part_ids=result.part_ids,
             )
 
-        async def work() -> Routed:
-            return await self._route("send", channel, list(priority_groups(routes)), call)
-
-        if not idempotency_key:
-            return await work()
-        routed, replayed = await self.idempotency.run(tenant, idempotency_key, work)
-        if replayed:
-            self.metrics.replays.labels(channel).inc()
-            return Routed(
-                routed.plugin,
-                routed.endpoint,
-                [],
-                routed.provider_message_id,
-                routed.details,
-                routed.result,
-                replayed=True,
-            )
-        return routed
+        return await self._route(
+            "send",
+            channel,
+            list(priority_groups(capable)),
+            call,
+            at_most_once=policy == AT_MOST_ONCE,
+        )
 
     async def invoke(
         self,
@@ -248,6 +303,8 @@ class Dispatcher:
         key: str,
         groups: list[list[PluginRoute]],
         call: Callable[[PluginClient, PluginRoute, float], Awaitable[Routed]],
+        *,
+        at_most_once: bool = False,
     ) -> Routed:
         deadline = self.clock() + self.settings.deadline_seconds
         attempts: list[Attempt] = []
@@ -307,6 +364,15 @@ class Dispatcher:
                                 ) from error
                             if self.pool.record_failure(endpoint, started):
                                 self.metrics.ejections.labels(route.id).inc()
+                            if at_most_once and outcome in MAYBE_SENT:
+                                raise DispatchError(
+                                    502,
+                                    "UNKNOWN_OUTCOME",
+                                    f"{route.id} may have delivered the message "
+                                    "(its answer never came); the channel is AtMostOnce, "
+                                    "so no other plugin was tried.",
+                                    attempts,
+                                ) from error
                             if isinstance(error, RetryableError) and error.retry_after:
                                 self.pool.hold(route.id, error.retry_after)
                                 retry_after = error.retry_after

@@ -57,3 +57,26 @@ class RouterMetrics:
         self.in_flight = Gauge(
             "switchboard_router_in_flight", "Requests being handled now.", registry=r
         )
+        self.messages = Counter(
+            "switchboard_router_message_transitions",
+            "Messages this router moved to a state, by channel and state.",
+            ["channel", "state"],
+            registry=r,
+        )
+        self.ledger_messages = Gauge(
+            "switchboard_ledger_messages",
+            "Messages in the ledger by state (every replica's).",
+            ["state"],
+            registry=r,
+        )
+        self.oldest_unfinished = Gauge(
+            "switchboard_ledger_oldest_unfinished_seconds",
+            "Age of the oldest message still accepted or sending, in seconds (0: none).",
+            registry=r,
+        )
+        self.receipts = Counter(
+            "switchboard_router_receipts",
+            "Provider delivery receipts by outcome (applied, unknown_message, stale, rejected).",
+            ["outcome"],
+            registry=r,
+        )

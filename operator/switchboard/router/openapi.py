@@ -79,13 +79,17 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "Malformed request; `fields` names what to fix.",
         401: "Missing or unknown bearer token.",
         403: "RBAC (or the API key) does not allow this in that namespace.",
-        404: "No plugin serves that channel, or no such integration.",
+        404: "No plugin serves that channel, no such integration or message.",
+        408: "The body did not arrive within the router's body timeout.",
+        409: "The idempotency key was used for a different message, or the message "
+        "cannot be replayed; `messageId` names it.",
         413: "Body too large.",
         415: "Body is not application/json.",
         422: "The plugin rejected the input (INVALID_INPUT); never retried.",
         429: "The router is at capacity; retry after Retry-After seconds.",
         502: "The provider refused for good (PERMANENT); never retried.",
-        503: "Every eligible plugin failed or none is ready; see attempts.",
+        503: "Every eligible plugin failed or none is ready (see attempts), or the "
+        "ledger database is unavailable (LEDGER_UNAVAILABLE: nothing was recorded or sent).",
         504: "The overall deadline passed.",
     }
     return {
@@ -102,16 +106,90 @@ def _schema(model: Any) -> dict[str, Any]:
     return schema
 
 
+def _query(*names: str) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+        for name in names
+    ]
+
+
+def _path(*names: str) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in names
+    ]
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_MESSAGE: dict[str, Any] = {
+    "type": "object",
+    "description": "A message as the ledger records it (content is not shown).",
+    "properties": {
+        "id": {"type": "string"},
+        "namespace": {"type": "string"},
+        "channel": {"type": "string"},
+        "recipient": {"type": ["string", "null"]},
+        "state": {"$ref": "#/components/schemas/State"},
+        "possibleDuplicate": {"type": "boolean"},
+        "delivery": {"type": "string", "enum": ["AtLeastOnce", "AtMostOnce"]},
+        "asynchronous": {"type": "boolean"},
+        "plugin": {"type": ["string", "null"]},
+        "providerMessageId": {"type": ["string", "null"]},
+        "idempotencyKey": {"type": ["string", "null"]},
+        "rounds": {"type": "integer"},
+        "createdAt": {"type": "string", "format": "date-time"},
+        "updatedAt": {"type": "string", "format": "date-time"},
+        "deliverBy": {"type": ["string", "null"], "format": "date-time"},
+        "nextAttemptAt": {"type": ["string", "null"], "format": "date-time"},
+        "error": {"type": ["object", "null"]},
+        "attempts": {"type": "array", "items": {"type": "object"}},
+        "history": {"type": "array", "items": {"$ref": "#/components/schemas/StateChange"}},
+    },
+}
+_STATE_CHANGE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "seq": {"type": "integer"},
+        "id": {"type": "string"},
+        "namespace": {"type": "string"},
+        "channel": {"type": "string"},
+        "state": {"$ref": "#/components/schemas/State"},
+        "at": {"type": "string", "format": "date-time"},
+        "detail": {"type": "string"},
+    },
+}
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
-    common = (400, 401, 403, 404, 413, 415, 422, 429, 502, 503, 504)
+    common = (400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 502, 503, 504)
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     sent = {
         **_ROUTED,
         "properties": {
             **_ROUTED["properties"],
+            "id": {"type": "string", "description": "The message's id in the ledger."},
+            "state": {"$ref": "#/components/schemas/State"},
+            "possibleDuplicate": {
+                "type": "boolean",
+                "description": "An earlier attempt may have reached a provider too.",
+            },
             "providerMessageId": {"type": "string"},
             "details": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
+    accepted = {
+        "type": "object",
+        "properties": {
+            "status": {"const": "accepted"},
+            "id": {"type": "string"},
+            "namespace": {"type": "string"},
+            "state": {"$ref": "#/components/schemas/State"},
+            "replayed": {"type": "boolean"},
+            "possibleDuplicate": {"type": "boolean"},
         },
     }
     invoked = {
@@ -140,6 +218,21 @@ def openapi_document() -> dict[str, Any]:
                 "SendMessage": _schema(SendMessageBody),
                 "Invoke": _schema(InvokeBody),
                 "Sent": sent,
+                "Accepted": accepted,
+                "Message": _MESSAGE,
+                "StateChange": _STATE_CHANGE,
+                "State": {
+                    "type": "string",
+                    "enum": [
+                        "accepted",
+                        "sending",
+                        "sent",
+                        "delivered",
+                        "failed",
+                        "unknown",
+                        "expired",
+                    ],
+                },
                 "Invoked": invoked,
                 "Attempt": _ATTEMPT,
                 "Error": _ERROR,
@@ -160,15 +253,92 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "200": {
-                            "description": "Delivered by one plugin.",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Sent"}
-                                }
-                            },
-                        },
+                        "200": _json(
+                            "A provider accepted it (or did earlier, `replayed`).",
+                            {"$ref": "#/components/schemas/Sent"},
+                        ),
+                        "202": _json(
+                            "Recorded (`wait: false`); the router sends it in the background.",
+                            {"$ref": "#/components/schemas/Accepted"},
+                        ),
                         **_errors(*common),
+                    },
+                },
+                "get": {
+                    "summary": "Messages of a namespace, newest first.",
+                    "operationId": "listMessages",
+                    "security": bearer,
+                    "parameters": _query(
+                        "namespace", "state", "channel", "recipient", "since", "until", "limit"
+                    ),
+                    "responses": {
+                        "200": _json(
+                            "The messages.",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "namespace": {"type": "string"},
+                                    "messages": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Message"},
+                                    },
+                                },
+                            },
+                        ),
+                        **_errors(400, 401, 403, 503),
+                    },
+                },
+            },
+            "/v1/messages/events": {
+                "get": {
+                    "summary": "Server-sent events: each state change of the namespace's messages.",
+                    "operationId": "watchMessages",
+                    "security": bearer,
+                    "parameters": _query("namespace", "after"),
+                    "responses": {
+                        "200": {
+                            "description": "`event: state`, `id: <seq>`, `data: <StateChange>`; "
+                            "resume with Last-Event-ID.",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(400, 401, 403, 503),
+                    },
+                }
+            },
+            "/v1/messages/{id}": {
+                "get": {
+                    "summary": "What happened to one message: state, attempts, history.",
+                    "operationId": "getMessage",
+                    "security": bearer,
+                    "parameters": [*_path("id"), *_query("namespace")],
+                    "responses": {
+                        "200": _json("The message.", {"$ref": "#/components/schemas/Message"}),
+                        **_errors(401, 403, 404, 503),
+                    },
+                }
+            },
+            "/v1/messages/{id}/replay": {
+                "post": {
+                    "summary": "Send a failed, unknown or expired message again (a new round).",
+                    "operationId": "replayMessage",
+                    "security": bearer,
+                    "parameters": [*_path("id"), *_query("namespace")],
+                    "responses": {
+                        "200": _json("Sent.", {"$ref": "#/components/schemas/Sent"}),
+                        **_errors(*common),
+                    },
+                }
+            },
+            "/v1/receipts/{namespace}/{plugin}": {
+                "post": {
+                    "summary": "A provider's delivery callback for one plugin (no bearer token: "
+                    "the plugin verifies the provider's signature).",
+                    "operationId": "receipt",
+                    "parameters": _path("namespace", "plugin"),
+                    "requestBody": {"content": {"*/*": {"schema": {}}}},
+                    "responses": {
+                        "200": {"description": "Verified and recorded (or ignored, unknown id)."},
+                        **_errors(401, 404, 408, 413, 422, 503),
                     },
                 }
             },

@@ -13,20 +13,40 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Iterator
-from typing import Annotated, Any
+from collections.abc import Awaitable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 
 from opentelemetry import trace
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    Base64Bytes,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from switchboard.api import constants
 from switchboard.api.models import CHANNEL_TYPE, DNS_LABEL
+from switchboard.ledger import (
+    EventRecord,
+    IdempotencyConflict,
+    LedgerError,
+    LedgerUnavailable,
+    ListFilter,
+    MessageRecord,
+    State,
+)
 from switchboard.router.auth import AuthError, Authority, Caller
+from switchboard.router.delivery import Delivery, Outcome, ReplayRefused
 from switchboard.router.dispatch import Attempt, Dispatcher, DispatchError, Outgoing, Routed
 from switchboard.router.endpoints import EndpointPool
 from switchboard.router.metrics import RouterMetrics
 from switchboard.router.table import PluginRoute, RoutingTable
+from switchboard.sdk import Attachment, PluginError, Template, Unauthenticated
 
 
 def _idempotency_key(value: str) -> str:
@@ -69,6 +89,9 @@ Metadata = dict[
 ]
 
 
+_T = TypeVar("_T")
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -76,6 +99,44 @@ class _Body(BaseModel):
         extra="forbid",
         use_attribute_docstrings=True,
     )
+
+
+class AttachmentBody(_Body):
+    """A file sent with a message: `data` (base64) or `url`, never both."""
+
+    filename: str = Field(min_length=1, max_length=255)
+    """The file name the recipient sees."""
+    content_type: str = Field(pattern=r"^[\w.+-]+/[\w.+-]+$", max_length=127)
+    """Its MIME type, e.g. `application/pdf`."""
+    data: Base64Bytes | None = None
+    """The file, base64-encoded."""
+    url: str | None = Field(default=None, pattern=r"^https?://", max_length=2048)
+    """A URL the provider fetches the file from (MMS, WhatsApp media)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AttachmentBody:
+        if (self.data is None) == (self.url is None):
+            raise ValueError("give the file's data (base64) or its url, not both")
+        return self
+
+    def attachment(self) -> Attachment:
+        return Attachment(
+            self.filename, self.content_type, data=self.data or b"", url=self.url or ""
+        )
+
+
+class TemplateBody(_Body):
+    """A template kept at the provider."""
+
+    id: str = Field(min_length=1, max_length=255)
+    """The provider's template id: SendGrid `d-...`, Twilio Content `HX...`, a WhatsApp name."""
+    variables: dict[str, Any] = Field(default_factory=dict)
+    """Values for the template's placeholders."""
+    language: str = Field(default="", max_length=35)
+    """The template's language, where the provider needs one (WhatsApp: `en_US`)."""
+
+    def template(self) -> Template:
+        return Template(self.id, self.variables, self.language)
 
 
 class SendMessageBody(_Body):
@@ -94,9 +155,41 @@ class SendMessageBody(_Body):
     metadata: Metadata = Field(default_factory=dict, max_length=64)
     """Channel-specific extras passed to the plugin."""
     idempotency_key: IdempotencyKey | None = None
-    """Retrying with the same key never sends twice within the router's window."""
+    """Unique per tenant: a retry with the same key reaches the same message (on any
+    replica, after restarts) and never sends it twice; the same key with another
+    message is refused with 409."""
     namespace: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63)
     """Tenant; default: the caller's own namespace."""
+    wait: bool = True
+    """true: answer when a provider accepted the message (or every plugin failed).
+    false: answer 202 as soon as the message is durably recorded, with its id; the
+    router sends it in the background, retrying until the channel's maxDeliveryTime."""
+    attachments: list[AttachmentBody] = Field(default_factory=list, max_length=10)
+    """Files sent with the message; only plugins that declare `attachments` (bytes)
+    or `media_urls` (URLs) are tried."""
+    template: TemplateBody | None = None
+    """A template kept at the provider; only plugins that declare `templates` are tried."""
+    cc: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        default_factory=list, max_length=50
+    )
+    """Copies (email); only plugins that declare `cc` are tried."""
+    bcc: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        default_factory=list, max_length=50
+    )
+    """Blind copies (email); only plugins that declare `cc` are tried."""
+
+    def outgoing(self) -> Outgoing:
+        return Outgoing(
+            self.recipient,
+            self.content,
+            self.subject,
+            self.content_type,
+            self.metadata,
+            attachments=tuple(a.attachment() for a in self.attachments),
+            template=self.template.template() if self.template else None,
+            cc=tuple(self.cc),
+            bcc=tuple(self.bcc),
+        )
 
 
 class InvokeBody(_Body):
@@ -120,13 +213,17 @@ class ApiError(Exception):
         fields: list[dict[str, str]] | None = None,
         attempts: list[Attempt] | None = None,
         retry_after: float | None = None,
+        message_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.fields, self.attempts, self.retry_after = fields or [], attempts or [], retry_after
+        self.message_id = message_id
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.message_id:
+            error["messageId"] = self.message_id
         if self.fields:
             error["fields"] = self.fields
         if self.attempts:
@@ -225,8 +322,10 @@ class RouterService:
         metrics: RouterMetrics,
         tracer: trace.Tracer | None = None,
         max_concurrency: int = 512,
+        delivery: Delivery | None = None,
     ) -> None:
         self.dispatcher, self.authority = dispatcher, authority
+        self.delivery = delivery
         self.tracer = tracer or trace.get_tracer("switchboard.router")
         self._table = table
         self.pool, self.metrics = pool, metrics
@@ -300,9 +399,7 @@ class RouterService:
         body: SendMessageBody = parse(SendMessageBody, data)
         tenant = self.tenant(caller, body.namespace)
         await self.require(caller, tenant, "send", constants.COMMUNICATION_PLUGINS)
-        message = Outgoing(
-            body.recipient, body.content, body.subject, body.content_type, body.metadata
-        )
+        assert self.delivery is not None, "a router sends through its ledger"
         started = time.monotonic()
         try:
             with (
@@ -313,24 +410,127 @@ class RouterService:
                     attributes={"switchboard.channel": body.channel, "switchboard.tenant": tenant},
                 ),
             ):
-                routed = await self.dispatcher.send(
-                    tenant, body.channel, message, body.idempotency_key or ""
+                outcome = await self.delivery.send(
+                    tenant,
+                    body.channel,
+                    body.outgoing(),
+                    body.idempotency_key,
+                    wait=body.wait,
                 )
-        except DispatchError as error:
-            self.metrics.requests.labels("send", body.channel, error.code).inc()
-            raise _from_dispatch(error) from error
-        self.metrics.requests.labels("send", body.channel, "sent").inc()
+        except LedgerError as error:
+            self.metrics.requests.labels("send", body.channel, _ledger_code(error)).inc()
+            raise _from_ledger(error) from error
+        answer = sent_answer(outcome, body.wait)
+        result = answer["state"] if answer["status"] != "error" else answer["error"]["code"]
+        self.metrics.requests.labels("send", body.channel, result).inc()
         self.metrics.latency.labels("send", body.channel).observe(time.monotonic() - started)
-        return {
-            "status": "sent",
-            "namespace": tenant,
-            "plugin": routed.plugin,
-            "endpoint": routed.endpoint,
-            "providerMessageId": routed.provider_message_id,
-            "details": routed.details,
-            "replayed": routed.replayed,
-            "attempts": [attempt_json(a) for a in routed.attempts],
-        }
+        if answer["status"] == "error":
+            raise ApiError(
+                answer["httpStatus"],
+                answer["error"]["code"],
+                answer["error"]["message"],
+                attempts=outcome.error.attempts if outcome.error else [],
+                retry_after=outcome.error.retry_after if outcome.error else None,
+                message_id=outcome.record.id,
+            )
+        return answer
+
+    # -- the ledger --
+
+    async def get_message(
+        self, caller: Caller, message_id: str, namespace: str | None
+    ) -> dict[str, Any]:
+        tenant = self.tenant(caller, namespace)
+        await self.require(caller, tenant, "list", constants.COMMUNICATION_PLUGINS)
+        record = await self._record(tenant, message_id)
+        assert self.delivery is not None
+        history = await _ledger(self.delivery.ledger.history(record.id))
+        return message_json(record, history=[event_json(e) for e in history])
+
+    async def list_messages(self, caller: Caller, query: Mapping[str, str]) -> dict[str, Any]:
+        tenant = self.tenant(caller, query.get("namespace"))
+        await self.require(caller, tenant, "list", constants.COMMUNICATION_PLUGINS)
+        assert self.delivery is not None
+        found = await _ledger(self.delivery.ledger.list_messages(_list_filter(tenant, query)))
+        return {"namespace": tenant, "messages": [message_json(r) for r in found]}
+
+    async def replay_message(
+        self, caller: Caller, message_id: str, namespace: str | None
+    ) -> dict[str, Any]:
+        tenant = self.tenant(caller, namespace)
+        await self.require(caller, tenant, "send", constants.COMMUNICATION_PLUGINS)
+        record = await self._record(tenant, message_id)
+        assert self.delivery is not None
+        try:
+            with self.admitted():
+                outcome = await self.delivery.replay(record)
+        except ReplayRefused as refused:
+            raise ApiError(409, "NOT_REPLAYABLE", str(refused), message_id=record.id) from None
+        except LedgerError as error:
+            raise _from_ledger(error) from error
+        answer = sent_answer(outcome, wait=True)
+        if answer["status"] == "error":
+            raise ApiError(
+                answer["httpStatus"],
+                answer["error"]["code"],
+                answer["error"]["message"],
+                attempts=outcome.error.attempts if outcome.error else [],
+                message_id=record.id,
+            )
+        return answer
+
+    async def events_since(
+        self, caller: Caller, namespace: str | None, after: int | None
+    ) -> tuple[str, int]:
+        """Authorise a live stream of ``namespace``'s state changes; (tenant, first seq)."""
+        tenant = self.tenant(caller, namespace)
+        await self.require(caller, tenant, "list", constants.COMMUNICATION_PLUGINS)
+        assert self.delivery is not None
+        if after is None:
+            after = await _ledger(self.delivery.ledger.last_seq())
+        return tenant, after
+
+    async def receipt(
+        self,
+        tenant: str,
+        plugin: str,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> tuple[int, str, str]:
+        """A provider's delivery callback: (HTTP status, body, content type) to answer it with.
+
+        Unauthenticated by bearer token: the plugin verifies the provider's
+        signature, and nothing changes unless it does.
+        """
+        assert self.delivery is not None
+        try:
+            reply, applied = await self.delivery.receipt(tenant, plugin, method, url, headers, body)
+        except Unauthenticated as rejected:
+            self.metrics.receipts.labels("rejected").inc()
+            raise ApiError(401, "RECEIPT_REJECTED", rejected.message) from None
+        except PluginError as failed:
+            self.metrics.receipts.labels("failed").inc()
+            raise ApiError(
+                422 if failed.error_class.value in ("INVALID_INPUT", "PERMANENT") else 503,
+                "RECEIPT_NOT_HANDLED",
+                failed.message,
+            ) from None
+        except DispatchError as error:
+            raise _from_dispatch(error) from error
+        except LedgerError as error:
+            raise _from_ledger(error) from error
+        if reply.body:
+            return 200, reply.body, reply.content_type
+        return 200, json.dumps({"receipts": len(applied)}), "application/json"
+
+    async def _record(self, tenant: str, message_id: str) -> MessageRecord:
+        assert self.delivery is not None
+        record = await _ledger(self.delivery.ledger.get(message_id))
+        if record is None or record.tenant != tenant:
+            raise ApiError(404, "NOT_FOUND", f"No message {message_id!r} in namespace {tenant!r}.")
+        return record
 
     async def invoke(
         self, caller: Caller, integration: str, operation: str, data: Any
@@ -449,3 +649,185 @@ def _from_dispatch(error: DispatchError) -> ApiError:
         attempts=error.attempts,
         retry_after=error.retry_after,
     )
+
+
+#: HTTP status of a message that ended failed, by its error code.
+_FAILED_STATUS = {
+    "INVALID_INPUT": 422,
+    "NO_CAPABLE_PLUGIN": 422,
+    "NO_PLUGIN": 404,
+    "PERMANENT": 502,
+    "UNAUTHENTICATED": 502,
+    "UNKNOWN_OUTCOME": 502,
+    "DEADLINE_EXCEEDED": 504,
+    "EXPIRED": 504,
+}
+
+
+def sent_answer(outcome: Outcome, wait: bool) -> dict[str, Any]:
+    """The API's answer for a message after ``Delivery.send``, as JSON-ready data.
+
+    ``status`` is ``sent`` (a provider took it), ``accepted`` (recorded, being
+    sent in the background) or ``error`` (with the HTTP status to answer).
+    """
+    record, routed = outcome.record, outcome.routed
+    common: dict[str, Any] = {
+        "id": record.id,
+        "namespace": record.tenant,
+        "state": record.state.value,
+        "replayed": outcome.replayed,
+        "possibleDuplicate": record.possible_duplicate,
+    }
+    if record.state in (State.SENT, State.DELIVERED):
+        return {
+            "status": "sent",
+            **common,
+            "plugin": routed.plugin if routed else record.plugin or "",
+            "endpoint": routed.endpoint if routed else "",
+            "providerMessageId": (
+                routed.provider_message_id if routed else record.provider_message_id or ""
+            ),
+            "details": routed.details if routed else {},
+            "attempts": [attempt_json(a) for a in routed.attempts] if routed else [],
+        }
+    if record.state in (State.ACCEPTED, State.SENDING) and (not wait or outcome.replayed):
+        return {"status": "accepted", **common}
+    code = record.error_code or ("UNKNOWN_OUTCOME" if record.state is State.UNKNOWN else "FAILED")
+    message = record.error or f"The message is {record.state.value}."
+    status = outcome.error.status if outcome.error is not None else _FAILED_STATUS.get(code, 503)
+    return {
+        "status": "error",
+        **common,
+        "httpStatus": status,
+        "error": {"code": code, "message": message},
+    }
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+
+
+def message_json(
+    record: MessageRecord, *, history: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A message as ``GET /v1/messages/{id}`` shows it (no content: see the ledger settings)."""
+    data: dict[str, Any] = {
+        "id": record.id,
+        "namespace": record.tenant,
+        "channel": record.channel,
+        "recipient": record.recipient,
+        "state": record.state.value,
+        "possibleDuplicate": record.possible_duplicate,
+        "delivery": record.policy,
+        "asynchronous": record.asynchronous,
+        "plugin": record.plugin,
+        "providerMessageId": record.provider_message_id,
+        "idempotencyKey": record.idempotency_key,
+        "rounds": record.rounds,
+        "createdAt": _iso(record.created_at),
+        "updatedAt": _iso(record.updated_at),
+        "deliverBy": _iso(record.deliver_by),
+        "nextAttemptAt": _iso(record.next_attempt_at) if record.state is State.ACCEPTED else None,
+        "error": (
+            {"code": record.error_code or "", "message": record.error or ""}
+            if record.error or record.error_code
+            else None
+        ),
+    }
+    if record.attempts:
+        data["attempts"] = [
+            {
+                "round": a.round,
+                "plugin": a.plugin,
+                "endpoint": a.endpoint,
+                "outcome": a.outcome,
+                "durationMs": a.duration_ms,
+                **({"message": a.message} if a.message else {}),
+                **({"providerMessageId": a.provider_message_id} if a.provider_message_id else {}),
+                "at": _iso(a.finished_at),
+            }
+            for a in record.attempts
+        ]
+    if history is not None:
+        data["history"] = history
+    return data
+
+
+def event_json(event: EventRecord) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "id": event.message_id,
+        "namespace": event.tenant,
+        "channel": event.channel,
+        "state": event.state.value,
+        "at": _iso(event.at),
+        **({"detail": event.detail} if event.detail else {}),
+    }
+
+
+def _list_filter(tenant: str, query: Mapping[str, str]) -> ListFilter:
+    try:
+        state = State(query["state"]) if query.get("state") else None
+    except ValueError:
+        raise ApiError(
+            400,
+            "INVALID_REQUEST",
+            f"state: {query['state']!r} is not one of {', '.join(s.value for s in State)}",
+        ) from None
+    limit = query.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        raise ApiError(400, "INVALID_REQUEST", "limit: a number from 1 to 1000")
+    return ListFilter(
+        tenant=tenant,
+        state=state,
+        channel=query.get("channel") or None,
+        recipient=query.get("recipient") or None,
+        since=_timestamp(query, "since"),
+        until=_timestamp(query, "until"),
+        limit=int(limit),
+    )
+
+
+def _timestamp(query: Mapping[str, str], name: str) -> float | None:
+    value = query.get(name)
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            400, "INVALID_REQUEST", f"{name}: {value!r} is not an ISO 8601 time"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+async def _ledger(work: Awaitable[_T]) -> _T:
+    """Await a ledger read; an unreachable database is a 503 that says so."""
+    try:
+        return await work
+    except LedgerError as error:
+        raise _from_ledger(error) from error
+
+
+def _ledger_code(error: LedgerError) -> str:
+    return (
+        "IDEMPOTENCY_CONFLICT" if isinstance(error, IdempotencyConflict) else "LEDGER_UNAVAILABLE"
+    )
+
+
+def _from_ledger(error: LedgerError) -> ApiError:
+    if isinstance(error, IdempotencyConflict):
+        return ApiError(409, "IDEMPOTENCY_CONFLICT", str(error), message_id=error.existing_id)
+    if isinstance(error, LedgerUnavailable):
+        return ApiError(
+            503,
+            "LEDGER_UNAVAILABLE",
+            "The router cannot record messages now (its ledger database is unavailable), "
+            "so it accepts none; nothing was sent. Retry shortly.",
+            retry_after=5.0,
+        )
+    return ApiError(503, "LEDGER_ERROR", str(error), retry_after=5.0)

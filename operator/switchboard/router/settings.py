@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import uuid
 from enum import StrEnum
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,9 +49,10 @@ class RouterSettings(BaseSettings):
     invoke_timeout_seconds: float = 30.0
     """Per-attempt timeout of an Invoke on a vendor integration, in seconds."""
     idempotency_window_seconds: float = 24 * 3600.0
-    """How long an idempotency key remembers the message it sent, in seconds."""
+    """Invoke: how long an idempotency key remembers the operation it ran, in seconds
+    (a message's key lives in the ledger instead, as long as the message)."""
     idempotency_max_keys: int = 100_000
-    """Most idempotency keys kept at once (oldest forgotten first), bounding memory."""
+    """Invoke: most idempotency keys kept at once (oldest forgotten first)."""
     ejection_failures: int = 3
     """Consecutive failures that eject an endpoint from selection."""
     ejection_base_seconds: float = 5.0
@@ -61,3 +65,28 @@ class RouterSettings(BaseSettings):
     """Static backend: YAML file of API keys (`keys: [{name, key, namespaces, permissions}]`)."""
     static_file: Path | None = None
     """Static backend: JSON routing table written by local mode; reloaded when it changes."""
+    ledger_url: str | None = None
+    """The delivery ledger's database: `postgresql+psycopg://user@host/db` (shared by
+    every replica) or `sqlite+aiosqlite:///path/ledger.db` (one router). Unset: an
+    in-memory SQLite database, lost when the router stops (a warning says so)."""
+    ledger_store_content: bool = False
+    """Keep message content in the ledger after a message is sent (off: content is
+    kept only while the message may still be sent, then erased)."""
+    ledger_retention_days: float = 30.0
+    """Days a message that reached a final state stays in the ledger (recipient,
+    attempts, history) before it is purged."""
+    ledger_sqlite_synchronous: str = "NORMAL"
+    """SQLite's `synchronous` pragma: NORMAL survives a killed process (the default),
+    FULL also a power loss, at the cost of a disk flush per message."""
+    public_url: str | None = None
+    """The router's address as providers see it (e.g. `https://switchboard.example.com`):
+    plugins give providers `<public_url>/v1/receipts/<namespace>/<plugin>` for delivery
+    callbacks. Unset: no callback URL is given."""
+    delivery_workers: int = 64
+    """Asynchronous messages this router sends at once."""
+    retry_base_seconds: float = 1.0
+    """First back-off of an asynchronous message whose round failed; doubles each round."""
+    retry_max_seconds: float = 300.0
+    """Longest back-off between two rounds of an asynchronous message."""
+    instance: str = Field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
+    """This router's name in the ledger's leases (the pod name and a random suffix)."""

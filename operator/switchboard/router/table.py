@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from switchboard.api import constants
-from switchboard.api.models import parse_duration
+from switchboard.api.models import DeliveryPolicy, parse_duration
+
+DEFAULT_DELIVERY = DeliveryPolicy.AT_LEAST_ONCE.value
+AT_MOST_ONCE = DeliveryPolicy.AT_MOST_ONCE.value
+DEFAULT_MAX_DELIVERY_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,17 @@ class PluginRoute:
     """Ready endpoint addresses (`host:port`)."""
     not_ready: tuple[str, ...] = ()
     """Endpoints that exist but are not ready, for the status view."""
+    capabilities: tuple[str, ...] = ()
+    """What the plugin can deliver (attachments, templates, ...): the running
+    plugin's own report when the operator has one, else the resource's list."""
+    delivery: str = DEFAULT_DELIVERY
+    """`AtLeastOnce` or `AtMostOnce` (CommunicationPlugin.spec.delivery)."""
+    max_delivery_seconds: float = DEFAULT_MAX_DELIVERY_SECONDS
+    """How long an asynchronous message on this channel is retried."""
+    fallback_window_seconds: float | None = None
+    """Set when a failed-delivery receipt sends the message again (receiptFallback)."""
+    fallback_channel: str | None = None
+    """The channel of that second send; None: the next plugin of this channel."""
 
     @property
     def id(self) -> str:
@@ -48,6 +63,8 @@ class PluginRoute:
         spec = resource.get("spec", {})
         kind = resource["kind"]
         communication = kind == constants.COMMUNICATION_PLUGIN
+        reported = ((resource.get("status") or {}).get("plugin") or {}).get("capabilities")
+        fallback = spec.get("receiptFallback") or None
         return cls(
             kind=kind,
             namespace=resource["metadata"].get("namespace") or "default",
@@ -60,6 +77,13 @@ class PluginRoute:
             permissions=tuple(spec.get("permissions", []) or []),
             endpoints=tuple(sorted(endpoints)),
             not_ready=tuple(sorted(not_ready)),
+            capabilities=tuple(reported or spec.get("capabilities") or ()),
+            delivery=spec.get("delivery", DEFAULT_DELIVERY),
+            max_delivery_seconds=parse_duration(spec.get("maxDeliveryTime", "24h")),
+            fallback_window_seconds=(
+                parse_duration(fallback.get("window", "1h")) if fallback is not None else None
+            ),
+            fallback_channel=fallback.get("channelType") if fallback is not None else None,
         )
 
 
@@ -87,6 +111,19 @@ class RoutingTable:
 
     def integration(self, namespace: str, name: str) -> PluginRoute | None:
         return self._by_name.get((constants.VENDOR_INTEGRATION, namespace, name))
+
+    def plugin(self, namespace: str, name: str) -> PluginRoute | None:
+        return self._by_name.get((constants.COMMUNICATION_PLUGIN, namespace, name))
+
+    def delivery_policy(self, namespace: str, channel_type: str) -> str:
+        """The channel's policy: `AtMostOnce` if any of its plugins asks for it."""
+        policies = {route.delivery for route in self.channel(namespace, channel_type)}
+        return AT_MOST_ONCE if AT_MOST_ONCE in policies else DEFAULT_DELIVERY
+
+    def max_delivery_seconds(self, namespace: str, channel_type: str) -> float:
+        """How long the channel's asynchronous messages are retried (its most patient plugin)."""
+        routes = self.channel(namespace, channel_type)
+        return max((r.max_delivery_seconds for r in routes), default=DEFAULT_MAX_DELIVERY_SECONDS)
 
 
 def priority_groups(routes: Iterable[PluginRoute]) -> Iterator[list[PluginRoute]]:

@@ -34,7 +34,16 @@ if _typing.TYPE_CHECKING:
         errors_from_rpc_error,
     )
     from switchboard.sdk._http_plugin import HttpProviderPlugin
-    from switchboard.sdk._messages import Attachment, Message, SendResult, Template
+    from switchboard.sdk._messages import (
+        Attachment,
+        DeliveryState,
+        Message,
+        Receipt,
+        ReceiptReply,
+        ReceiptRequest,
+        SendResult,
+        Template,
+    )
     from switchboard.sdk._plugin import (
         AnalyticsPlugin,
         MessagingPlugin,
@@ -51,6 +60,7 @@ __all__ = [
     "AnalyticsPlugin",
     "Attachment",
     "ConfigError",
+    "DeliveryState",
     "ErrorClass",
     "ExitCode",
     "HttpProviderPlugin",
@@ -69,6 +79,9 @@ __all__ = [
     "PluginError",
     "PluginPackageError",
     "PluginServer",
+    "Receipt",
+    "ReceiptReply",
+    "ReceiptRequest",
     "RetryableError",
     "SendResult",
     "Template",
@@ -86,6 +99,7 @@ _HOME = {
     "AnalyticsPlugin": "switchboard.sdk._plugin",
     "Attachment": "switchboard.sdk._messages",
     "ConfigError": "switchboard.sdk._errors",
+    "DeliveryState": "switchboard.sdk._messages",
     "ErrorClass": "switchboard.sdk._errors",
     "ExitCode": "switchboard.sdk._runtime",
     "HttpProviderPlugin": "switchboard.sdk._http_plugin",
@@ -104,6 +118,9 @@ _HOME = {
     "PluginError": "switchboard.sdk._errors",
     "PluginPackageError": "switchboard.sdk.manifest",
     "PluginServer": "switchboard.sdk._runtime",
+    "Receipt": "switchboard.sdk._messages",
+    "ReceiptReply": "switchboard.sdk._messages",
+    "ReceiptRequest": "switchboard.sdk._messages",
     "RetryableError": "switchboard.sdk._errors",
     "SendResult": "switchboard.sdk._messages",
     "Template": "switchboard.sdk._messages",

@@ -19,9 +19,23 @@ from opentelemetry import propagate
 
 from switchboard.plugin.v1 import plugin_pb2, plugin_pb2_grpc
 from switchboard.sdk._errors import OutcomeUnknown, errors_from_rpc_error
-from switchboard.sdk._messages import Attachment, SendResult, Template
+from switchboard.sdk._messages import (
+    Attachment,
+    DeliveryState,
+    Receipt,
+    ReceiptReply,
+    SendResult,
+    Template,
+)
 
 _Response = TypeVar("_Response")
+
+
+_DELIVERY_STATE_OF = {
+    plugin_pb2.DELIVERY_STATE_SENT: DeliveryState.SENT,
+    plugin_pb2.DELIVERY_STATE_DELIVERED: DeliveryState.DELIVERED,
+    plugin_pb2.DELIVERY_STATE_FAILED: DeliveryState.FAILED,
+}
 
 
 class _Default:
@@ -79,6 +93,7 @@ class PluginClient:
         template: Template | None = None,
         cc: tuple[str, ...] = (),
         bcc: tuple[str, ...] = (),
+        receipt_url: str = "",
         timeout: float | _Default | None = _DEFAULT,
     ) -> SendResult:
         """Deliver one message through a communication plugin."""
@@ -94,9 +109,38 @@ class PluginClient:
             template=_template_proto(template) if template is not None else None,
             cc=cc,
             bcc=bcc,
+            receipt_url=receipt_url,
         )
         response = await self._call(self._stub.Send, request, timeout)
-        return SendResult(response.provider_message_id, dict(response.details))
+        return SendResult(
+            response.provider_message_id,
+            dict(response.details),
+            tuple(response.part_message_ids),
+        )
+
+    async def handle_receipt(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        timeout: float | _Default | None = _DEFAULT,
+    ) -> ReceiptReply:
+        """Hand a provider's delivery callback to the plugin; the receipts it verified."""
+        request = plugin_pb2.HandleReceiptRequest(
+            method=method, url=url, headers=dict(headers), body=body
+        )
+        response = await self._call(self._stub.HandleReceipt, request, timeout)
+        return ReceiptReply(
+            tuple(
+                Receipt(item.provider_message_id, _DELIVERY_STATE_OF[item.state], item.error)
+                for item in response.receipts
+                if item.state in _DELIVERY_STATE_OF
+            ),
+            response.reply_body,
+            response.reply_content_type or "text/plain",
+        )
 
     async def invoke(
         self,

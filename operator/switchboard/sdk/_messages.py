@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Final
 
 ATTACHMENTS: Final = "attachments"
@@ -66,6 +67,8 @@ class Message:
     template: Template | None = None
     cc: tuple[str, ...] = ()
     bcc: tuple[str, ...] = ()
+    #: Where the provider should send delivery callbacks for this message (empty: nowhere).
+    receipt_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,50 @@ class SendResult:
 
     provider_message_id: str
     details: Mapping[str, str] = field(default_factory=dict)
+    #: Further provider ids of the same message (one per part of a long SMS).
+    part_ids: tuple[str, ...] = ()
+
+
+class DeliveryState(StrEnum):
+    """What a provider's receipt says happened to a message."""
+
+    SENT = "sent"
+    """Accepted or queued by the provider, not delivered yet."""
+    DELIVERED = "delivered"
+    """Reached the recipient."""
+    FAILED = "failed"
+    """Will not be delivered (bounced, undeliverable, rejected)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRequest:
+    """A provider's delivery callback as the router received it."""
+
+    method: str
+    #: The public URL the provider called (signature schemes often cover it).
+    url: str
+    #: Header names lower-cased.
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One message's new state, read from a verified provider callback."""
+
+    provider_message_id: str
+    state: DeliveryState
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptReply:
+    """A plugin's answer to a callback: the receipts in it, and a body for the provider
+    when it expects one (e.g. the challenge of a webhook subscription)."""
+
+    receipts: tuple[Receipt, ...] = ()
+    body: str = ""
+    content_type: str = "text/plain"
 
 
 def required_capabilities(

@@ -31,7 +31,14 @@ from typing import Any, ClassVar, Final, TypeVar, overload
 import jsonschema
 
 from switchboard.api.models import IntegrationType
-from switchboard.sdk._messages import Message, SendResult
+from switchboard.sdk._errors import PermanentError
+from switchboard.sdk._messages import (
+    Message,
+    Receipt,
+    ReceiptReply,
+    ReceiptRequest,
+    SendResult,
+)
 
 OperationMethod = TypeVar("OperationMethod", bound=Callable[..., Awaitable[Any]])
 
@@ -202,6 +209,17 @@ class MessagingPlugin(Plugin, abc.ABC):
     @abc.abstractmethod
     async def send_message(self, message: Message) -> SendResult:
         """Deliver ``message``; raise ``InvalidInput``/``PermanentError``/... on failure."""
+
+    async def handle_receipt(self, request: ReceiptRequest) -> list[Receipt] | ReceiptReply:
+        """Read a delivery callback of this plugin's provider (capability ``delivery_receipts``).
+
+        Verify the provider's signature with the plugin's own secret first and
+        raise ``Unauthenticated`` when it does not match: nothing is recorded.
+        Return one ``Receipt`` per message the callback is about (an empty list
+        for a callback that carries no news, such as a test ping), or a
+        ``ReceiptReply`` when the provider expects a body back.
+        """
+        raise PermanentError(f"{type(self).__name__} does not take delivery receipts")
 
 
 class NetworkAutomationPlugin(Plugin, abc.ABC):

@@ -38,10 +38,24 @@ from switchboard.sdk._errors import (
 )
 from switchboard.sdk._loader import LoadedPlugin
 from switchboard.sdk._logging import Redactor
-from switchboard.sdk._messages import Attachment, Message, SendResult, Template
+from switchboard.sdk._messages import (
+    Attachment,
+    DeliveryState,
+    Message,
+    Receipt,
+    ReceiptReply,
+    ReceiptRequest,
+    SendResult,
+    Template,
+)
 from switchboard.sdk._plugin import MessagingPlugin, Plugin
 
 SERVICE_NAME: Final = plugin_pb2.DESCRIPTOR.services_by_name["PluginService"].full_name
+_DELIVERY_STATES: Final = {
+    DeliveryState.SENT: plugin_pb2.DELIVERY_STATE_SENT,
+    DeliveryState.DELIVERED: plugin_pb2.DELIVERY_STATE_DELIVERED,
+    DeliveryState.FAILED: plugin_pb2.DELIVERY_STATE_FAILED,
+}
 
 _Result = TypeVar("_Result")
 _Context = grpc.aio.ServicerContext[Any, Any]
@@ -146,12 +160,50 @@ class PluginServicer(plugin_pb2_grpc.PluginServiceServicer):
             template=_template(request.template) if request.HasField("template") else None,
             cc=_addresses(request.cc, "cc"),
             bcc=_addresses(request.bcc, "bcc"),
+            receipt_url=request.receipt_url,
         )
         result = await plugin.send_message(message)
         if not isinstance(result, SendResult):
             raise TypeError(f"send_message returned {type(result).__name__}, not SendResult")
         return plugin_pb2.SendResponse(
-            provider_message_id=result.provider_message_id, details=dict(result.details)
+            provider_message_id=result.provider_message_id,
+            details=dict(result.details),
+            part_message_ids=list(result.part_ids),
+        )
+
+    async def HandleReceipt(
+        self, request: plugin_pb2.HandleReceiptRequest, context: _Context
+    ) -> plugin_pb2.HandleReceiptResponse:
+        return await self._handle(
+            "HandleReceipt", context, lambda plugin: self._handle_receipt(plugin, request)
+        )
+
+    async def _handle_receipt(
+        self, plugin: Plugin, request: plugin_pb2.HandleReceiptRequest
+    ) -> plugin_pb2.HandleReceiptResponse:
+        if not isinstance(plugin, MessagingPlugin):
+            raise PermanentError(f"{self._description.plugin_id} takes no delivery receipts")
+        answer = await plugin.handle_receipt(
+            ReceiptRequest(
+                method=request.method,
+                url=request.url,
+                headers={key.lower(): value for key, value in request.headers.items()},
+                body=request.body,
+            )
+        )
+        reply = answer if isinstance(answer, ReceiptReply) else ReceiptReply(tuple(answer))
+        return plugin_pb2.HandleReceiptResponse(
+            receipts=[
+                plugin_pb2.Receipt(
+                    provider_message_id=receipt.provider_message_id,
+                    state=_DELIVERY_STATES[DeliveryState(receipt.state)],
+                    error=receipt.error,
+                )
+                for receipt in reply.receipts
+                if isinstance(receipt, Receipt)
+            ],
+            reply_body=reply.body,
+            reply_content_type=reply.content_type if reply.body else "",
         )
 
     async def _invoke(

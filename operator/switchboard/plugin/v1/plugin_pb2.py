@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"switchboard/plugin/v1/plugin.proto\x12\x15switchboard.plugin.v1\"\x90\x01\n\x0bPluginError\x12\x36\n\x0b\x65rror_class\x18\x01 \x01(\x0e\x32!.switchboard.plugin.v1.ErrorClass\x12\x0f\n\x07message\x18\x02 \x01(\t\x12 \n\x13retry_after_seconds\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x16\n\x14_retry_after_seconds\"\x11\n\x0f\x44\x65scribeRequest\"0\n\nSecretKeys\x12\x10\n\x08required\x18\x01 \x03(\t\x12\x10\n\x08optional\x18\x02 \x03(\t\"J\n\tOperation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x1a\n\x12params_schema_json\x18\x03 \x01(\t\"\xca\x02\n\x10\x44\x65scribeResponse\x12\x11\n\tplugin_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0c\x63hannel_type\x18\x04 \x01(\tH\x00\x12\x1a\n\x10integration_type\x18\x05 \x01(\tH\x00\x12\x0e\n\x06vendor\x18\x06 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x07 \x03(\t\x12#\n\x1brequired_config_schema_json\x18\x08 \x01(\t\x12\x32\n\x07secrets\x18\t \x01(\x0b\x32!.switchboard.plugin.v1.SecretKeys\x12\x34\n\noperations\x18\n \x03(\x0b\x32 .switchboard.plugin.v1.Operation\x12\x13\n\x0bsdk_version\x18\x0b \x01(\tB\x06\n\x04kind\"\xfa\x02\n\x0bSendRequest\x12\x11\n\trecipient\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x42\n\x08metadata\x18\x05 \x03(\x0b\x32\x30.switchboard.plugin.v1.SendRequest.MetadataEntry\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x0e\n\x06tenant\x18\x07 \x01(\t\x12\x36\n\x0b\x61ttachments\x18\x08 \x03(\x0b\x32!.switchboard.plugin.v1.Attachment\x12\x31\n\x08template\x18\t \x01(\x0b\x32\x1f.switchboard.plugin.v1.Template\x12\n\n\x02\x63\x63\x18\n \x03(\t\x12\x0b\n\x03\x62\x63\x63\x18\x0b \x03(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"]\n\nAttachment\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0e\n\x04\x64\x61ta\x18\x03 \x01(\x0cH\x00\x12\r\n\x03url\x18\x04 \x01(\tH\x00\x42\x08\n\x06source\"@\n\x08Template\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0evariables_json\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\"\x9e\x01\n\x0cSendResponse\x12\x1b\n\x13provider_message_id\x18\x01 \x01(\t\x12\x41\n\x07\x64\x65tails\x18\x02 \x03(\x0b\x32\x30.switchboard.plugin.v1.SendResponse.DetailsEntry\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\rInvokeRequest\x12\x11\n\toperation\x18\x01 \x01(\t\x12\x13\n\x0bparams_json\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\"%\n\x0eInvokeResponse\x12\x13\n\x0bresult_json\x18\x01 \x01(\t\"\x19\n\x17\x43heckCredentialsRequest\"7\n\x18\x43heckCredentialsResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t*\xdf\x01\n\nErrorClass\x12\x1b\n\x17\x45RROR_CLASS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45RROR_CLASS_INVALID_INPUT\x10\x01\x12\x19\n\x15\x45RROR_CLASS_PERMANENT\x10\x02\x12\x19\n\x15\x45RROR_CLASS_RETRYABLE\x10\x03\x12\x1f\n\x1b\x45RROR_CLASS_UNAUTHENTICATED\x10\x04\x12\x1d\n\x19\x45RROR_CLASS_CONFIGURATION\x10\x05\x12\x1f\n\x1b\x45RROR_CLASS_UNKNOWN_OUTCOME\x10\x06\x32\x89\x03\n\rPluginService\x12[\n\x08\x44\x65scribe\x12&.switchboard.plugin.v1.DescribeRequest\x1a\'.switchboard.plugin.v1.DescribeResponse\x12O\n\x04Send\x12\".switchboard.plugin.v1.SendRequest\x1a#.switchboard.plugin.v1.SendResponse\x12U\n\x06Invoke\x12$.switchboard.plugin.v1.InvokeRequest\x1a%.switchboard.plugin.v1.InvokeResponse\x12s\n\x10\x43heckCredentials\x12..switchboard.plugin.v1.CheckCredentialsRequest\x1a/.switchboard.plugin.v1.CheckCredentialsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"switchboard/plugin/v1/plugin.proto\x12\x15switchboard.plugin.v1\"\x90\x01\n\x0bPluginError\x12\x36\n\x0b\x65rror_class\x18\x01 \x01(\x0e\x32!.switchboard.plugin.v1.ErrorClass\x12\x0f\n\x07message\x18\x02 \x01(\t\x12 \n\x13retry_after_seconds\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x16\n\x14_retry_after_seconds\"\x11\n\x0f\x44\x65scribeRequest\"0\n\nSecretKeys\x12\x10\n\x08required\x18\x01 \x03(\t\x12\x10\n\x08optional\x18\x02 \x03(\t\"J\n\tOperation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x1a\n\x12params_schema_json\x18\x03 \x01(\t\"\xca\x02\n\x10\x44\x65scribeResponse\x12\x11\n\tplugin_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0c\x63hannel_type\x18\x04 \x01(\tH\x00\x12\x1a\n\x10integration_type\x18\x05 \x01(\tH\x00\x12\x0e\n\x06vendor\x18\x06 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x07 \x03(\t\x12#\n\x1brequired_config_schema_json\x18\x08 \x01(\t\x12\x32\n\x07secrets\x18\t \x01(\x0b\x32!.switchboard.plugin.v1.SecretKeys\x12\x34\n\noperations\x18\n \x03(\x0b\x32 .switchboard.plugin.v1.Operation\x12\x13\n\x0bsdk_version\x18\x0b \x01(\tB\x06\n\x04kind\"\x8f\x03\n\x0bSendRequest\x12\x11\n\trecipient\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x42\n\x08metadata\x18\x05 \x03(\x0b\x32\x30.switchboard.plugin.v1.SendRequest.MetadataEntry\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x0e\n\x06tenant\x18\x07 \x01(\t\x12\x36\n\x0b\x61ttachments\x18\x08 \x03(\x0b\x32!.switchboard.plugin.v1.Attachment\x12\x31\n\x08template\x18\t \x01(\x0b\x32\x1f.switchboard.plugin.v1.Template\x12\n\n\x02\x63\x63\x18\n \x03(\t\x12\x0b\n\x03\x62\x63\x63\x18\x0b \x03(\t\x12\x13\n\x0breceipt_url\x18\x0c \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"]\n\nAttachment\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0e\n\x04\x64\x61ta\x18\x03 \x01(\x0cH\x00\x12\r\n\x03url\x18\x04 \x01(\tH\x00\x42\x08\n\x06source\"@\n\x08Template\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0evariables_json\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\"\xb8\x01\n\x0cSendResponse\x12\x1b\n\x13provider_message_id\x18\x01 \x01(\t\x12\x41\n\x07\x64\x65tails\x18\x02 \x03(\x0b\x32\x30.switchboard.plugin.v1.SendResponse.DetailsEntry\x12\x18\n\x10part_message_ids\x18\x03 \x03(\t\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\rInvokeRequest\x12\x11\n\toperation\x18\x01 \x01(\t\x12\x13\n\x0bparams_json\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\"%\n\x0eInvokeResponse\x12\x13\n\x0bresult_json\x18\x01 \x01(\t\"\x19\n\x17\x43heckCredentialsRequest\"7\n\x18\x43heckCredentialsResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xbc\x01\n\x14HandleReceiptRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12I\n\x07headers\x18\x03 \x03(\x0b\x32\x38.switchboard.plugin.v1.HandleReceiptRequest.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"j\n\x07Receipt\x12\x1b\n\x13provider_message_id\x18\x01 \x01(\t\x12\x33\n\x05state\x18\x02 \x01(\x0e\x32$.switchboard.plugin.v1.DeliveryState\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"y\n\x15HandleReceiptResponse\x12\x30\n\x08receipts\x18\x01 \x03(\x0b\x32\x1e.switchboard.plugin.v1.Receipt\x12\x12\n\nreply_body\x18\x02 \x01(\t\x12\x1a\n\x12reply_content_type\x18\x03 \x01(\t*\xdf\x01\n\nErrorClass\x12\x1b\n\x17\x45RROR_CLASS_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45RROR_CLASS_INVALID_INPUT\x10\x01\x12\x19\n\x15\x45RROR_CLASS_PERMANENT\x10\x02\x12\x19\n\x15\x45RROR_CLASS_RETRYABLE\x10\x03\x12\x1f\n\x1b\x45RROR_CLASS_UNAUTHENTICATED\x10\x04\x12\x1d\n\x19\x45RROR_CLASS_CONFIGURATION\x10\x05\x12\x1f\n\x1b\x45RROR_CLASS_UNKNOWN_OUTCOME\x10\x06*\x81\x01\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45LIVERY_STATE_SENT\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x02\x12\x19\n\x15\x44\x45LIVERY_STATE_FAILED\x10\x03\x32\xf5\x03\n\rPluginService\x12[\n\x08\x44\x65scribe\x12&.switchboard.plugin.v1.DescribeRequest\x1a\'.switchboard.plugin.v1.DescribeResponse\x12O\n\x04Send\x12\".switchboard.plugin.v1.SendRequest\x1a#.switchboard.plugin.v1.SendResponse\x12U\n\x06Invoke\x12$.switchboard.plugin.v1.InvokeRequest\x1a%.switchboard.plugin.v1.InvokeResponse\x12s\n\x10\x43heckCredentials\x12..switchboard.plugin.v1.CheckCredentialsRequest\x1a/.switchboard.plugin.v1.CheckCredentialsResponse\x12j\n\rHandleReceipt\x12+.switchboard.plugin.v1.HandleReceiptRequest\x1a,.switchboard.plugin.v1.HandleReceiptResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SENDREQUEST_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_SENDRESPONSE_DETAILSENTRY']._loaded_options = None
   _globals['_SENDRESPONSE_DETAILSENTRY']._serialized_options = b'8\001'
-  _globals['_ERRORCLASS']._serialized_start=1611
-  _globals['_ERRORCLASS']._serialized_end=1834
+  _globals['_HANDLERECEIPTREQUEST_HEADERSENTRY']._loaded_options = None
+  _globals['_HANDLERECEIPTREQUEST_HEADERSENTRY']._serialized_options = b'8\001'
+  _globals['_ERRORCLASS']._serialized_start=2080
+  _globals['_ERRORCLASS']._serialized_end=2303
+  _globals['_DELIVERYSTATE']._serialized_start=2306
+  _globals['_DELIVERYSTATE']._serialized_end=2435
   _globals['_PLUGINERROR']._serialized_start=62
   _globals['_PLUGINERROR']._serialized_end=206
   _globals['_DESCRIBEREQUEST']._serialized_start=208
@@ -48,25 +52,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DESCRIBERESPONSE']._serialized_start=354
   _globals['_DESCRIBERESPONSE']._serialized_end=684
   _globals['_SENDREQUEST']._serialized_start=687
-  _globals['_SENDREQUEST']._serialized_end=1065
-  _globals['_SENDREQUEST_METADATAENTRY']._serialized_start=1018
-  _globals['_SENDREQUEST_METADATAENTRY']._serialized_end=1065
-  _globals['_ATTACHMENT']._serialized_start=1067
-  _globals['_ATTACHMENT']._serialized_end=1160
-  _globals['_TEMPLATE']._serialized_start=1162
-  _globals['_TEMPLATE']._serialized_end=1226
-  _globals['_SENDRESPONSE']._serialized_start=1229
-  _globals['_SENDRESPONSE']._serialized_end=1387
-  _globals['_SENDRESPONSE_DETAILSENTRY']._serialized_start=1341
-  _globals['_SENDRESPONSE_DETAILSENTRY']._serialized_end=1387
-  _globals['_INVOKEREQUEST']._serialized_start=1389
-  _globals['_INVOKEREQUEST']._serialized_end=1485
-  _globals['_INVOKERESPONSE']._serialized_start=1487
-  _globals['_INVOKERESPONSE']._serialized_end=1524
-  _globals['_CHECKCREDENTIALSREQUEST']._serialized_start=1526
-  _globals['_CHECKCREDENTIALSREQUEST']._serialized_end=1551
-  _globals['_CHECKCREDENTIALSRESPONSE']._serialized_start=1553
-  _globals['_CHECKCREDENTIALSRESPONSE']._serialized_end=1608
-  _globals['_PLUGINSERVICE']._serialized_start=1837
-  _globals['_PLUGINSERVICE']._serialized_end=2230
+  _globals['_SENDREQUEST']._serialized_end=1086
+  _globals['_SENDREQUEST_METADATAENTRY']._serialized_start=1039
+  _globals['_SENDREQUEST_METADATAENTRY']._serialized_end=1086
+  _globals['_ATTACHMENT']._serialized_start=1088
+  _globals['_ATTACHMENT']._serialized_end=1181
+  _globals['_TEMPLATE']._serialized_start=1183
+  _globals['_TEMPLATE']._serialized_end=1247
+  _globals['_SENDRESPONSE']._serialized_start=1250
+  _globals['_SENDRESPONSE']._serialized_end=1434
+  _globals['_SENDRESPONSE_DETAILSENTRY']._serialized_start=1388
+  _globals['_SENDRESPONSE_DETAILSENTRY']._serialized_end=1434
+  _globals['_INVOKEREQUEST']._serialized_start=1436
+  _globals['_INVOKEREQUEST']._serialized_end=1532
+  _globals['_INVOKERESPONSE']._serialized_start=1534
+  _globals['_INVOKERESPONSE']._serialized_end=1571
+  _globals['_CHECKCREDENTIALSREQUEST']._serialized_start=1573
+  _globals['_CHECKCREDENTIALSREQUEST']._serialized_end=1598
+  _globals['_CHECKCREDENTIALSRESPONSE']._serialized_start=1600
+  _globals['_CHECKCREDENTIALSRESPONSE']._serialized_end=1655
+  _globals['_HANDLERECEIPTREQUEST']._serialized_start=1658
+  _globals['_HANDLERECEIPTREQUEST']._serialized_end=1846
+  _globals['_HANDLERECEIPTREQUEST_HEADERSENTRY']._serialized_start=1800
+  _globals['_HANDLERECEIPTREQUEST_HEADERSENTRY']._serialized_end=1846
+  _globals['_RECEIPT']._serialized_start=1848
+  _globals['_RECEIPT']._serialized_end=1954
+  _globals['_HANDLERECEIPTRESPONSE']._serialized_start=1956
+  _globals['_HANDLERECEIPTRESPONSE']._serialized_end=2077
+  _globals['_PLUGINSERVICE']._serialized_start=2438
+  _globals['_PLUGINSERVICE']._serialized_end=2939
 # @@protoc_insertion_point(module_scope)

@@ -97,6 +97,32 @@ send it again. Travels as DEADLINE_EXCEEDED.
 """
 Global___ErrorClass: _TypeAlias = ErrorClass  # noqa: Y015
 
+class _DeliveryState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeliveryStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeliveryState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DELIVERY_STATE_UNSPECIFIED: _DeliveryState.ValueType  # 0
+    DELIVERY_STATE_SENT: _DeliveryState.ValueType  # 1
+    """Accepted or queued by the provider, not yet delivered."""
+    DELIVERY_STATE_DELIVERED: _DeliveryState.ValueType  # 2
+    """Delivered to the recipient (handset, inbox, chat)."""
+    DELIVERY_STATE_FAILED: _DeliveryState.ValueType  # 3
+    """Will not be delivered (bounced, undeliverable, rejected by the carrier)."""
+
+class DeliveryState(_DeliveryState, metaclass=_DeliveryStateEnumTypeWrapper):
+    """What a provider says happened to a message."""
+
+DELIVERY_STATE_UNSPECIFIED: DeliveryState.ValueType  # 0
+DELIVERY_STATE_SENT: DeliveryState.ValueType  # 1
+"""Accepted or queued by the provider, not yet delivered."""
+DELIVERY_STATE_DELIVERED: DeliveryState.ValueType  # 2
+"""Delivered to the recipient (handset, inbox, chat)."""
+DELIVERY_STATE_FAILED: DeliveryState.ValueType  # 3
+"""Will not be delivered (bounced, undeliverable, rejected by the carrier)."""
+Global___DeliveryState: _TypeAlias = DeliveryState  # noqa: Y015
+
 @_typing.final
 class PluginError(_message.Message):
     """The typed failure, serialized into trailing metadata `switchboard-error-bin`.
@@ -295,6 +321,7 @@ class SendRequest(_message.Message):
     TEMPLATE_FIELD_NUMBER: _builtins.int
     CC_FIELD_NUMBER: _builtins.int
     BCC_FIELD_NUMBER: _builtins.int
+    RECEIPT_URL_FIELD_NUMBER: _builtins.int
     recipient: _builtins.str
     subject: _builtins.str
     content: _builtins.str
@@ -304,6 +331,10 @@ class SendRequest(_message.Message):
     """Same key, same message: a plugin may use it to deduplicate at its provider."""
     tenant: _builtins.str
     """The tenant (Kubernetes namespace) the request is made for."""
+    receipt_url: _builtins.str
+    """Where the provider should send delivery callbacks for this message (the
+    router's public receipts URL for this plugin); empty when none is served.
+    """
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -336,10 +367,11 @@ class SendRequest(_message.Message):
         template: Global___Template | None = ...,
         cc: _abc.Iterable[_builtins.str] | None = ...,
         bcc: _abc.Iterable[_builtins.str] | None = ...,
+        receipt_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "bcc", b"bcc", "cc", b"cc", "content", b"content", "content_type", b"content_type", "idempotency_key", b"idempotency_key", "metadata", b"metadata", "recipient", b"recipient", "subject", b"subject", "template", b"template", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "bcc", b"bcc", "cc", b"cc", "content", b"content", "content_type", b"content_type", "idempotency_key", b"idempotency_key", "metadata", b"metadata", "receipt_url", b"receipt_url", "recipient", b"recipient", "subject", b"subject", "template", b"template", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -437,21 +469,29 @@ class SendResponse(_message.Message):
 
     PROVIDER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
+    PART_MESSAGE_IDS_FIELD_NUMBER: _builtins.int
     provider_message_id: _builtins.str
     """The provider's identifier of the accepted message."""
     @_builtins.property
     def details(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Optional provider-specific facts (status, segments, cost, ...)."""
 
+    @_builtins.property
+    def part_message_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Further provider ids of the same message (one per part of a long SMS), so
+        that receipts about any part find the message.
+        """
+
     def __init__(
         self,
         *,
         provider_message_id: _builtins.str = ...,
         details: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        part_message_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "provider_message_id", b"provider_message_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "part_message_ids", b"part_message_ids", "provider_message_id", b"provider_message_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -544,3 +584,110 @@ class CheckCredentialsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckCredentialsResponse: _TypeAlias = CheckCredentialsResponse  # noqa: Y015
+
+@_typing.final
+class HandleReceiptRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class HeadersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    HEADERS_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    """The HTTP request the provider made, as received: method, the public URL
+    it called (signatures often cover it), headers (names lower-cased) and body.
+    """
+    url: _builtins.str
+    body: _builtins.bytes
+    @_builtins.property
+    def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        method: _builtins.str = ...,
+        url: _builtins.str = ...,
+        headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        body: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "headers", b"headers", "method", b"method", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandleReceiptRequest: _TypeAlias = HandleReceiptRequest  # noqa: Y015
+
+@_typing.final
+class Receipt(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    provider_message_id: _builtins.str
+    state: Global___DeliveryState.ValueType
+    error: _builtins.str
+    """The provider's own words or code when it failed."""
+    def __init__(
+        self,
+        *,
+        provider_message_id: _builtins.str = ...,
+        state: Global___DeliveryState.ValueType = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "provider_message_id", b"provider_message_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Receipt: _TypeAlias = Receipt  # noqa: Y015
+
+@_typing.final
+class HandleReceiptResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIPTS_FIELD_NUMBER: _builtins.int
+    REPLY_BODY_FIELD_NUMBER: _builtins.int
+    REPLY_CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    reply_body: _builtins.str
+    """What the router answers the provider, when the provider expects a body
+    (a subscription challenge); empty: an empty 200.
+    """
+    reply_content_type: _builtins.str
+    @_builtins.property
+    def receipts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Receipt]: ...
+    def __init__(
+        self,
+        *,
+        receipts: _abc.Iterable[Global___Receipt] | None = ...,
+        reply_body: _builtins.str = ...,
+        reply_content_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["receipts", b"receipts", "reply_body", b"reply_body", "reply_content_type", b"reply_content_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandleReceiptResponse: _TypeAlias = HandleReceiptResponse  # noqa: Y015

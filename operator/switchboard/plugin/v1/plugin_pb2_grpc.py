@@ -54,6 +54,11 @@ class PluginServiceStub:
                 request_serializer=switchboard_dot_plugin_dot_v1_dot_plugin__pb2.CheckCredentialsRequest.SerializeToString,
                 response_deserializer=switchboard_dot_plugin_dot_v1_dot_plugin__pb2.CheckCredentialsResponse.FromString,
                 _registered_method=True)
+        self.HandleReceipt = channel.unary_unary(
+                '/switchboard.plugin.v1.PluginService/HandleReceipt',
+                request_serializer=switchboard_dot_plugin_dot_v1_dot_plugin__pb2.HandleReceiptRequest.SerializeToString,
+                response_deserializer=switchboard_dot_plugin_dot_v1_dot_plugin__pb2.HandleReceiptResponse.FromString,
+                _registered_method=True)
 
 
 class PluginServiceServicer:
@@ -89,6 +94,16 @@ class PluginServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HandleReceipt(self, request, context):
+        """A delivery callback from the plugin's provider, as the router received it:
+        the plugin verifies the provider's signature with its own secret and says
+        which messages it is about (communication plugins that declare the
+        capability "delivery_receipts"). UNAUTHENTICATED: the signature is wrong.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PluginServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +126,11 @@ def add_PluginServiceServicer_to_server(servicer, server):
                     servicer.CheckCredentials,
                     request_deserializer=switchboard_dot_plugin_dot_v1_dot_plugin__pb2.CheckCredentialsRequest.FromString,
                     response_serializer=switchboard_dot_plugin_dot_v1_dot_plugin__pb2.CheckCredentialsResponse.SerializeToString,
+            ),
+            'HandleReceipt': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandleReceipt,
+                    request_deserializer=switchboard_dot_plugin_dot_v1_dot_plugin__pb2.HandleReceiptRequest.FromString,
+                    response_serializer=switchboard_dot_plugin_dot_v1_dot_plugin__pb2.HandleReceiptResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +241,33 @@ class PluginService:
             '/switchboard.plugin.v1.PluginService/CheckCredentials',
             switchboard_dot_plugin_dot_v1_dot_plugin__pb2.CheckCredentialsRequest.SerializeToString,
             switchboard_dot_plugin_dot_v1_dot_plugin__pb2.CheckCredentialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandleReceipt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.plugin.v1.PluginService/HandleReceipt',
+            switchboard_dot_plugin_dot_v1_dot_plugin__pb2.HandleReceiptRequest.SerializeToString,
+            switchboard_dot_plugin_dot_v1_dot_plugin__pb2.HandleReceiptResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,12 @@ class PluginServiceStub:
     """
     CheckCredentials: _grpc.UnaryUnaryMultiCallable[_plugin_pb2.CheckCredentialsRequest, _plugin_pb2.CheckCredentialsResponse]
     """Ask the plugin whether its credentials work against its provider."""
+    HandleReceipt: _grpc.UnaryUnaryMultiCallable[_plugin_pb2.HandleReceiptRequest, _plugin_pb2.HandleReceiptResponse]
+    """A delivery callback from the plugin's provider, as the router received it:
+    the plugin verifies the provider's signature with its own secret and says
+    which messages it is about (communication plugins that declare the
+    capability "delivery_receipts"). UNAUTHENTICATED: the signature is wrong.
+    """
 
 @_typing.type_check_only
 class PluginServiceAsyncStub(PluginServiceStub):
@@ -83,6 +89,12 @@ class PluginServiceAsyncStub(PluginServiceStub):
     """
     CheckCredentials: _aio.UnaryUnaryMultiCallable[_plugin_pb2.CheckCredentialsRequest, _plugin_pb2.CheckCredentialsResponse]  # type: ignore[assignment]
     """Ask the plugin whether its credentials work against its provider."""
+    HandleReceipt: _aio.UnaryUnaryMultiCallable[_plugin_pb2.HandleReceiptRequest, _plugin_pb2.HandleReceiptResponse]  # type: ignore[assignment]
+    """A delivery callback from the plugin's provider, as the router received it:
+    the plugin verifies the provider's signature with its own secret and says
+    which messages it is about (communication plugins that declare the
+    capability "delivery_receipts"). UNAUTHENTICATED: the signature is wrong.
+    """
 
 class PluginServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -120,5 +132,17 @@ class PluginServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_plugin_pb2.CheckCredentialsResponse, _abc.Awaitable[_plugin_pb2.CheckCredentialsResponse]]:
         """Ask the plugin whether its credentials work against its provider."""
+
+    @_abc_1.abstractmethod
+    def HandleReceipt(
+        self,
+        request: _plugin_pb2.HandleReceiptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_plugin_pb2.HandleReceiptResponse, _abc.Awaitable[_plugin_pb2.HandleReceiptResponse]]:
+        """A delivery callback from the plugin's provider, as the router received it:
+        the plugin verifies the provider's signature with its own secret and says
+        which messages it is about (communication plugins that declare the
+        capability "delivery_receipts"). UNAUTHENTICATED: the signature is wrong.
+        """
 
 def add_PluginServiceServicer_to_server(servicer: PluginServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

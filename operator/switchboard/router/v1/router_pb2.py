@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"switchboard/router/v1/router.proto\x12\x15switchboard.router.v1\"\x98\x02\n\x12SendMessageRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12I\n\x08metadata\x18\x06 \x03(\x0b\x32\x37.switchboard.router.v1.SendMessageRequest.MetadataEntry\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x11\n\tnamespace\x18\x08 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x01\n\x07\x41ttempt\x12\x0e\n\x06plugin\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x0f\n\x07outcome\x18\x03 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x01\x12\x0f\n\x07message\x18\x05 \x01(\t\x12 \n\x13retry_after_seconds\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x16\n\x14_retry_after_seconds\"\x92\x02\n\x13SendMessageResponse\x12\x0e\n\x06plugin\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x1b\n\x13provider_message_id\x18\x03 \x01(\t\x12H\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32\x37.switchboard.router.v1.SendMessageResponse.DetailsEntry\x12\x10\n\x08replayed\x18\x05 \x01(\x08\x12\x30\n\x08\x61ttempts\x18\x06 \x03(\x0b\x32\x1e.switchboard.router.v1.Attempt\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"x\n\rInvokeRequest\x12\x13\n\x0bintegration\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12\x13\n\x0bparams_json\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x11\n\tnamespace\x18\x05 \x01(\t\"\x8b\x01\n\x0eInvokeResponse\x12\x0e\n\x06plugin\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x13\n\x0bresult_json\x18\x03 \x01(\t\x12\x10\n\x08replayed\x18\x04 \x01(\x08\x12\x30\n\x08\x61ttempts\x18\x05 \x03(\x0b\x32\x1e.switchboard.router.v1.Attempt\"+\n\x16GetSystemStatusRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\".\n\x17GetSystemStatusResponse\x12\x13\n\x0bstatus_json\x18\x01 \x01(\t2\xb7\x02\n\x06Router\x12\x64\n\x0bSendMessage\x12).switchboard.router.v1.SendMessageRequest\x1a*.switchboard.router.v1.SendMessageResponse\x12U\n\x06Invoke\x12$.switchboard.router.v1.InvokeRequest\x1a%.switchboard.router.v1.InvokeResponse\x12p\n\x0fGetSystemStatus\x12-.switchboard.router.v1.GetSystemStatusRequest\x1a..switchboard.router.v1.GetSystemStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"switchboard/router/v1/router.proto\x12\x15switchboard.router.v1\"\xc3\x02\n\x12SendMessageRequest\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12I\n\x08metadata\x18\x06 \x03(\x0b\x32\x37.switchboard.router.v1.SendMessageRequest.MetadataEntry\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x11\n\tnamespace\x18\x08 \x01(\t\x12\x14\n\x0c\x61synchronous\x18\t \x01(\x08\x12\x13\n\x0b\x65xtras_json\x18\n \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9c\x01\n\x07\x41ttempt\x12\x0e\n\x06plugin\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x0f\n\x07outcome\x18\x03 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x01\x12\x0f\n\x07message\x18\x05 \x01(\t\x12 \n\x13retry_after_seconds\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x16\n\x14_retry_after_seconds\"\xc9\x02\n\x13SendMessageResponse\x12\x0e\n\x06plugin\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x1b\n\x13provider_message_id\x18\x03 \x01(\t\x12H\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32\x37.switchboard.router.v1.SendMessageResponse.DetailsEntry\x12\x10\n\x08replayed\x18\x05 \x01(\x08\x12\x30\n\x08\x61ttempts\x18\x06 \x03(\x0b\x32\x1e.switchboard.router.v1.Attempt\x12\n\n\x02id\x18\x07 \x01(\t\x12\r\n\x05state\x18\x08 \x01(\t\x12\x1a\n\x12possible_duplicate\x18\t \x01(\x08\x1a.\n\x0c\x44\x65tailsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"x\n\rInvokeRequest\x12\x13\n\x0bintegration\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12\x13\n\x0bparams_json\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x11\n\tnamespace\x18\x05 \x01(\t\"\x8b\x01\n\x0eInvokeResponse\x12\x0e\n\x06plugin\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x13\n\x0bresult_json\x18\x03 \x01(\t\x12\x10\n\x08replayed\x18\x04 \x01(\x08\x12\x30\n\x08\x61ttempts\x18\x05 \x03(\x0b\x32\x1e.switchboard.router.v1.Attempt\"+\n\x16GetSystemStatusRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\".\n\x17GetSystemStatusResponse\x12\x13\n\x0bstatus_json\x18\x01 \x01(\t\"2\n\x11GetMessageRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\"\x88\x01\n\x13ListMessagesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\r\n\x05since\x18\x05 \x01(\t\x12\r\n\x05until\x18\x06 \x01(\t\x12\r\n\x05limit\x18\x07 \x01(\r\"8\n\x14WatchMessagesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\r\n\x05\x61\x66ter\x18\x02 \x01(\x04\"\x1b\n\x0bMessageJson\x12\x0c\n\x04json\x18\x01 \x01(\t2\xbe\x05\n\x06Router\x12\x64\n\x0bSendMessage\x12).switchboard.router.v1.SendMessageRequest\x1a*.switchboard.router.v1.SendMessageResponse\x12U\n\x06Invoke\x12$.switchboard.router.v1.InvokeRequest\x1a%.switchboard.router.v1.InvokeResponse\x12p\n\x0fGetSystemStatus\x12-.switchboard.router.v1.GetSystemStatusRequest\x1a..switchboard.router.v1.GetSystemStatusResponse\x12Z\n\nGetMessage\x12(.switchboard.router.v1.GetMessageRequest\x1a\".switchboard.router.v1.MessageJson\x12^\n\x0cListMessages\x12*.switchboard.router.v1.ListMessagesRequest\x1a\".switchboard.router.v1.MessageJson\x12\x62\n\rWatchMessages\x12+.switchboard.router.v1.WatchMessagesRequest\x1a\".switchboard.router.v1.MessageJson0\x01\x12\x65\n\rReplayMessage\x12(.switchboard.router.v1.GetMessageRequest\x1a*.switchboard.router.v1.SendMessageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,23 +36,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SENDMESSAGERESPONSE_DETAILSENTRY']._loaded_options = None
   _globals['_SENDMESSAGERESPONSE_DETAILSENTRY']._serialized_options = b'8\001'
   _globals['_SENDMESSAGEREQUEST']._serialized_start=62
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=342
-  _globals['_SENDMESSAGEREQUEST_METADATAENTRY']._serialized_start=295
-  _globals['_SENDMESSAGEREQUEST_METADATAENTRY']._serialized_end=342
-  _globals['_ATTEMPT']._serialized_start=345
-  _globals['_ATTEMPT']._serialized_end=501
-  _globals['_SENDMESSAGERESPONSE']._serialized_start=504
-  _globals['_SENDMESSAGERESPONSE']._serialized_end=778
-  _globals['_SENDMESSAGERESPONSE_DETAILSENTRY']._serialized_start=732
-  _globals['_SENDMESSAGERESPONSE_DETAILSENTRY']._serialized_end=778
-  _globals['_INVOKEREQUEST']._serialized_start=780
-  _globals['_INVOKEREQUEST']._serialized_end=900
-  _globals['_INVOKERESPONSE']._serialized_start=903
-  _globals['_INVOKERESPONSE']._serialized_end=1042
-  _globals['_GETSYSTEMSTATUSREQUEST']._serialized_start=1044
-  _globals['_GETSYSTEMSTATUSREQUEST']._serialized_end=1087
-  _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_start=1089
-  _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_end=1135
-  _globals['_ROUTER']._serialized_start=1138
-  _globals['_ROUTER']._serialized_end=1449
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=385
+  _globals['_SENDMESSAGEREQUEST_METADATAENTRY']._serialized_start=338
+  _globals['_SENDMESSAGEREQUEST_METADATAENTRY']._serialized_end=385
+  _globals['_ATTEMPT']._serialized_start=388
+  _globals['_ATTEMPT']._serialized_end=544
+  _globals['_SENDMESSAGERESPONSE']._serialized_start=547
+  _globals['_SENDMESSAGERESPONSE']._serialized_end=876
+  _globals['_SENDMESSAGERESPONSE_DETAILSENTRY']._serialized_start=830
+  _globals['_SENDMESSAGERESPONSE_DETAILSENTRY']._serialized_end=876
+  _globals['_INVOKEREQUEST']._serialized_start=878
+  _globals['_INVOKEREQUEST']._serialized_end=998
+  _globals['_INVOKERESPONSE']._serialized_start=1001
+  _globals['_INVOKERESPONSE']._serialized_end=1140
+  _globals['_GETSYSTEMSTATUSREQUEST']._serialized_start=1142
+  _globals['_GETSYSTEMSTATUSREQUEST']._serialized_end=1185
+  _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_start=1187
+  _globals['_GETSYSTEMSTATUSRESPONSE']._serialized_end=1233
+  _globals['_GETMESSAGEREQUEST']._serialized_start=1235
+  _globals['_GETMESSAGEREQUEST']._serialized_end=1285
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=1288
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=1424
+  _globals['_WATCHMESSAGESREQUEST']._serialized_start=1426
+  _globals['_WATCHMESSAGESREQUEST']._serialized_end=1482
+  _globals['_MESSAGEJSON']._serialized_start=1484
+  _globals['_MESSAGEJSON']._serialized_end=1511
+  _globals['_ROUTER']._serialized_start=1514
+  _globals['_ROUTER']._serialized_end=2216
 # @@protoc_insertion_point(module_scope)

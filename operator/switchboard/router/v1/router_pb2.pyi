@@ -59,6 +59,8 @@ class SendMessageRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
+    ASYNCHRONOUS_FIELD_NUMBER: _builtins.int
+    EXTRAS_JSON_FIELD_NUMBER: _builtins.int
     channel: _builtins.str
     recipient: _builtins.str
     content: _builtins.str
@@ -67,6 +69,12 @@ class SendMessageRequest(_message.Message):
     idempotency_key: _builtins.str
     namespace: _builtins.str
     """The tenant; empty means the caller's own namespace."""
+    asynchronous: _builtins.bool
+    """Answer as soon as the message is recorded (status "accepted") and send it in
+    the background, instead of waiting for a provider (the HTTP API's wait=false).
+    """
+    extras_json: _builtins.str
+    """Attachments, template, cc and bcc as the HTTP API's JSON fields."""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -80,10 +88,12 @@ class SendMessageRequest(_message.Message):
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         idempotency_key: _builtins.str = ...,
         namespace: _builtins.str = ...,
+        asynchronous: _builtins.bool = ...,
+        extras_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "content", b"content", "content_type", b"content_type", "idempotency_key", b"idempotency_key", "metadata", b"metadata", "namespace", b"namespace", "recipient", b"recipient", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asynchronous", b"asynchronous", "channel", b"channel", "content", b"content", "content_type", b"content_type", "extras_json", b"extras_json", "idempotency_key", b"idempotency_key", "metadata", b"metadata", "namespace", b"namespace", "recipient", b"recipient", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -158,11 +168,18 @@ class SendMessageResponse(_message.Message):
     DETAILS_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    POSSIBLE_DUPLICATE_FIELD_NUMBER: _builtins.int
     plugin: _builtins.str
     endpoint: _builtins.str
     provider_message_id: _builtins.str
     replayed: _builtins.bool
     """True when an earlier request with the same idempotency key already sent it."""
+    id: _builtins.str
+    """The message's id in the ledger, its state and whether it may have been sent twice."""
+    state: _builtins.str
+    possible_duplicate: _builtins.bool
     @_builtins.property
     def details(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -176,10 +193,13 @@ class SendMessageResponse(_message.Message):
         details: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         replayed: _builtins.bool = ...,
         attempts: _abc.Iterable[Global___Attempt] | None = ...,
+        id: _builtins.str = ...,
+        state: _builtins.str = ...,
+        possible_duplicate: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "details", b"details", "endpoint", b"endpoint", "plugin", b"plugin", "provider_message_id", b"provider_message_id", "replayed", b"replayed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "details", b"details", "endpoint", b"endpoint", "id", b"id", "plugin", b"plugin", "possible_duplicate", b"possible_duplicate", "provider_message_id", b"provider_message_id", "replayed", b"replayed", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -287,3 +307,109 @@ class GetSystemStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetSystemStatusResponse: _TypeAlias = GetSystemStatusResponse  # noqa: Y015
+
+@_typing.final
+class GetMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    namespace: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        namespace: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "namespace", b"namespace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMessageRequest: _TypeAlias = GetMessageRequest  # noqa: Y015
+
+@_typing.final
+class ListMessagesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    state: _builtins.str
+    channel: _builtins.str
+    recipient: _builtins.str
+    since: _builtins.str
+    """ISO 8601 times."""
+    until: _builtins.str
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        state: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        since: _builtins.str = ...,
+        until: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "limit", b"limit", "namespace", b"namespace", "recipient", b"recipient", "since", b"since", "state", b"state", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMessagesRequest: _TypeAlias = ListMessagesRequest  # noqa: Y015
+
+@_typing.final
+class WatchMessagesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    namespace: _builtins.str
+    after: _builtins.int
+    """Resume after this event sequence number; 0: from now on."""
+    def __init__(
+        self,
+        *,
+        namespace: _builtins.str = ...,
+        after: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "namespace", b"namespace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchMessagesRequest: _TypeAlias = WatchMessagesRequest  # noqa: Y015
+
+@_typing.final
+class MessageJson(_message.Message):
+    """A JSON document, the same the HTTP API returns: a message (GetMessage), a
+    list (ListMessages) or one state change (WatchMessages).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JSON_FIELD_NUMBER: _builtins.int
+    json: _builtins.str
+    def __init__(
+        self,
+        *,
+        json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["json", b"json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageJson: _TypeAlias = MessageJson  # noqa: Y015

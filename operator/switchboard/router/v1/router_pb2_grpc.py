@@ -49,6 +49,26 @@ class RouterStub:
                 request_serializer=switchboard_dot_router_dot_v1_dot_router__pb2.GetSystemStatusRequest.SerializeToString,
                 response_deserializer=switchboard_dot_router_dot_v1_dot_router__pb2.GetSystemStatusResponse.FromString,
                 _registered_method=True)
+        self.GetMessage = channel.unary_unary(
+                '/switchboard.router.v1.Router/GetMessage',
+                request_serializer=switchboard_dot_router_dot_v1_dot_router__pb2.GetMessageRequest.SerializeToString,
+                response_deserializer=switchboard_dot_router_dot_v1_dot_router__pb2.MessageJson.FromString,
+                _registered_method=True)
+        self.ListMessages = channel.unary_unary(
+                '/switchboard.router.v1.Router/ListMessages',
+                request_serializer=switchboard_dot_router_dot_v1_dot_router__pb2.ListMessagesRequest.SerializeToString,
+                response_deserializer=switchboard_dot_router_dot_v1_dot_router__pb2.MessageJson.FromString,
+                _registered_method=True)
+        self.WatchMessages = channel.unary_stream(
+                '/switchboard.router.v1.Router/WatchMessages',
+                request_serializer=switchboard_dot_router_dot_v1_dot_router__pb2.WatchMessagesRequest.SerializeToString,
+                response_deserializer=switchboard_dot_router_dot_v1_dot_router__pb2.MessageJson.FromString,
+                _registered_method=True)
+        self.ReplayMessage = channel.unary_unary(
+                '/switchboard.router.v1.Router/ReplayMessage',
+                request_serializer=switchboard_dot_router_dot_v1_dot_router__pb2.GetMessageRequest.SerializeToString,
+                response_deserializer=switchboard_dot_router_dot_v1_dot_router__pb2.SendMessageResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -75,6 +95,34 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMessage(self, request, context):
+        """One message as the ledger records it: state, attempts, history.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMessages(self, request, context):
+        """Messages of one namespace, newest first, filtered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchMessages(self, request, context):
+        """Every state change of one namespace's messages as it happens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayMessage(self, request, context):
+        """Send a failed, unknown or expired message again, as a new round of the same message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +140,26 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.GetSystemStatus,
                     request_deserializer=switchboard_dot_router_dot_v1_dot_router__pb2.GetSystemStatusRequest.FromString,
                     response_serializer=switchboard_dot_router_dot_v1_dot_router__pb2.GetSystemStatusResponse.SerializeToString,
+            ),
+            'GetMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMessage,
+                    request_deserializer=switchboard_dot_router_dot_v1_dot_router__pb2.GetMessageRequest.FromString,
+                    response_serializer=switchboard_dot_router_dot_v1_dot_router__pb2.MessageJson.SerializeToString,
+            ),
+            'ListMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMessages,
+                    request_deserializer=switchboard_dot_router_dot_v1_dot_router__pb2.ListMessagesRequest.FromString,
+                    response_serializer=switchboard_dot_router_dot_v1_dot_router__pb2.MessageJson.SerializeToString,
+            ),
+            'WatchMessages': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchMessages,
+                    request_deserializer=switchboard_dot_router_dot_v1_dot_router__pb2.WatchMessagesRequest.FromString,
+                    response_serializer=switchboard_dot_router_dot_v1_dot_router__pb2.MessageJson.SerializeToString,
+            ),
+            'ReplayMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayMessage,
+                    request_deserializer=switchboard_dot_router_dot_v1_dot_router__pb2.GetMessageRequest.FromString,
+                    response_serializer=switchboard_dot_router_dot_v1_dot_router__pb2.SendMessageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +243,114 @@ class Router:
             '/switchboard.router.v1.Router/GetSystemStatus',
             switchboard_dot_router_dot_v1_dot_router__pb2.GetSystemStatusRequest.SerializeToString,
             switchboard_dot_router_dot_v1_dot_router__pb2.GetSystemStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.router.v1.Router/GetMessage',
+            switchboard_dot_router_dot_v1_dot_router__pb2.GetMessageRequest.SerializeToString,
+            switchboard_dot_router_dot_v1_dot_router__pb2.MessageJson.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.router.v1.Router/ListMessages',
+            switchboard_dot_router_dot_v1_dot_router__pb2.ListMessagesRequest.SerializeToString,
+            switchboard_dot_router_dot_v1_dot_router__pb2.MessageJson.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/switchboard.router.v1.Router/WatchMessages',
+            switchboard_dot_router_dot_v1_dot_router__pb2.WatchMessagesRequest.SerializeToString,
+            switchboard_dot_router_dot_v1_dot_router__pb2.MessageJson.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.router.v1.Router/ReplayMessage',
+            switchboard_dot_router_dot_v1_dot_router__pb2.GetMessageRequest.SerializeToString,
+            switchboard_dot_router_dot_v1_dot_router__pb2.SendMessageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,14 @@ class RouterStub:
     """Run one operation of a vendor integration."""
     GetSystemStatus: _grpc.UnaryUnaryMultiCallable[_router_pb2.GetSystemStatusRequest, _router_pb2.GetSystemStatusResponse]
     """The system status of one namespace: plugins, endpoints, error rates."""
+    GetMessage: _grpc.UnaryUnaryMultiCallable[_router_pb2.GetMessageRequest, _router_pb2.MessageJson]
+    """One message as the ledger records it: state, attempts, history."""
+    ListMessages: _grpc.UnaryUnaryMultiCallable[_router_pb2.ListMessagesRequest, _router_pb2.MessageJson]
+    """Messages of one namespace, newest first, filtered."""
+    WatchMessages: _grpc.UnaryStreamMultiCallable[_router_pb2.WatchMessagesRequest, _router_pb2.MessageJson]
+    """Every state change of one namespace's messages as it happens."""
+    ReplayMessage: _grpc.UnaryUnaryMultiCallable[_router_pb2.GetMessageRequest, _router_pb2.SendMessageResponse]
+    """Send a failed, unknown or expired message again, as a new round of the same message."""
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -56,6 +64,14 @@ class RouterAsyncStub(RouterStub):
     """Run one operation of a vendor integration."""
     GetSystemStatus: _aio.UnaryUnaryMultiCallable[_router_pb2.GetSystemStatusRequest, _router_pb2.GetSystemStatusResponse]  # type: ignore[assignment]
     """The system status of one namespace: plugins, endpoints, error rates."""
+    GetMessage: _aio.UnaryUnaryMultiCallable[_router_pb2.GetMessageRequest, _router_pb2.MessageJson]  # type: ignore[assignment]
+    """One message as the ledger records it: state, attempts, history."""
+    ListMessages: _aio.UnaryUnaryMultiCallable[_router_pb2.ListMessagesRequest, _router_pb2.MessageJson]  # type: ignore[assignment]
+    """Messages of one namespace, newest first, filtered."""
+    WatchMessages: _aio.UnaryStreamMultiCallable[_router_pb2.WatchMessagesRequest, _router_pb2.MessageJson]  # type: ignore[assignment]
+    """Every state change of one namespace's messages as it happens."""
+    ReplayMessage: _aio.UnaryUnaryMultiCallable[_router_pb2.GetMessageRequest, _router_pb2.SendMessageResponse]  # type: ignore[assignment]
+    """Send a failed, unknown or expired message again, as a new round of the same message."""
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -81,5 +97,37 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.GetSystemStatusResponse, _abc.Awaitable[_router_pb2.GetSystemStatusResponse]]:
         """The system status of one namespace: plugins, endpoints, error rates."""
+
+    @_abc_1.abstractmethod
+    def GetMessage(
+        self,
+        request: _router_pb2.GetMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.MessageJson, _abc.Awaitable[_router_pb2.MessageJson]]:
+        """One message as the ledger records it: state, attempts, history."""
+
+    @_abc_1.abstractmethod
+    def ListMessages(
+        self,
+        request: _router_pb2.ListMessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.MessageJson, _abc.Awaitable[_router_pb2.MessageJson]]:
+        """Messages of one namespace, newest first, filtered."""
+
+    @_abc_1.abstractmethod
+    def WatchMessages(
+        self,
+        request: _router_pb2.WatchMessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_router_pb2.MessageJson], _abc.AsyncIterator[_router_pb2.MessageJson]]:
+        """Every state change of one namespace's messages as it happens."""
+
+    @_abc_1.abstractmethod
+    def ReplayMessage(
+        self,
+        request: _router_pb2.GetMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.SendMessageResponse, _abc.Awaitable[_router_pb2.SendMessageResponse]]:
+        """Send a failed, unknown or expired message again, as a new round of the same message."""
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
