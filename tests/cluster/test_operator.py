@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 from typing import Any
@@ -16,7 +17,9 @@ from switchboard.api import constants
 from switchboard.controller import licensing
 from switchboard.controller.kube import Kube
 from switchboard.controller.leader import LeaseElector
-from switchboard.controller.reconciler import Key, Reconciler
+from switchboard.controller.reconciler import Reconciler
+from switchboard.controller.runtime import Key
+from switchboard.kubeclient import kube_config
 from tests.cluster.conftest import RunningOperator
 from tests.support.controlplane import ControlPlane
 from tests.support.resources import communication_plugin, vendor_integration
@@ -516,11 +519,17 @@ def test_reconciling_a_settled_resource_writes_nothing(
     cluster.secret("creds", TOKEN="x")
     cluster.apply(_sms(secretRef={"name": "creds"}, replicas=2))
     cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "True")
-    kube = Kube.from_environment("switchboard-operator", str(cluster.plane.kubeconfig))
-    reconciler = Reconciler(kube, operator.settings)
-    key = Key("CommunicationPlugin", cluster.namespace, "sms")
-    reconciler.reconcile(key)
-    reconciler.reconcile(key)
+
+    async def reconcile_twice() -> Kube:
+        kube = Kube.from_config(kube_config(str(cluster.plane.kubeconfig)), "switchboard-operator")
+        reconciler = Reconciler(kube, operator.settings)
+        key = Key("CommunicationPlugin", cluster.namespace, "sms")
+        await reconciler.reconcile(key)
+        await reconciler.reconcile(key)
+        await kube.close()
+        return kube
+
+    kube = asyncio.run(reconcile_twice())
     assert sum(kube.writes.values()) == 0, kube.writes
 
 
@@ -528,15 +537,24 @@ def test_reconciling_a_settled_resource_writes_nothing(
 
 
 def test_only_one_replica_holds_the_lease_and_a_standby_takes_over(cluster: Cluster) -> None:
-    first = LeaseElector(cluster.api, cluster.namespace, "switchboard-operator", "pod-a", 2)
-    second = LeaseElector(cluster.api, cluster.namespace, "switchboard-operator", "pod-b", 2)
-    assert first.try_acquire()
-    assert not second.try_acquire()
-    assert first.try_acquire()  # renewing one's own lease works
-    # The leader stops renewing (it died); after the lease runs out the standby leads.
-    taken = wait_for(second.try_acquire, timeout=10, interval=0.5, what="the standby to lead")
-    assert taken
-    assert not first.try_acquire()
+    async def elect() -> None:
+        kube = Kube.from_config(kube_config(str(cluster.plane.kubeconfig)), "switchboard-operator")
+        first = LeaseElector(kube.client, cluster.namespace, "switchboard-operator", "pod-a", 2)
+        second = LeaseElector(kube.client, cluster.namespace, "switchboard-operator", "pod-b", 2)
+        assert await first.try_acquire()
+        assert not await second.try_acquire()
+        assert await first.try_acquire()  # renewing one's own lease works
+        # The leader stops renewing (it died); after the lease runs out the standby leads.
+        for _ in range(40):
+            if await second.try_acquire():
+                break
+            await asyncio.sleep(0.25)
+        else:
+            raise AssertionError("the standby never took over")
+        assert not await first.try_acquire()
+        await kube.close()
+
+    asyncio.run(elect())
     lease = k8s.CoordinationV1Api(cluster.api).read_namespaced_lease(
         "switchboard-operator", cluster.namespace
     )

@@ -80,7 +80,7 @@ def _rule_lines() -> list[tuple[str, str]]:
     wildcard in any branch of the templates, rendered by the tests or not.
     """
     found = []
-    for path in sorted(TEMPLATES.glob("*-role.yaml")):
+    for path in [*sorted(TEMPLATES.glob("*-role.yaml")), TEMPLATES / "_helpers.tpl"]:
         for line in path.read_text().splitlines():
             if re.match(r"^\s*(- )?(apiGroups|resources|verbs|resourceNames):", line):
                 found.append((path.name, line.strip()))

@@ -1,21 +1,51 @@
-"""The operator process carries only what it runs: its memory is mostly libraries."""
+"""The operator process carries only what it runs, and does nothing on import."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 from tests.support.imports import loaded_after
 
 
 def test_the_operator_loads_no_generated_kubernetes_apis_and_no_cryptography() -> None:
-    # What `switchboard operator` imports and builds before it runs. The generated
-    # API classes (CoreV1Api alone is about 20 MB) and their models are not needed
-    # for the operator's plain JSON requests; cryptography (about 9 MB) only when
-    # it checks a licence.
+    # What `switchboard operator` imports and builds before it runs. Generated API
+    # classes (the `kubernetes` client's CoreV1Api alone is about 20 MB, and
+    # kubernetes_asyncio loads all of its models at once) are not needed: the
+    # operator talks through lightkube. cryptography (about 9 MB) loads only when
+    # a licence is checked.
     loaded = loaded_after(
         "import switchboard.cli, switchboard.controller.main, switchboard.controller.leader; "
-        "from kubernetes import client; from switchboard.controller.kube import Kube; "
-        "Kube(client.ApiClient(), 'switchboard-operator')"
+        "from switchboard.controller.main import Operator; "
+        "from switchboard.controller.settings import OperatorSettings; "
+        "Operator(OperatorSettings())"
     )
 
     assert {m for m in loaded if m.startswith("kubernetes.client.api.")} == set()
     assert len({m for m in loaded if m.startswith("kubernetes.client.models.")}) < 10
+    assert not {m for m in loaded if m.startswith("kubernetes_asyncio")}
     assert "cryptography" not in loaded
+    assert "lightkube" in loaded
+
+
+def test_importing_the_kopf_entry_reaches_no_api_server(tmp_path: object) -> None:
+    # `kopf run -m switchboard.controller.kopf_main` imports the module first; with
+    # no kubeconfig anywhere, the import must still succeed: the API server is
+    # first reached in kopf's login and startup handlers, not at import time.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
+    }
+    env["KUBECONFIG"] = os.devnull
+    env["HOME"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", "import switchboard.controller.kopf_main"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

@@ -140,3 +140,37 @@ podAntiAffinity:
 {{- define "switchboard.namespaced" -}}
 {{- if .Values.watchNamespace -}}true{{- end -}}
 {{- end -}}
+
+{{/* The namespaces plugins run in, as a JSON list: watchNamespace, or tenantNamespaces. */}}
+{{- define "switchboard.servedNamespaces" -}}
+{{- if .Values.watchNamespace -}}
+{{- list .Values.watchNamespace | toJson -}}
+{{- else -}}
+{{- .Values.tenantNamespaces | default list | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* What the operator may write where plugins run: children (server-side
+apply creates them when new) and the Secrets resources name, read by name. */}}
+{{- define "switchboard.operatorWriteRules" -}}
+# Children, written by server-side apply (create when the object is new; a
+# JSON merge patch repairs a keyed list someone broke by hand).
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: [""]
+  resources: ["services", "configmaps", "serviceaccounts"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch"]
+# A PodDisruptionBudget is deleted again when replicas drop to one.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "create", "patch", "delete"]
+# The Secrets resources name (credentials: key names and a checksum; licences),
+# read one by one: never listed or watched, never written or logged.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end -}}

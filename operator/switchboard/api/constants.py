@@ -33,6 +33,8 @@ LABEL_PLUGIN: Final = f"{PREFIX}/plugin"
 LABEL_CHANNEL_TYPE: Final = f"{PREFIX}/channel-type"
 LABEL_VENDOR: Final = f"{PREFIX}/vendor"
 MANAGED_BY: Final = "switchboard-operator"
+#: The label selector of everything the operator makes (children, and so their pods).
+MANAGED_SELECTOR: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 COMPONENT_PLUGIN: Final = "plugin"
 COMPONENT_ROUTER: Final = "router"
 
@@ -41,6 +43,9 @@ ANNOTATION_CONFIG_CHECKSUM: Final = f"{PREFIX}/config-checksum"
 ANNOTATION_SECRET_CHECKSUM: Final = f"{PREFIX}/secret-checksum"
 #: kopf keeps its progress and last-handled state under this prefix.
 ANNOTATION_KOPF_PREFIX: Final = PREFIX
+#: Namespace label: the highest securityLevel resources in the namespace may ask
+#: for (minimal, standard, elevated or system). Set by whoever may label namespaces.
+LABEL_MAX_SECURITY_LEVEL: Final = f"{PREFIX}/max-security-level"
 
 
 def kind_label(kind: str) -> str:
@@ -100,7 +105,6 @@ class Reason(StrEnum):
     PODS_NOT_READY = "PodsNotReady"
     PODS_UNAVAILABLE = "PodsUnavailable"
     ROLLING_OUT = "RollingOut"
-    DISABLED = "Disabled"
     SECRET_NOT_FOUND = "SecretNotFound"
     SECRET_KEY_MISSING = "SecretKeyMissing"
     SECRETS_FOUND = "SecretsFound"
@@ -108,12 +112,15 @@ class Reason(StrEnum):
     CONFIG_ACCEPTED = "ConfigAccepted"
     CONFIG_REJECTED = "ConfigRejected"
     IMAGE_REFUSED = "ImageRefused"
+    SECURITY_LEVEL_REFUSED = "SecurityLevelRefused"
+    EGRESS_REFUSED = "EgressRefused"
+    NAMESPACE_NOT_SERVED = "NamespaceNotServed"
+    APPLY_FAILED = "ApplyFailed"
+    RECONCILE_FAILED = "ReconcileFailed"
     LICENSE_VALID = "LicenseValid"
     LICENSE_IN_GRACE = "LicenseInGracePeriod"
     LICENSE_EXPIRED = "LicenseExpired"
     LICENSE_INVALID = "LicenseInvalid"
-    LICENSE_NOT_REQUIRED = "LicenseNotRequired"
     WAITING_FOR_DEPENDENCY = "WaitingForDependency"
     DEPENDENCY_CYCLE = "DependencyCycle"
     DEPENDENCIES_MET = "DependenciesMet"
-    NO_DEPENDENCIES = "NoDependencies"

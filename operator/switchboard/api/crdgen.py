@@ -26,6 +26,13 @@ from switchboard.api.models import (
 
 _DROPPED_KEYS = {"title", "$defs", "additionalProperties"}
 _READY = '.status.conditions[?(@.type=="Ready")].status'
+#: The Ready condition's message, as cert-manager shows it (`kubectl get -o wide`).
+_STATUS = {
+    "name": "Status",
+    "type": "string",
+    "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+    "priority": 1,
+}
 
 PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
     CommunicationPlugin.kind_name: [
@@ -35,6 +42,7 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
         {"name": "Enabled", "type": "boolean", "jsonPath": ".spec.enabled", "priority": 1},
         {"name": "Ready", "type": "string", "jsonPath": _READY},
         {"name": "Endpoints", "type": "integer", "jsonPath": ".status.endpoints.ready"},
+        _STATUS,
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
     VendorIntegration.kind_name: [
@@ -43,6 +51,7 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
         {"name": "Environment", "type": "string", "jsonPath": ".spec.environment"},
         {"name": "Ready", "type": "string", "jsonPath": _READY},
         {"name": "Endpoints", "type": "integer", "jsonPath": ".status.endpoints.ready"},
+        _STATUS,
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
 }

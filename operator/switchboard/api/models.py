@@ -11,6 +11,7 @@ predicate here (so local mode gives the same answer without a cluster).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 ENV_VAR_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 #: A resource quantity such as `100m`, `128Mi` or `1`.
 QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+#: An IPv4 or IPv6 CIDR such as `10.0.5.0/24` or `2001:db8::/64` (checked fully in Python).
+CIDR = r"^[0-9a-fA-F:.]+/[0-9]{1,3}$"
 #: A condition reason: one CamelCase word.
 CONDITION_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
@@ -208,6 +211,60 @@ class ImagePullPolicy(StrEnum):
     NEVER = "Never"
 
 
+class NetworkProtocol(StrEnum):
+    TCP = "TCP"
+    UDP = "UDP"
+
+
+class EgressPort(_Model):
+    """A destination port a plugin may reach."""
+
+    port: Annotated[int, Field(ge=1, le=65535)]
+    """Port number, e.g. 5432 for PostgreSQL or 55555 for VOLTHA."""
+    protocol: NetworkProtocol = NetworkProtocol.TCP
+    """`TCP` or `UDP`."""
+
+
+def _cidr(text: str) -> str:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError as error:
+        raise ValueError(f"{text!r} is not a CIDR such as 10.0.5.0/24 or 2001:db8::/64") from error
+    return text
+
+
+class EgressRule(_Model):
+    """Destinations a plugin may reach: addresses and ports, as in a NetworkPolicy."""
+
+    cidrs: Annotated[
+        list[
+            Annotated[
+                str,
+                Field(
+                    pattern=CIDR,
+                    max_length=43,
+                    json_schema_extra={
+                        "x-kubernetes-validations": [
+                            {
+                                "rule": "isCIDR(self)",
+                                "message": "must be a CIDR such as 10.0.5.0/24",
+                            }
+                        ]
+                    },
+                ),
+                AfterValidator(_cidr),
+            ]
+        ],
+        *_set(32),
+    ] = Field(default_factory=list)
+    """Address ranges, e.g. `10.0.5.0/24`. Empty: any address, except link-local
+    (cloud metadata) and the API server below securityLevel `system`."""
+    ports: Annotated[list[EgressPort], Field(json_schema_extra={"maxItems": 32})] = Field(
+        default_factory=list
+    )
+    """Ports on those addresses. Empty: every port."""
+
+
 class WorkloadSpec(_Model):
     """Fields shared by both kinds: what runs, with which settings and credentials."""
 
@@ -253,6 +310,14 @@ class WorkloadSpec(_Model):
         default_factory=list
     )
     """Taints that plugin pods tolerate."""
+    egress: Annotated[list[EgressRule], Field(json_schema_extra={"maxItems": 16})] = Field(
+        default_factory=list
+    )
+    """Where the plugin may connect besides DNS. Set: exactly these rules, at
+    every security level (e.g. `[{ports: [{port: 5432}]}]` for a PostgreSQL
+    database). Unset: what the security level allows (see `securityLevel`).
+    Link-local addresses (cloud metadata) and the API server stay out of reach
+    below securityLevel `system`."""
 
 
 _REQUIRED_SECRETS_NEED_SECRET_REF = CrossFieldRule(
@@ -389,9 +454,14 @@ class VendorIntegrationSpec(WorkloadSpec):
     """Permissions a caller must hold to invoke this integration, e.g.
     `network.fiber.manage`; checked by the router."""
     security_level: SecurityLevel = SecurityLevel.STANDARD
-    """Isolation of the plugin pods: `minimal` and `standard` allow egress only
-    to DNS and the vendor system's ports, `elevated` any egress, `system` also
-    mounts an API token."""
+    """What the plugin pods may reach when `egress` is unset: `minimal` DNS and
+    port 443; `standard` (also every CommunicationPlugin) DNS and ports 443, 80,
+    25, 465 and 587; `elevated` any port. Below `system`, link-local addresses
+    (cloud metadata) and the API server are never reachable, even through
+    `egress`. `system` also mounts an API token and reaches anything. A level
+    above `standard` needs the namespace label
+    `switchboard.dev/max-security-level` (or the admission policy's `use`
+    permission on `securitylevels.switchboard.dev`)."""
     license: LicenseReference | None = None
     """A signed licence for a commercial integration; condition Licensed reports
     whether it is valid."""

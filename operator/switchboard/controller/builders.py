@@ -8,20 +8,48 @@ manifest dict ready for server-side apply. Tests check them without a cluster.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from switchboard.api import constants
 from switchboard.api.models import (
     CommunicationPlugin,
+    EgressRule,
     SecurityLevel,
     VendorIntegration,
 )
+from switchboard.controller.gates import PluginResource, forbidden_networks, security_level
 from switchboard.controller.settings import OperatorSettings
 
-PluginResource = CommunicationPlugin | VendorIntegration
+
+@dataclass(frozen=True)
+class Kind:
+    """A Kubernetes kind the operator reads or writes, with its URL name."""
+
+    api_version: str
+    kind: str
+    plural: str
+
+
+#: Every kind of child, in the order they are applied: the one table that the
+#: builders, the watches and the API calls share.
+CHILD_KINDS: tuple[Kind, ...] = (
+    Kind("v1", "ServiceAccount", "serviceaccounts"),
+    Kind("v1", "ConfigMap", "configmaps"),
+    Kind("v1", "Service", "services"),
+    Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+    Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+    Kind("apps/v1", "Deployment", "deployments"),
+)
+#: What the cluster makes for the children (and copies our labels onto): watched
+#: and read, never written.
+DERIVED_KINDS: tuple[Kind, ...] = (
+    Kind("v1", "Pod", "pods"),
+    Kind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices"),
+)
 
 #: Suffix of every child object's name, by kind, so a CommunicationPlugin and a
 #: VendorIntegration of the same name never collide.
@@ -33,7 +61,8 @@ CONFIG_FILE = constants.PLUGIN_CONFIG_PATH.rsplit("/", 1)[-1]
 CONFIG_DIR = constants.PLUGIN_CONFIG_PATH.rsplit("/", 1)[0]
 PLUGIN_UID = 65532
 
-#: TCP ports a plugin may reach outside the cluster, by security level; None: any.
+#: TCP ports a plugin may reach when its resource declares no egress, by
+#: security level; None: any port.
 EGRESS_PORTS: dict[SecurityLevel, list[int] | None] = {
     SecurityLevel.MINIMAL: [443],
     SecurityLevel.STANDARD: [443, 80, 25, 465, 587],
@@ -111,12 +140,6 @@ def checksum(data: Mapping[str, Any]) -> str:
 def config_checksum(resource: PluginResource) -> str:
     """Hash of the plugin's config; a change rolls the pods."""
     return checksum({"config": resource.spec.config})
-
-
-def security_level(resource: PluginResource) -> SecurityLevel:
-    if isinstance(resource, VendorIntegration):
-        return resource.spec.security_level
-    return SecurityLevel.STANDARD
 
 
 # --- children ---------------------------------------------------------------------
@@ -310,9 +333,60 @@ def deployment(
     }
 
 
+_ANY_V4, _ANY_V6 = ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")
+_DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def ip_blocks(cidrs: Sequence[str], forbidden: Sequence[Network]) -> list[dict[str, Any]]:
+    """NetworkPolicy peers for `cidrs` (empty: every address), each with the
+    forbidden ranges inside it cut out. A CIDR inside a forbidden range is
+    left out entirely (the gates refuse such a resource before this runs)."""
+    networks = [ipaddress.ip_network(c, strict=False) for c in cidrs] or [_ANY_V4, _ANY_V6]
+    peers = []
+    for network in networks:
+        same_family = [f for f in forbidden if f.version == network.version]
+        if any(network.subnet_of(f) for f in same_family):  # type: ignore[arg-type]
+            continue
+        cut = sorted(str(f) for f in same_family if f.subnet_of(network))  # type: ignore[arg-type]
+        block: dict[str, Any] = {"cidr": str(network)}
+        if cut:
+            block["except"] = cut
+        peers.append({"ipBlock": block})
+    return peers
+
+
+def egress_rules(
+    level: SecurityLevel, declared: Sequence[EgressRule], forbidden: Sequence[Network]
+) -> list[dict[str, Any]]:
+    """What a plugin may reach: DNS, then the declared rules or the level's defaults.
+
+    DNS may go to any address (node-local caches listen on link-local ones);
+    everything else keeps out of `forbidden` (empty at `system`)."""
+    if not declared and not forbidden and EGRESS_PORTS[level] is None:
+        return [{}]  # system without a declaration: anything
+    rules: list[dict[str, Any]] = [{"ports": list(_DNS_PORTS)}]
+    if declared:
+        for rule in declared:
+            out: dict[str, Any] = {"to": ip_blocks(rule.cidrs, forbidden)}
+            if rule.ports:
+                out["ports"] = [{"protocol": p.protocol.value, "port": p.port} for p in rule.ports]
+            if out["to"]:
+                rules.append(out)
+        return rules
+    default: dict[str, Any] = {"to": ip_blocks([], forbidden)}
+    ports = EGRESS_PORTS[level]
+    if ports is not None:
+        default["ports"] = [{"protocol": "TCP", "port": p} for p in ports]
+    rules.append(default)
+    return rules
+
+
 def network_policy(resource: PluginResource, settings: OperatorSettings) -> dict[str, Any]:
     """Only the router (and the operator, for Describe) may reach a plugin;
-    what a plugin may reach follows its security level."""
+    what a plugin may reach follows its `egress` or its security level, and
+    never link-local addresses or the API server below `system`."""
     peers = [
         {
             "namespaceSelector": {
@@ -322,15 +396,8 @@ def network_policy(resource: PluginResource, settings: OperatorSettings) -> dict
         }
         for pod_labels in (settings.router_pod_labels, settings.operator_pod_labels)
     ]
-    dns = {
-        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-    }
-    ports = EGRESS_PORTS[security_level(resource)]
-    egress: list[dict[str, Any]] = [dns]
-    if ports is None:
-        egress = [{}]  # any destination, any port
-    else:
-        egress.append({"ports": [{"protocol": "TCP", "port": p} for p in ports]})
+    level = security_level(resource)
+    forbidden = forbidden_networks(level, settings.gate_policy())
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -344,7 +411,7 @@ def network_policy(resource: PluginResource, settings: OperatorSettings) -> dict
                     "ports": [{"protocol": "TCP", "port": constants.PLUGIN_GRPC_PORT}],
                 }
             ],
-            "egress": egress,
+            "egress": egress_rules(level, resource.spec.egress, forbidden),
         },
     }
 
@@ -379,14 +446,3 @@ def children(
         deployment(resource, settings, inputs),
     ]
     return [o for o in objects if o is not None]
-
-
-#: Every kind of child, as (apiVersion, kind), for watching and pruning.
-CHILD_KINDS: tuple[tuple[str, str], ...] = (
-    ("v1", "ServiceAccount"),
-    ("v1", "ConfigMap"),
-    ("v1", "Service"),
-    ("networking.k8s.io/v1", "NetworkPolicy"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("apps/v1", "Deployment"),
-)

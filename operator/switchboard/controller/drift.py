@@ -45,3 +45,16 @@ def in_sync(desired: dict[str, Any], live: dict[str, Any] | None) -> bool:
     meta = {k: v for k, v in desired.get("metadata", {}).items() if k in _OWNED_METADATA}
     body = {k: v for k, v in desired.items() if k not in ("metadata", "apiVersion", "kind")}
     return contains(meta, live.get("metadata", {})) and contains(body, live)
+
+
+def owned_fields(desired: dict[str, Any]) -> dict[str, Any]:
+    """`desired` as a JSON merge patch: the fields the operator sets, lists whole.
+
+    A merge patch replaces each list it names, so it mends an object whose
+    keyed list (a Service's ports) holds an entry that clashes with ours."""
+    meta = desired.get("metadata", {})
+    patch = {k: v for k, v in desired.items() if k not in ("metadata", "apiVersion", "kind")}
+    patch["metadata"] = {
+        k: meta[k] for k in ("labels", "annotations", "ownerReferences") if k in meta
+    }
+    return patch

@@ -9,16 +9,15 @@ for longer than one renewal period.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import logging
-import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
-
-from switchboard.controller.kube import request, resource_path
+from lightkube import ApiError, AsyncClient
+from lightkube.resources.coordination_v1 import Lease
 
 log = logging.getLogger("switchboard.operator")
 
@@ -32,33 +31,34 @@ def _micro_time(value: datetime.datetime) -> str:
     return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse_time(value: str | None) -> datetime.datetime | None:
-    return datetime.datetime.fromisoformat(value) if value else None
+def _parse_time(value: Any) -> datetime.datetime | None:
+    if value is None or isinstance(value, datetime.datetime):
+        return value
+    return datetime.datetime.fromisoformat(str(value))
 
 
 class LeaseElector:
     def __init__(
         self,
-        api_client: k8s.ApiClient,
+        client: AsyncClient,
         namespace: str,
         name: str,
         identity: str,
         lease_seconds: int = 15,
     ) -> None:
-        self.api_client = api_client
+        self.client = client
         self.namespace, self.name, self.identity = namespace, name, identity
         self.lease_seconds = lease_seconds
 
-    def _path(self, name: str | None = None) -> str:
-        return resource_path("coordination.k8s.io/v1", "leases", self.namespace, name)
-
-    def try_acquire(self) -> bool:
+    async def try_acquire(self) -> bool:
         """Take or renew the Lease if it is ours or has expired; True when we hold it."""
         now = _now()
         try:
-            lease: dict[str, Any] = request(self.api_client, "GET", self._path(self.name))
-        except ApiException as error:
-            if error.status != 404:
+            lease: dict[str, Any] = (
+                await self.client.get(Lease, self.name, namespace=self.namespace)
+            ).to_dict()
+        except ApiError as error:
+            if error.status.code != 404:
                 raise
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
@@ -67,9 +67,9 @@ class LeaseElector:
                 "spec": self._spec(now, now, transitions=0),
             }
             try:
-                request(self.api_client, "POST", self._path(), body=body)
-            except ApiException as conflict:
-                if conflict.status == 409:
+                await self.client.create(cast(Lease, Lease.from_dict(body)))
+            except ApiError as conflict:
+                if conflict.status.code == 409:
                     return False
                 raise
             return True
@@ -90,9 +90,9 @@ class LeaseElector:
         lease["spec"] = self._spec(acquired or now, now, transitions)
         try:
             # The resourceVersion in `lease` makes this a compare-and-swap.
-            request(self.api_client, "PUT", self._path(self.name), body=lease)
-        except ApiException as conflict:
-            if conflict.status == 409:
+            await self.client.replace(cast(Lease, Lease.from_dict(lease)))
+        except ApiError as conflict:
+            if conflict.status.code == 409:
                 return False
             raise
         return True
@@ -108,25 +108,32 @@ class LeaseElector:
             "leaseTransitions": transitions,
         }
 
-    def wait_for_leadership(self, stop: threading.Event) -> bool:
-        """Block until we hold the Lease (True) or `stop` is set (False)."""
+    async def _pause(self, stop: asyncio.Event) -> bool:
+        """Wait a third of the lease, or until `stop`; True when stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), self.lease_seconds / 3)
+        return stop.is_set()
+
+    async def wait_for_leadership(self, stop: asyncio.Event) -> bool:
+        """Wait until we hold the Lease (True) or `stop` is set (False)."""
         while not stop.is_set():
             try:
-                if self.try_acquire():
+                if await self.try_acquire():
                     log.info("Acquired leadership lease %s/%s", self.namespace, self.name)
                     return True
-            except ApiException as error:
-                log.warning("Could not read leadership lease: %s", error.reason)
-            stop.wait(self.lease_seconds / 3)
+            except ApiError as error:
+                log.warning("Could not read leadership lease: %s", error.status.message)
+            if await self._pause(stop):
+                break
         return False
 
-    def keep_renewing(self, stop: threading.Event, on_lost: Callable[[], None]) -> None:
+    async def keep_renewing(self, stop: asyncio.Event, on_lost: Callable[[], None]) -> None:
         """Renew every third of the lease; call `on_lost` when a renewal fails."""
-        while not stop.wait(self.lease_seconds / 3):
+        while not await self._pause(stop):
             try:
-                held = self.try_acquire()
-            except ApiException as error:
-                log.error("Renewing the leadership lease failed: %s", error.reason)
+                held = await self.try_acquire()
+            except (ApiError, OSError) as error:
+                log.error("Renewing the leadership lease failed: %s", error)
                 held = False
             if not held:
                 log.error("Lost leadership lease %s/%s; stopping", self.namespace, self.name)

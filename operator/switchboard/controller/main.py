@@ -1,35 +1,50 @@
-"""Start the operator: kopf settings, handler registration, the run loop.
+"""Start the operator: one asyncio event loop for kopf, the work queue, the
+reconciles, the leadership Lease and the metrics server. No threads.
 
 `switchboard operator` calls `run()`; `kopf run -m switchboard.controller.kopf_main`
-registers the same handlers into kopf's default registry.
+registers the same handlers into kopf's default registry. Nothing here does
+I/O when it is imported or built: the API server is first reached in kopf's
+login and startup handlers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import ipaddress
 import logging
+import os
 import signal
 import sys
-import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import kopf
+from lightkube import ApiError
+from lightkube.config.kubeconfig import SingleConfig
+from lightkube.config.models import User
 
 from switchboard.api import constants
-from switchboard.api.models import ReportedPlugin
+from switchboard.api.models import PluginStatus, ReportedPlugin
+from switchboard.controller import metrics as metrics_
 from switchboard.controller.handlers import (
-    CHILD_RESOURCES,
-    MANAGED_SELECTOR,
     register_communication_plugins,
     register_dependents,
     register_vendor_integrations,
+    watched_resources,
 )
-from switchboard.controller.kube import Kube, bearer_token
+from switchboard.controller.kube import Kube
 from switchboard.controller.leader import LeaseElector
 from switchboard.controller.reconciler import Describer, Reconciler
-from switchboard.controller.runtime import OperatorRuntime
+from switchboard.controller.runtime import Key, Outcome, WorkQueue
 from switchboard.controller.settings import OperatorSettings
+from switchboard.kubeclient import kube_config
+
+if TYPE_CHECKING:
+    import threading
 
 log = logging.getLogger("switchboard.operator")
 
@@ -51,40 +66,52 @@ def describe_over_grpc(
     long-lived objects would keep that burst's memory from being reused."""
     from switchboard.sdk import PluginClient
 
-    def describe(address: str) -> ReportedPlugin | None:
+    async def describe(address: str) -> ReportedPlugin | None:
         if not reachable(address):
             return None
-
-        async def call() -> ReportedPlugin:
+        try:
             async with PluginClient(address, timeout=timeout) as client:
                 reply = await client.describe()
-            return ReportedPlugin(
-                name=reply.name,
-                version=reply.version,
-                capabilities=list(reply.capabilities),
-                operations=[op.name for op in reply.operations],
-            )
-
-        try:
-            return asyncio.run(call())
         except Exception as error:
             log.info("Could not describe the plugin at %s: %s", address, error)
             return None
+        return ReportedPlugin(
+            name=reply.name,
+            version=reply.version,
+            capabilities=list(reply.capabilities),
+            operations=[op.name for op in reply.operations],
+        )
 
     return describe
 
 
-def connection_info(kube: Kube) -> kopf.ConnectionInfo:
+def _data(value: str | None) -> bytes | None:
+    return base64.b64decode(value) if value else None
+
+
+def connection_info(config: SingleConfig) -> kopf.ConnectionInfo:
     """kopf talks to the API server as the same identity as our own client."""
-    config = kube.api_client.configuration
-    bearer = bearer_token(kube.api_client) or ""
+    cluster, user = config.cluster, config.user or User()
+    token = user.token
+    if user.token_file:  # a pod's ServiceAccount token, rotated by the kubelet: read it anew
+        token = Path(user.token_file).read_text().strip()
+    if user.exec or user.auth_provider:
+        raise kopf.LoginError(
+            "kubeconfig exec and auth-provider credentials are not supported; "
+            "use a token or a client certificate"
+        )
     return kopf.ConnectionInfo(
-        server=config.host,
-        ca_path=config.ssl_ca_cert,
-        insecure=not config.verify_ssl,
-        certificate_path=config.cert_file,
-        private_key_path=config.key_file,
-        token=bearer.removeprefix("Bearer ") or None,
+        server=cluster.server,
+        ca_path=config.abs_file(cluster.certificate_auth) if cluster.certificate_auth else None,
+        ca_data=_data(cluster.certificate_auth_data),
+        insecure=cluster.insecure or None,
+        username=user.username,
+        password=user.password,
+        token=token or None,
+        certificate_path=config.abs_file(user.client_cert) if user.client_cert else None,
+        certificate_data=_data(user.client_cert_data),
+        private_key_path=config.abs_file(user.client_key) if user.client_key else None,
+        private_key_data=_data(user.client_key_data),
     )
 
 
@@ -103,16 +130,13 @@ def configure_kopf(settings: kopf.OperatorSettings, operator: OperatorSettings) 
     settings.peering.standalone = True
     # Children, pods and endpoints: the API server sends only ours, so objects of
     # other workloads in the same namespaces cost neither traffic nor memory.
-    for group_version, plural in CHILD_RESOURCES:
-        settings.watching.label_selectors[group_version, plural] = MANAGED_SELECTOR
+    for group_version, plural in watched_resources():
+        settings.watching.label_selectors[group_version, plural] = constants.MANAGED_SELECTOR
     # Memory is set by the largest burst: a (re)start lists every watched object
     # (a resource, its five or six children, its pods and EndpointSlices), and
     # Python keeps the peak. Lists come in small chunks, and an object's kopf
     # worker, whose only job here is to queue a key, lets go of the object (and
-    # exits) 0.1 s after its last event instead of 5 s: at most a few chunks'
-    # worth of objects are in memory at once. (Measured after a restart with
-    # 1,000 CommunicationPlugins: about 200 MB with kopf's defaults, under 100
-    # MB with these.)
+    # exits) 0.1 s after its last event instead of 5 s.
     settings.watching.chunk_size = LIST_CHUNK_SIZE
     settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
     if operator.namespace:
@@ -126,7 +150,7 @@ def forgetful_memories() -> Any:
 
     kopf keeps a record per watched object (a memo, error throttling, daemon and
     index state) until the object is deleted. Our handlers use none of it: they
-    only queue a key (per-object state, where there is any, lives in the runtime).
+    only queue a key (per-object state, where there is any, lives in the queue).
     Kept, the records cost memory per object, and, made while a (re)start lists
     thousands of objects, they pin the memory of that burst for good. `None`
     (kopf's own records) should a kopf version not have them where we look."""
@@ -144,52 +168,163 @@ def forgetful_memories() -> Any:
     return ForgetfulMemories()
 
 
+def api_server_cidrs(addresses: list[str]) -> list[str]:
+    """Host CIDRs (/32, /128) for the API server's addresses; what is no address is dropped."""
+    cidrs = []
+    for address in addresses:
+        with contextlib.suppress(ValueError):
+            cidrs.append(str(ipaddress.ip_network(address)))
+    return sorted(set(cidrs))
+
+
+class Operator:
+    """One running operator: settings, client, work queue, metrics. Built without I/O."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        *,
+        config: SingleConfig | None = None,
+        describer: Describer | None = None,
+    ) -> None:
+        self.settings = settings
+        self._config = config
+        self.describer = describer
+        self.metrics = metrics_.OperatorMetrics()
+        self.health = metrics_.Health(stuck_after=max(3 * settings.resync_seconds, 60.0))
+        self.queue = WorkQueue(self._reconcile, self._report_failure)
+        self.metrics.watch_queue(self.queue.depth, self.queue.oldest_seconds)
+        self._kube: Kube | None = None
+        self.reconciler: Reconciler | None = None
+        self._resync: asyncio.Task[None] | None = None
+
+    @property
+    def config(self) -> SingleConfig:
+        if self._config is None:
+            self._config = kube_config()
+        return self._config
+
+    @property
+    def kube(self) -> Kube:
+        if self._kube is None:
+            self._kube = Kube.from_config(self.config, self.settings.field_manager)
+            self._kube.on_write = self.metrics.count_write
+        return self._kube
+
+    async def _discover_api_server(self) -> OperatorSettings:
+        """The settings, with the API server's addresses added (best effort)."""
+        addresses = list(self.settings.api_server_cidrs)
+        if host := os.environ.get("KUBERNETES_SERVICE_HOST"):
+            addresses.append(host)
+        try:
+            addresses += await self.kube.api_server_addresses()
+        except ApiError as error:
+            log.warning(
+                "Could not read the API server's endpoints (%s); plugin NetworkPolicies "
+                "exclude only SWITCHBOARD_API_SERVER_CIDRS",
+                error.status.message,
+            )
+        return self.settings.model_copy(update={"api_server_cidrs": api_server_cidrs(addresses)})
+
+    async def start(self) -> None:
+        """Connect, then start the workers and the resync (kopf's startup handler)."""
+        settings = await self._discover_api_server()
+        self.reconciler = Reconciler(self.kube, settings, self.describer, self._observe_status)
+        self.queue.start()
+        self._resync = asyncio.create_task(self._resync_forever(), name="resync")
+        self.health.beat()
+        self.health.started = self.health.leading = True
+        self.metrics.leader.set(1)
+
+    async def stop(self) -> None:
+        if self._resync is not None:
+            self._resync.cancel()
+            await asyncio.gather(self._resync, return_exceptions=True)
+        await self.queue.stop()
+        self.health.leading = False
+        self.metrics.leader.set(0)
+        if self._kube is not None:
+            await self._kube.close()
+            self._kube = None
+
+    def request(self, key: Key) -> None:
+        self.queue.request(key)
+
+    def forget(self, key: Key) -> None:
+        self.queue.forget(key)
+        self.metrics.conditions.observe((key.kind, key.namespace, key.name), None)
+
+    def _observe_status(self, key: Key, status: PluginStatus | None) -> None:
+        self.metrics.conditions.observe((key.kind, key.namespace, key.name), status)
+
+    async def _reconcile(self, key: Key) -> Outcome:
+        assert self.reconciler is not None, "started"
+        started = time.monotonic()
+        result = "error"
+        try:
+            outcome = await self.reconciler.reconcile(key)
+            result = "retry" if outcome.retry else "ok"
+            return outcome
+        finally:
+            self.metrics.reconciles.labels(key.kind, result).inc()
+            self.metrics.reconcile_seconds.labels(key.kind).observe(time.monotonic() - started)
+
+    async def _report_failure(self, key: Key, error: BaseException, retry_in: float) -> None:
+        assert self.reconciler is not None, "started"
+        await self.reconciler.report_failure(key, error, retry_in)
+
+    async def _resync_forever(self) -> None:
+        """Level-based safety net: reconcile every known resource every `resync_seconds`,
+        so whatever a missed event left behind heals, and Secret rotations are seen."""
+        assert self.reconciler is not None, "started"
+        while True:
+            self.health.beat()
+            await asyncio.sleep(self.settings.resync_seconds)
+            try:
+                keys = await self.reconciler.all_keys()
+            except ApiError as error:
+                log.warning("The resync could not list resources: %s", error.status.message)
+                continue
+            for key in keys:
+                self.request(key)
+
+
 def build_registry(
-    settings: OperatorSettings,
-    kube: Kube,
-    describer: Describer | None,
-    registry: kopf.OperatorRegistry | None = None,
-) -> tuple[kopf.OperatorRegistry, OperatorRuntime]:
+    operator: Operator, registry: kopf.OperatorRegistry | None = None
+) -> kopf.OperatorRegistry:
     """Every handler, in `registry` (a new one by default; kopf's default one for `kopf run`)."""
     registry = registry if registry is not None else kopf.OperatorRegistry()
-    runtime = OperatorRuntime(Reconciler(kube, settings, describer))
-
-    @kopf.on.startup(registry=registry)
-    async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        configure_kopf(settings, operator_settings)
-        runtime.start()
-        memo.resync = asyncio.create_task(runtime.resync_forever(operator_settings.resync_seconds))
-
-    @kopf.on.cleanup(registry=registry)
-    async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
-        if (task := getattr(memo, "resync", None)) is not None:
-            task.cancel()
-        await runtime.stop()
 
     @kopf.on.login(registry=registry)
     def operator_login(**_: Any) -> kopf.ConnectionInfo:
-        return connection_info(kube)
+        return connection_info(operator.config)
 
-    operator_settings = settings
-    register_communication_plugins(registry, runtime)
-    register_vendor_integrations(registry, runtime)
-    register_dependents(registry, runtime, settings.field_manager)
-    return registry, runtime
+    @kopf.on.startup(registry=registry)
+    async def operator_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings, operator.settings)
+        await operator.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def operator_cleanup(**_: Any) -> None:
+        await operator.stop()
+
+    register_communication_plugins(registry, operator.request, operator.forget)
+    register_vendor_integrations(registry, operator.request, operator.forget)
+    register_dependents(registry, operator.request, operator.settings.field_manager)
+    return registry
 
 
 async def operate(
-    settings: OperatorSettings,
-    kube: Kube,
+    operator: Operator,
     *,
-    describer: Describer | None = None,
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
-    """Run the operator until `stop_flag` is set."""
-    registry, _runtime = build_registry(settings, kube, describer)
-    namespaces = [settings.namespace] if settings.namespace else []
+    """Run the operator until `stop_flag` is set (a threading.Event for a test
+    that runs it beside its own code)."""
+    namespaces = [operator.settings.namespace] if operator.settings.namespace else []
     await kopf.operator(
-        registry=registry,
+        registry=build_registry(operator),
         clusterwide=not namespaces,
         namespaces=namespaces,
         stop_flag=stop_flag,
@@ -202,48 +337,48 @@ async def operate(
 def run(kubeconfig: str | None = None, describer: Describer | None = None) -> None:
     """The `switchboard operator` command. `describer`: Describe over gRPC by default."""
     settings = OperatorSettings()
-    kube = Kube.from_environment(settings.field_manager, kubeconfig)
     if describer is None:
         describer = describe_over_grpc(settings.describe_timeout_seconds)
-    if asyncio.run(_run(settings, kube, describer)):
+    operator = Operator(settings, config=kube_config(kubeconfig), describer=describer)
+    if asyncio.run(_run(operator)):
         sys.exit(1)  # lost the lease: restart as a standby
 
 
-async def _run(settings: OperatorSettings, kube: Kube, describer: Describer) -> bool:
+async def _run(operator: Operator) -> bool:
     """Run until a signal (False) or until the leadership lease is lost (True)."""
+    settings = operator.settings
     loop = asyncio.get_running_loop()
-    # An asyncio.Event, not a threading.Event: kopf would wait for a threading
-    # one in an executor thread, and that thread would outlive a signal stop.
     stop = asyncio.Event()
-    threads_stop = threading.Event()
     lost = False
-
-    def stop_all() -> None:
-        stop.set()
-        threads_stop.set()
-
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop_all)
+        loop.add_signal_handler(signum, stop.set)
+    runner, _port = await metrics_.serve(
+        operator.metrics, operator.health, settings.metrics_host, settings.metrics_port
+    )
+    renewing: asyncio.Task[None] | None = None
     try:
         if settings.leader_election:
             elector = LeaseElector(
-                kube.api_client, settings.lease_namespace, settings.lease_name, settings.identity
+                operator.kube.client,
+                settings.lease_namespace,
+                settings.lease_name,
+                settings.identity,
             )
-            if not await asyncio.to_thread(elector.wait_for_leadership, threads_stop):
+            # A standby is ready: it serves its probes and waits its turn.
+            operator.health.started = True
+            if not await elector.wait_for_leadership(stop):
                 return False
 
             def on_lost() -> None:
                 nonlocal lost
                 lost = True
-                loop.call_soon_threadsafe(stop_all)
+                stop.set()
 
-            threading.Thread(
-                target=elector.keep_renewing,
-                args=(threads_stop, on_lost),
-                name="lease",
-                daemon=True,
-            ).start()
-        await operate(settings, kube, describer=describer, stop_flag=stop)
+            renewing = asyncio.create_task(elector.keep_renewing(stop, on_lost), name="lease")
+        await operate(operator, stop_flag=stop)
     finally:
-        threads_stop.set()
+        stop.set()
+        if renewing is not None:
+            await asyncio.gather(renewing, return_exceptions=True)
+        await runner.cleanup()
     return lost

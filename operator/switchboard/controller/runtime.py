@@ -1,132 +1,184 @@
-"""The operator's running state: the reconciler and the work queue in front of it.
+"""The work queue in front of the reconciler: one asyncio task per worker.
 
 Triggers come from many watches (the resource, its children, its pods and
-endpoints, Secrets, dependencies). A trigger only queues the resource's key
-and returns, so the watch event that caused it is released at once. A fixed
-number of workers take keys from the queue, each running one reconcile at a
-time in its own thread; a key is queued at most once, runs at most once at a
-time, and triggers that arrive while it runs fold into one more run. A burst
-of events costs one or two reconciles per resource, and memory in proportion
-to the number of workers, not to the number of events.
+endpoints, dependencies) and from the periodic resync. A trigger only queues
+the resource's key and returns, so the watch event that caused it is
+released at once. A fixed number of worker tasks take keys from the queue; a
+key is queued at most once, runs at most once at a time, and triggers that
+arrive while it runs fold into one more run. A burst of events costs one or
+two reconciles per resource, and memory in proportion to the number of
+workers, not to the number of events.
+
+A reconcile that fails (an exception) or asks to be retried (a child that
+could not be applied, a Secret that does not exist yet) runs again after an
+exponential back-off, per key: 1 s, 2 s, 4 s ... up to `MAX_BACKOFF`. The
+first success resets it.
+
+Decision: not kopf's own retries and back-off. kopf retries a handler that
+raises, and keeps its retry state in annotations on the resource (a write per
+attempt), or, with our `forgetful_memories`, not at all. Our handlers only
+queue keys; the reconcile runs here, level-based, and its errors go to the
+resource's status instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
-
-from kubernetes.client.exceptions import ApiException
-
-from switchboard.controller.reconciler import Key, ReconcileError, Reconciler
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 log = logging.getLogger("switchboard.operator")
 
-#: Seconds before a reconcile that failed is tried again.
-RETRY_DELAY = 5.0
-#: Reconciles that run at once. They wait on the API server, not on the CPU;
-#: more than this gains no throughput and costs a thread (and its memory) each.
+#: Reconciles that run at once. They wait on the API server, not on the CPU.
 WORKERS = 8
+#: First retry delay, and the most a retry waits, in seconds.
+BASE_BACKOFF = 1.0
+MAX_BACKOFF = 300.0
 
 
-class OperatorRuntime:
-    def __init__(self, reconciler: Reconciler, workers: int = WORKERS) -> None:
-        self.reconciler = reconciler
+@dataclass(frozen=True)
+class Outcome:
+    """What a reconcile asks of the queue."""
+
+    retry: bool = False
+    """Run again after a back-off (something was not there or could not be applied)."""
+
+
+OK = Outcome()
+RETRY = Outcome(retry=True)
+
+
+def backoff_seconds(failures: int, base: float = BASE_BACKOFF, cap: float = MAX_BACKOFF) -> float:
+    """Delay before retry number `failures` (1, 2, ...): doubling from `base`, at most `cap`."""
+    if failures <= 0:
+        return 0.0
+    return float(min(cap, base * 2 ** min(failures - 1, 32)))
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+Reconcile = Callable[[Key], Awaitable[Outcome]]
+#: Told about a failed reconcile: the key, the error and the seconds until the retry.
+FailureReporter = Callable[[Key, BaseException, float], Awaitable[None]]
+
+
+class WorkQueue:
+    def __init__(
+        self,
+        reconcile: Reconcile,
+        on_failure: FailureReporter | None = None,
+        workers: int = WORKERS,
+        base_backoff: float = BASE_BACKOFF,
+        max_backoff: float = MAX_BACKOFF,
+    ) -> None:
+        self.reconcile = reconcile
+        self.on_failure = on_failure
         self.workers = workers
+        self.base_backoff, self.max_backoff = base_backoff, max_backoff
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
+        #: Queued keys → when they were queued (monotonic), for the queue's age.
+        self._queued: dict[Key, float] = {}
         self._active: set[Key] = set()
         self._again: set[Key] = set()
+        self._failures: dict[Key, int] = {}
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._executor: ThreadPoolExecutor | None = None
-        #: (namespace, Secret name) → resources that mount or read it.
-        self.secret_users: dict[tuple[str, str], set[Key]] = defaultdict(set)
-        #: (namespace, VendorIntegration name) → integrations that depend on it.
-        self.dependents: dict[tuple[str, str], set[Key]] = defaultdict(set)
-        #: Key → (secrets, dependencies) it referenced last, to undo them on change.
-        self._references: dict[Key, tuple[set[str], set[str]]] = {}
+
+    # -- what the watches and the resync call --
 
     def request(self, key: Key) -> None:
         """Reconcile `key` soon, or once more after the reconcile in progress."""
         if key in self._active:
             self._again.add(key)
         elif key not in self._queued:
-            self._queued.add(key)
+            self._queued[key] = time.monotonic()
             self._queue.put_nowait(key)
+
+    def forget(self, key: Key) -> None:
+        """The resource is gone: no retry for it."""
+        self._failures.pop(key, None)
+        if (timer := self._timers.pop(key, None)) is not None:
+            timer.cancel()
+
+    def depth(self) -> int:
+        return len(self._queued)
+
+    def oldest_seconds(self) -> float:
+        return time.monotonic() - min(self._queued.values()) if self._queued else 0.0
+
+    # -- the workers --
 
     def start(self) -> None:
         """Start the workers (in the running event loop)."""
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.workers, thread_name_prefix="reconcile"
-        )
         self._tasks = [
-            asyncio.create_task(self._work(self._executor), name=f"reconcile-{index}")
+            asyncio.create_task(self._work(), name=f"reconcile-{index}")
             for index in range(self.workers)
         ]
 
     async def stop(self) -> None:
-        """Stop the workers; wait for the reconciles that are running to finish."""
+        """Stop the workers (a reconcile in progress is cancelled) and every timer."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self._executor is not None:
-            executor, self._executor = self._executor, None
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
 
-    async def _work(self, executor: ThreadPoolExecutor) -> None:
-        loop = asyncio.get_running_loop()
+    def _retry_later(self, key: Key) -> float:
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay = backoff_seconds(failures, self.base_backoff, self.max_backoff)
+        if (old := self._timers.pop(key, None)) is not None:
+            old.cancel()
+        self._timers[key] = asyncio.get_running_loop().call_later(delay, self._due, key)
+        return delay
+
+    def _due(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self.request(key)
+
+    async def _work(self) -> None:
         while True:
             key = await self._queue.get()
-            self._queued.discard(key)
+            self._queued.pop(key, None)
             self._active.add(key)
             try:
-                await loop.run_in_executor(executor, self.reconciler.reconcile, key)
-            except (ApiException, ReconcileError) as error:
-                log.warning("Reconcile of %s failed, retrying in %ss: %s", key, RETRY_DELAY, error)
+                outcome = await self.reconcile(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # A bug must not lose the resource: it is retried like an API error.
                 self._again.discard(key)
-                loop.call_later(RETRY_DELAY, self.request, key)
-            except Exception:
-                # A bug must not lose the resource: it is tried again like an API error.
-                log.exception("Reconcile of %s failed, retrying in %ss", key, RETRY_DELAY)
-                self._again.discard(key)
-                loop.call_later(RETRY_DELAY, self.request, key)
+                delay = self._retry_later(key)
+                log.warning("Reconcile of %s failed, retrying in %.0fs: %s", key, delay, error)
+                if self.on_failure is not None:
+                    await self._report(key, error, delay)
+            else:
+                if outcome.retry:
+                    self._again.discard(key)
+                    self._retry_later(key)
+                else:
+                    self._failures.pop(key, None)
             finally:
                 self._active.discard(key)
             if key in self._again:
                 self._again.discard(key)
                 self.request(key)
 
-    async def resync_forever(self, interval: float) -> None:
-        """Level-based safety net: reconcile every known resource every `interval` seconds,
-        so whatever a missed event left behind heals without anyone touching it."""
-        while True:
-            await asyncio.sleep(interval)
-            for key in await asyncio.to_thread(self.reconciler.all_keys):
-                self.request(key)
-
-    def remember_references(
-        self, key: Key, secrets: set[str], depends_on: set[str], deleted: bool = False
-    ) -> None:
-        """Keep the reverse indexes current for one resource (cost: its own references)."""
-        old_secrets, old_depends_on = self._references.pop(key, (set(), set()))
-        for secret in old_secrets:
-            _discard(self.secret_users, (key.namespace, secret), key)
-        for dependency in old_depends_on:
-            _discard(self.dependents, (key.namespace, dependency), key)
-        if deleted or not (secrets or depends_on):
-            return
-        self._references[key] = (set(secrets), set(depends_on))
-        for secret in secrets:
-            self.secret_users[(key.namespace, secret)].add(key)
-        for dependency in depends_on:
-            self.dependents[(key.namespace, dependency)].add(key)
-
-
-def _discard(index: dict[tuple[str, str], set[Key]], name: tuple[str, str], key: Key) -> None:
-    users = index.get(name)
-    if users is not None:
-        users.discard(key)
-        if not users:
-            del index[name]
+    async def _report(self, key: Key, error: BaseException, delay: float) -> None:
+        assert self.on_failure is not None
+        try:
+            await self.on_failure(key, error, delay)
+        except Exception as report_error:  # the API may be what failed
+            log.warning("Could not record the failure of %s: %s", key, report_error)

@@ -7,13 +7,15 @@ them from `values.yaml`.
 
 from __future__ import annotations
 
+import datetime
 import socket
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from switchboard.api import constants
-from switchboard.api.models import Environment
+from switchboard.api.models import Environment, SecurityLevel
+from switchboard.controller.gates import LINK_LOCAL, GatePolicy
 
 
 class EnvironmentPreset(BaseModel):
@@ -50,6 +52,11 @@ class OperatorSettings(BaseSettings):
 
     namespace: str | None = None
     """Watch only this namespace (a namespaced install). Unset: every namespace."""
+    tenant_namespaces: list[str] = Field(default_factory=list)
+    """Namespaces where plugins may run, watching every namespace: the chart
+    lets the operator write children only there. A resource elsewhere gets
+    ConfigValid=False, reason NamespaceNotServed. Empty: any namespace but the
+    cluster's own (kube-system, kube-public, kube-node-lease), which never are."""
     router_namespace: str = "switchboard-system"
     """Namespace of the router pods; the only pods a plugin's NetworkPolicy admits,
     together with the operator's own."""
@@ -68,7 +75,22 @@ class OperatorSettings(BaseSettings):
     )
     """Labels of operator pods, admitted to plugins to call Describe."""
     allowed_registries: list[str] = Field(default_factory=list)
-    """Image prefixes plugins may come from, e.g. `ghcr.io/acme/`. Empty: any."""
+    """Image prefixes plugins may come from, e.g. `ghcr.io/acme/`. Empty: any.
+    Ignored with `admission_policy` (the policy checks the author's `use` of a
+    registry instead)."""
+    max_security_level: SecurityLevel = SecurityLevel.STANDARD
+    """The highest securityLevel a namespace may run unless its label
+    `switchboard.dev/max-security-level` says otherwise."""
+    admission_policy: bool = False
+    """The chart's ValidatingAdmissionPolicy is installed: it checks, for whoever
+    creates or updates a resource, the registry and the security level (and
+    ServiceAccount and Secrets), so the operator no longer refuses images outside
+    `allowed_registries` nor levels above `max_security_level`. A namespace's own
+    `switchboard.dev/max-security-level` label still applies."""
+    api_server_cidrs: list[str] = Field(default_factory=list)
+    """Addresses of the API server (its Service IP and endpoints), which plugin
+    NetworkPolicies exclude below securityLevel `system`. The operator adds the
+    addresses it finds at start (the `kubernetes` Service)."""
     presets: dict[Environment, EnvironmentPreset] = Field(default_factory=_default_presets)
     """Per-environment defaults for VendorIntegrations."""
     default_resources: dict[str, dict[str, str]] = Field(
@@ -99,6 +121,31 @@ class OperatorSettings(BaseSettings):
     """This replica's name in the Lease; the pod name in Kubernetes."""
     describe_timeout_seconds: float = 3.0
     """Timeout of the Describe call the operator makes to a ready plugin."""
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from outside the pod
+    """Address `/metrics`, `/healthz` and `/readyz` are served on."""
+    metrics_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of `/metrics`, `/healthz` and `/readyz`."""
 
     def preset(self, environment: Environment) -> EnvironmentPreset:
         return self.presets.get(environment) or _default_presets()[environment]
+
+    def gate_policy(self) -> GatePolicy:
+        """What the gates allow, from these settings."""
+        return GatePolicy(
+            allowed_registries=() if self.admission_policy else tuple(self.allowed_registries),
+            digest_required_in=frozenset(
+                environment
+                for environment in Environment
+                if self.preset(environment).require_digest
+            ),
+            max_security_level=None if self.admission_policy else self.max_security_level,
+            license_public_keys=tuple(self.license_public_keys),
+            license_grace=datetime.timedelta(days=self.license_grace_days),
+            forbidden_egress=(*LINK_LOCAL, *self.api_server_cidrs),
+            served_namespaces=self._served_namespaces(),
+        )
+
+    def _served_namespaces(self) -> frozenset[str] | None:
+        if self.namespace:
+            return frozenset({self.namespace})
+        return frozenset(self.tenant_namespaces) if self.tenant_namespaces else None

@@ -17,6 +17,7 @@ from typing import Any
 from switchboard.api import constants
 from switchboard.api.constants import ConditionStatus, ConditionType, Reason
 from switchboard.api.models import Condition, EndpointsStatus, PluginStatus, ReportedPlugin
+from switchboard.controller.gates import Gate
 
 #: Exit code of a plugin that rejected its config (the SDK runtime's contract).
 CONFIG_REJECTED_EXIT_CODE = 2
@@ -39,18 +40,11 @@ _STALLING = {
     Reason.LICENSE_EXPIRED,
     Reason.LICENSE_INVALID,
     Reason.DEPENDENCY_CYCLE,
+    Reason.SECURITY_LEVEL_REFUSED,
+    Reason.EGRESS_REFUSED,
+    Reason.NAMESPACE_NOT_SERVED,
     "ProgressDeadlineExceeded",
 }
-
-
-@dataclass(frozen=True)
-class Gate:
-    """The outcome of one check that must pass before the plugin runs."""
-
-    type: ConditionType
-    ok: bool
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -71,6 +65,27 @@ class Observation:
     endpoints: EndpointsStatus = field(default_factory=EndpointsStatus)
     config_checksum: str = ""
     reported_plugin: ReportedPlugin | None = None
+    apply_failures: dict[str, str] = field(default_factory=dict)
+    """Children that could not be applied ("Service/sms-plugin") → the API's message."""
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """What `compute` decided: the new status and the Events its transitions deserve."""
+
+    status: PluginStatus
+    events: list[Event]
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """How far a live Deployment has rolled out."""
+
+    desired: int
+    ready: int
+    updated: int
+    complete: bool
+    deadline_reason: str | None
 
 
 def now() -> str:
@@ -93,8 +108,8 @@ def config_rejection(pods: Iterable[dict[str, Any]], config_checksum: str) -> st
     return None
 
 
-def rollout(deployment: dict[str, Any]) -> tuple[int, int, int, bool, str | None]:
-    """(desired, ready, updated, rolled out, deadline reason) of a live Deployment."""
+def rollout(deployment: dict[str, Any]) -> Rollout:
+    """How far a live Deployment has rolled out."""
     spec, status = deployment.get("spec", {}), deployment.get("status", {}) or {}
     desired = int(spec.get("replicas", 1))
     ready = int(status.get("readyReplicas", 0) or 0)
@@ -113,12 +128,16 @@ def rollout(deployment: dict[str, Any]) -> tuple[int, int, int, bool, str | None
         ),
         None,
     )
-    return desired, ready, updated, rolled_out, deadline
+    return Rollout(desired, ready, updated, rolled_out, deadline)
 
 
-def compute(
-    observation: Observation, previous: PluginStatus | None
-) -> tuple[PluginStatus, list[Event]]:
+def apply_failure_message(failures: dict[str, str]) -> str:
+    """One line naming each child that could not be applied and the API's reason."""
+    parts = [f"{child}: {message}" for child, message in sorted(failures.items())]
+    return "Could not apply " + "; ".join(parts) + ". Retrying with back-off."
+
+
+def compute(observation: Observation, previous: PluginStatus | None) -> StatusUpdate:
     """The new status, and the Events its transitions deserve."""
     conditions: dict[str, tuple[str, str, str]] = {}  # type -> (status, reason, message)
 
@@ -150,7 +169,9 @@ def compute(
         _holds(previous, ConditionType.READY) or _holds(previous, ConditionType.DEGRADED)
     )
     if deployment is not None:
-        desired, ready, updated, rolled_out, deadline = rollout(deployment)
+        progress = rollout(deployment)
+        desired, ready, updated = progress.desired, progress.ready, progress.updated
+        rolled_out, deadline = progress.complete, progress.deadline_reason
         replicas, ready_replicas = desired, ready
         pods_text = f"{ready}/{desired} plugin pods ready"
     else:
@@ -176,6 +197,13 @@ def compute(
             pods_text,
         )
         stalled_reason = failed.reason if failed.reason in _STALLING else None
+    elif observation.apply_failures:
+        # What runs is not what the resource says: not Ready, and degraded until
+        # every child applies again (retried with back-off; a person may be needed).
+        message = apply_failure_message(observation.apply_failures)
+        put(ConditionType.READY, False, Reason.APPLY_FAILED, message)
+        put(ConditionType.PROGRESSING, True, Reason.RECONCILING, message)
+        put(ConditionType.DEGRADED, True, Reason.APPLY_FAILED, message)
     elif deployment is None:
         put(ConditionType.READY, False, Reason.RECONCILING, "Creating the plugin's Deployment.")
         put(
@@ -260,7 +288,7 @@ def compute(
         plugin=observation.reported_plugin,
         endpoints=observation.endpoints,
     )
-    return new, events
+    return StatusUpdate(new, events)
 
 
 def _holds(status: PluginStatus, type_: ConditionType) -> bool:
