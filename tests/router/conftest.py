@@ -21,6 +21,7 @@ from tests.sdk.harness import PluginProcess, write_config
 
 FLAKY_SMS = Path(__file__).parent / "plugins" / "flaky_sms"
 API_KEY = "test-key-0f3a"
+RECEIPT_SECRET = "receipts-7d2c"
 TENANT = "default"
 
 
@@ -63,7 +64,8 @@ def start_provider(tmp_path: Path) -> Iterator[Callable[[str], Provider]]:
         state = tmp_path / name
         state.mkdir()
         config = write_config(
-            tmp_path / f"{name}.json", {"provider": name, "state_dir": str(state)}
+            tmp_path / f"{name}.json",
+            {"provider": name, "state_dir": str(state), "receipt_secret": RECEIPT_SECRET},
         )
         process = PluginProcess(FLAKY_SMS, {"SWITCHBOARD_PLUGIN_CONFIG": str(config)})
         provider = Provider(name, state, process)
@@ -89,9 +91,17 @@ class RunningRouter:
     url: str
     grpc_target: str
     clients: list[AsyncSwitchboard] = field(default_factory=list)
+    stopped: bool = False
 
     def publish(self, *routes: PluginRoute) -> None:
         self.discovery.publish(routes)
+
+    async def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            for client in self.clients:
+                await client.aclose()
+            await self.router.stop(grace=0)
 
     def client(self, token: str = API_KEY, namespace: str | None = TENANT) -> AsyncSwitchboard:
         client = AsyncSwitchboard(self.url, token, namespace=namespace)
@@ -127,9 +137,7 @@ async def start_router() -> AsyncIterator[Callable[..., Any]]:
 
     yield start
     for item in running:
-        for client in item.clients:
-            await client.aclose()
-        await item.router.stop(grace=0)
+        await item.stop()
 
 
 def slower(route: PluginRoute, seconds: float) -> PluginRoute:

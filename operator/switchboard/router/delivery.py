@@ -62,8 +62,6 @@ log = logging.getLogger("switchboard.router")
 _FINAL_FAILURES: Final = frozenset(
     {"INVALID_INPUT", "PERMANENT", "NO_CAPABLE_PLUGIN", "UNAUTHENTICATED"}
 )
-#: Seconds a router's lease on a message outlives the request's own deadline.
-LEASE_MARGIN_SECONDS: Final = 30.0
 _RECEIPT_STATES: Final = {
     DeliveryState.SENT: State.SENT,
     DeliveryState.DELIVERED: State.DELIVERED,
@@ -180,7 +178,7 @@ class Delivery:
         self.ledger, self.dispatcher, self._table = ledger, dispatcher, table
         self.settings, self.metrics = settings, metrics
         self.owner = settings.instance
-        self.lease_seconds = settings.deadline_seconds + LEASE_MARGIN_SECONDS
+        self.lease_seconds = settings.deadline_seconds + settings.lease_margin_seconds
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.delivery_workers)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -532,6 +530,11 @@ class Delivery:
 
     async def replay(self, record: MessageRecord) -> Outcome:
         """Send a finished message again as a new round of the same message."""
+        if record.state not in (State.FAILED, State.UNKNOWN, State.EXPIRED):
+            raise ReplayRefused(
+                f"Message {record.id} is {record.state}: only failed, unknown or expired "
+                "messages can be replayed."
+            )
         if record.payload is None:
             raise ReplayRefused(
                 f"Message {record.id} has no content left to send (it was sent, or its "
@@ -545,10 +548,7 @@ class Delivery:
             possible_duplicate=record.state is State.UNKNOWN,
         )
         if taken is None or taken.payload is None:
-            raise ReplayRefused(
-                f"Message {record.id} is {record.state}: only failed, unknown or expired "
-                "messages can be replayed, and not while a router is sending it."
-            )
+            raise ReplayRefused(f"Message {record.id} is being sent by a router right now.")
         return await self._round(taken, from_payload(taken.payload))
 
     def _spawn(self, work: Any) -> None:

@@ -82,6 +82,9 @@ class RouterSettings(BaseSettings):
     """The router's address as providers see it (e.g. `https://switchboard.example.com`):
     plugins give providers `<public_url>/v1/receipts/<namespace>/<plugin>` for delivery
     callbacks. Unset: no callback URL is given."""
+    lease_margin_seconds: float = 30.0
+    """How long a router's hold on a message outlives the request's deadline: a router
+    that died mid-send is taken over after `deadline_seconds` + this."""
     delivery_workers: int = 64
     """Asynchronous messages this router sends at once."""
     retry_base_seconds: float = 1.0

@@ -2,12 +2,19 @@
 
 `{"mode": "ok"}` (default) delivers: one JSON line in `deliveries.jsonl`.
 Other modes: `retryable` (optionally with `retry_after`), `permanent`,
-`invalid`, `unauthenticated`, `slow` (sleeps `delay` seconds, then delivers).
+`invalid`, `unauthenticated`, `slow` (sleeps `delay` seconds, then delivers),
+`accept_then_slow` (delivers, then takes `delay` seconds to answer: a provider
+that accepted the message although the caller never hears so).
+
+Receipts: `POST` a JSON body `{"id": ..., "status": "delivered" | "failed"}`
+signed with `X-Flaky-Signature: <hex HMAC-SHA256 of the body with receipt_secret>`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import uuid
@@ -15,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from switchboard.sdk import (
+    DeliveryState,
     InvalidInput,
     Message,
     MessagingPlugin,
     PermanentError,
+    Receipt,
+    ReceiptRequest,
     RetryableError,
     SendResult,
     Unauthenticated,
@@ -28,7 +38,7 @@ from switchboard.sdk import (
 
 class FlakySms(MessagingPlugin):
     channel_type = "sms"
-    capabilities = ("send",)
+    capabilities = ("send", "delivery_receipts")
 
     @property
     def state(self) -> Path:
@@ -54,6 +64,7 @@ class FlakySms(MessagingPlugin):
             raise Unauthenticated("the provider rejected our credentials")
         if mode == "slow":
             await asyncio.sleep(float(control.get("delay", 1)))
+        accepted_first = mode == "accept_then_slow"
         message_id = f"{self.config['provider']}-{uuid.uuid4().hex[:12]}"
         record = {
             "provider": self.config["provider"],
@@ -66,7 +77,18 @@ class FlakySms(MessagingPlugin):
         }
         with (self.state / "deliveries.jsonl").open("a") as sink:
             sink.write(json.dumps(record) + "\n")
+        if accepted_first:
+            await asyncio.sleep(float(control.get("delay", 1)))
         return SendResult(message_id)
+
+    async def handle_receipt(self, request: ReceiptRequest) -> list[Receipt]:
+        expected = hmac.new(
+            self.config.get("receipt_secret", "").encode(), request.body, hashlib.sha256
+        ).hexdigest()
+        if not hmac.compare_digest(expected, request.headers.get("x-flaky-signature", "")):
+            raise Unauthenticated("the receipt's signature does not match")
+        data = json.loads(request.body)
+        return [Receipt(data["id"], DeliveryState(data["status"]), data.get("error", ""))]
 
     @operation(
         schema={
