@@ -377,5 +377,69 @@ def env() -> None:
     click.echo(f"export SWITCHBOARD_TOKEN={state['token']}")
 
 
+@main.group()
+def license() -> None:
+    """Make licences for commercial VendorIntegrations (EdDSA-signed JWTs)."""
+
+
+@license.command("keygen")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the new Ed25519 private key (PEM, mode 0600). Keep it secret.",
+)
+def license_keygen(out: Path) -> None:
+    """Make a signing key; print the public key for the operator's licensePublicKeys."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from switchboard.controller.licensing import public_key_text
+
+    if out.exists():
+        raise click.BadParameter(f"{out} exists; refusing to overwrite a key", param_hint="--out")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    out.touch(mode=0o600)
+    out.write_bytes(pem)
+    click.echo(
+        f"Wrote the private key to {out}. Public key (operator licensePublicKeys):", err=True
+    )
+    click.echo(public_key_text(key))
+
+
+@license.command("sign")
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The Ed25519 private key (PEM) from `switchboard license keygen`.",
+)
+@click.option("--vendor", required=True, help="The integration's spec.vendor, e.g. voltha.")
+@click.option("--namespace", required=True, help="The tenant namespace the licence is for.")
+@click.option(
+    "--expires",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    required=True,
+    help="Expiry (UTC), e.g. 2027-01-31. The operator adds its grace period.",
+)
+def license_sign(key_file: Path, vendor: str, namespace: str, expires: Any) -> None:
+    """Print a licence token: put it in a Secret named by spec.license.secretName."""
+    import datetime
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from switchboard.controller.licensing import sign
+
+    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise click.BadParameter("not an Ed25519 private key", param_hint="--key")
+    click.echo(sign(key, vendor, namespace, expires.replace(tzinfo=datetime.UTC)))
+
+
 # The plugin SDK owns `switchboard plugin ...`.
 main.add_command(plugin)

@@ -1,9 +1,11 @@
-"""Signed licences for commercial integrations.
+"""Signed licences for commercial integrations: JWTs signed with EdDSA (Ed25519).
 
-A licence is `<payload>.<signature>`, both base64url without padding. The
-payload is JSON `{"plugin": VENDOR, "namespace": TENANT, "expires": ISO-8601}`
-and the signature is Ed25519 over the payload bytes. The operator trusts the
-public keys in its settings; vendors sign with `switchboard license sign`.
+A licence is a JWT (RFC 7519) whose claims are `plugin` (the vendor, as in
+`spec.vendor`), `namespace` (the tenant), `exp` and `iat`, signed with an
+Ed25519 key (`alg: EdDSA`, RFC 8037) through PyJWT. The operator trusts the
+public keys in its settings (base64 of the raw 32 bytes); vendors sign with
+`switchboard license sign`. The grace period is PyJWT's leeway: a licence past
+`exp` but within the leeway still verifies, and is reported as in grace.
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
-import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     # Loaded where a signature is checked or made: the operator process carries
     # cryptography (about 9 MB) only once it checks a licence.
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+ALGORITHM = "EdDSA"
 
 
 class Verdict(StrEnum):
@@ -40,29 +46,38 @@ class LicenseCheck:
         return self.verdict in (Verdict.VALID, Verdict.IN_GRACE)
 
 
-def _b64decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def sign(
-    private_key: Ed25519PrivateKey, plugin: str, namespace: str, expires: datetime.datetime
+    private_key: Ed25519PrivateKey,
+    plugin: str,
+    namespace: str,
+    expires: datetime.datetime,
+    now: datetime.datetime | None = None,
 ) -> str:
     """A licence for `plugin` in `namespace`, valid until `expires`."""
-    payload = json.dumps(
-        {"plugin": plugin, "namespace": namespace, "expires": expires.isoformat()},
-        sort_keys=True,
-    ).encode()
-    return f"{_b64encode(payload)}.{_b64encode(private_key.sign(payload))}"
+    import jwt
+
+    issued = now or datetime.datetime.now(datetime.UTC)
+    claims = {"plugin": plugin, "namespace": namespace, "exp": expires, "iat": issued}
+    return jwt.encode(claims, private_key, algorithm=ALGORITHM)
 
 
 def public_key_text(private_key: Ed25519PrivateKey) -> str:
     """The base64 public key to put in the operator's `license_public_keys`."""
     raw = private_key.public_key().public_bytes_raw()
     return base64.b64encode(raw).decode()
+
+
+def _public_key(text: str) -> Ed25519PublicKey | None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+    except (ValueError, binascii.Error):
+        return None
+
+
+def _expiry(claims: dict[str, Any]) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(int(claims["exp"]), datetime.UTC)
 
 
 def verify(
@@ -75,17 +90,35 @@ def verify(
     now: datetime.datetime | None = None,
 ) -> LicenseCheck:
     """Check a licence token's signature, subject and expiry."""
+    import jwt
+
     now = now or datetime.datetime.now(datetime.UTC)
+    token = token.strip()
     try:
-        payload_text, signature_text = token.strip().split(".")
-        payload, signature = _b64decode(payload_text), _b64decode(signature_text)
-        claims = json.loads(payload)
-        expires = datetime.datetime.fromisoformat(claims["expires"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
+        jwt.get_unverified_header(token)
+    except jwt.DecodeError:
         return LicenseCheck(Verdict.INVALID, "the licence is not a Switchboard licence token")
-    if expires.tzinfo is None:
-        expires = expires.replace(tzinfo=datetime.UTC)
-    if not any(_signed_by(key, payload, signature) for key in public_keys):
+    claims: dict[str, Any] | None = None
+    expired_by: datetime.datetime | None = None
+    for key in filter(None, map(_public_key, public_keys)):
+        try:
+            claims = _decode(token, key, grace, now)
+            break
+        except jwt.ExpiredSignatureError:
+            # The signature is good (PyJWT checks it first); only the time is up.
+            expired_by = _expiry(_decode(token, key, grace, now, verify_exp=False))
+            break
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.InvalidTokenError:
+            return LicenseCheck(Verdict.INVALID, "the licence is not a Switchboard licence token")
+    if expired_by is not None:
+        return LicenseCheck(
+            Verdict.EXPIRED,
+            f"the licence expired at {expired_by.isoformat()} and its grace period has ended",
+            expired_by,
+        )
+    if claims is None:
         return LicenseCheck(
             Verdict.INVALID, "the licence signature matches none of the trusted public keys"
         )
@@ -95,28 +128,36 @@ def verify(
             f"the licence is for plugin {claims.get('plugin')!r} in namespace "
             f"{claims.get('namespace')!r}, not {plugin!r} in {namespace!r}",
         )
+    expires = _expiry(claims)
     if now <= expires:
         return LicenseCheck(Verdict.VALID, f"licensed until {expires.isoformat()}", expires)
-    if now <= expires + grace:
-        return LicenseCheck(
-            Verdict.IN_GRACE,
-            f"the licence expired at {expires.isoformat()}; the integration keeps running "
-            f"until {(expires + grace).isoformat()}: renew it",
-            expires,
-        )
     return LicenseCheck(
-        Verdict.EXPIRED,
-        f"the licence expired at {expires.isoformat()} and its grace period has ended",
+        Verdict.IN_GRACE,
+        f"the licence expired at {expires.isoformat()}; the integration keeps running "
+        f"until {(expires + grace).isoformat()}: renew it",
         expires,
     )
 
 
-def _signed_by(key_text: str, payload: bytes, signature: bytes) -> bool:
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+def _decode(
+    token: str,
+    key: Ed25519PublicKey,
+    grace: datetime.timedelta,
+    now: datetime.datetime,
+    *,
+    verify_exp: bool = True,
+) -> dict[str, Any]:
+    import jwt
 
-    try:
-        Ed25519PublicKey.from_public_bytes(base64.b64decode(key_text)).verify(signature, payload)
-    except (InvalidSignature, ValueError, binascii.Error):
-        return False
-    return True
+    # PyJWT checks `exp` against the wall clock: expired when exp <= wall - leeway.
+    # A leeway of grace + (wall - now) makes that exp <= now - grace, the grace
+    # period measured from `now` (tests, and `verify(now=)`).
+    shift = (datetime.datetime.now(datetime.UTC) - now).total_seconds()
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        key,
+        algorithms=[ALGORITHM],
+        leeway=grace.total_seconds() + shift,
+        options={"require": ["exp", "plugin", "namespace"], "verify_exp": verify_exp},
+    )
+    return claims
