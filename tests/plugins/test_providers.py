@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import hashlib
 import hmac
@@ -14,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from switchboard.sdk import (
     Attachment,
@@ -293,7 +296,9 @@ def test_a_message_in_parts_succeeds_once_any_part_was_accepted() -> None:
     partial = providers.result_of_parts(["id-1", "id-2", throttled])
     stopped = providers.result_of_parts(["id-1", throttled], total=4)
 
-    assert whole == SendResult("id-1", {"to": "+44", "parts": "2/2", "message_ids": "id-1,id-2"})
+    assert whole == SendResult(
+        "id-1", {"to": "+44", "parts": "2/2", "message_ids": "id-1,id-2"}, part_ids=("id-2",)
+    )
     assert partial == SendResult(
         "id-1",
         {
@@ -302,8 +307,10 @@ def test_a_message_in_parts_succeeds_once_any_part_was_accepted() -> None:
             "partial": "true",
             "failed": "part 3: RETRYABLE: Vonage refused part 3 with status 1: Throttled",
         },
+        part_ids=("id-2",),
     )
     assert stopped.details["parts"] == "1/4"
+    assert stopped.part_ids == ()
     assert stopped.details["failed"].endswith("; part 3-4: not sent")
     with pytest.raises(PermanentError) as nothing:
         providers.result_of_parts([barred, throttled])
@@ -411,6 +418,89 @@ def test_webhook_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
     expected = hmac.new(b"s3cret", b"1700000000." + body, hashlib.sha256).hexdigest()
 
     assert providers.sign_webhook("s3cret", 1700000000, body) == expected
+
+
+def test_verify_webhook_takes_its_own_signature_and_refuses_a_tampered_or_stale_one() -> None:
+    body = b'{"message_id":"m-1","status":"delivered"}'
+    now = 1_700_000_000
+    signature = hmac.new(b"s3cret", f"{now}.".encode() + body, hashlib.sha256).hexdigest()
+
+    providers.verify_webhook("s3cret", str(now), body, f"sha256={signature}", now=now + 5)
+    providers.verify_webhook("s3cret", str(now), body, signature, now=now - 5)
+    for secret, stamp, sent, at, problem in [
+        ("other", str(now), body, now, "does not match the signing secret"),
+        ("s3cret", str(now), body.replace(b"delivered", b"failed"), now, "does not match"),
+        ("s3cret", str(now + 1), body, now, "does not match"),
+        ("s3cret", str(now), body, now + 301, "301 s old; at most 300 s"),
+        ("s3cret", str(now), body, now - 400, "400 s in the future"),
+        ("s3cret", "yesterday", body, now, "no usable signature timestamp"),
+    ]:
+        with pytest.raises(Unauthenticated, match=problem) as refused:
+            providers.verify_webhook(secret, stamp, sent, f"sha256={signature}", now=at)
+        assert "s3cret" not in refused.value.message
+        assert signature not in refused.value.message
+
+
+def test_hmac_hex_and_constant_time_comparison() -> None:
+    assert (
+        providers.hmac_hex("key", b"data", "sha1") == hmac.new(b"key", b"data", "sha1").hexdigest()
+    )
+    assert providers.hmac_hex(b"key", b"data") == hmac.new(b"key", b"data", "sha256").hexdigest()
+    assert providers.signatures_match("abc", "abc")
+    assert not providers.signatures_match("abc", "abd")
+    assert not providers.signatures_match("abc", "")
+
+
+#: The test vector SendGrid publishes with its Python library's Event Webhook
+#: verifier (sendgrid-python, test/unit/test_eventwebhook.py): a key, a batch
+#: of one event with SendGrid's trailing CRLF, its timestamp and signature.
+SENDGRID_PUBLIC_KEY = (
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw"
+    "+2fNNRaINXvVpiglSI8eNEc6wEA3F+g=="
+)
+SENDGRID_SIGNATURE = (
+    "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+lu"
+    "QAbPIqHh89M15TluLtEZtM="
+)
+SENDGRID_TIMESTAMP = "1600112502"
+SENDGRID_PAYLOAD = (
+    '[{"email":"hello@world.com","event":"dropped","reason":"Bounced Address",'
+    '"sg_event_id":"ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA",'
+    '"sg_message_id":"LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0",'
+    '"smtp-id":"<LRzXl_NHStOGhQ4kofSm_A@ismtpd0039p1iad1.sendgrid.net>","timestamp":1600112492}]'
+    "\r\n"
+)
+
+
+def test_ecdsa_verification_accepts_sendgrids_published_vector_and_nothing_altered() -> None:
+    key = providers.load_ecdsa_public_key(SENDGRID_PUBLIC_KEY, field="config.key")
+    signed = (SENDGRID_TIMESTAMP + SENDGRID_PAYLOAD).encode()
+
+    assert providers.ecdsa_signature_valid(key, signed, SENDGRID_SIGNATURE)
+    assert not providers.ecdsa_signature_valid(
+        key, signed.replace(b"dropped", b"delivered"), SENDGRID_SIGNATURE
+    )
+    assert not providers.ecdsa_signature_valid(key, b"1600112503" + signed[10:], SENDGRID_SIGNATURE)
+    assert not providers.ecdsa_signature_valid(key, signed, "not base64!")
+    assert not providers.ecdsa_signature_valid(key, signed, "AAAA")
+    other = providers.load_ecdsa_public_key(
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqTxd43gyp8IOEto2LdIfjRQrIbsd4SXZkLW6jDutdhXSJCWHw8REn"
+        "tlo7aNDthvj+y7GjUuFDb/R1NGe1OPzpA==",
+        field="config.key",
+    )
+    assert not providers.ecdsa_signature_valid(other, signed, SENDGRID_SIGNATURE)
+
+
+def test_an_unusable_public_key_is_a_configuration_error_naming_the_field() -> None:
+    pem = "-----BEGIN PUBLIC KEY-----\n" + SENDGRID_PUBLIC_KEY + "\n-----END PUBLIC KEY-----\n"
+    assert providers.load_ecdsa_public_key(pem, field="config.key") is not None
+    for text in ("not a key", "AAAA", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"):
+        with pytest.raises(ConfigError, match=r"config\.key: not a PEM or base64 DER public key"):
+            providers.load_ecdsa_public_key(text, field="config.key")
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    rsa_der = rsa_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(ConfigError, match="not an elliptic-curve"):
+        providers.load_ecdsa_public_key(base64.b64encode(rsa_der).decode(), field="config.key")
 
 
 def test_every_public_name_exists_and_is_documented() -> None:

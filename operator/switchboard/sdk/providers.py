@@ -41,19 +41,31 @@ may have accepted the message before it went quiet, and sending it through
 another plugin may deliver it twice; the channel's delivery policy decides
 (at-least-once resends and flags a possible duplicate, at-most-once stops).
 
-Phone numbers need ``phonenumbers`` and email addresses ``email-validator``
-(the ``plugins`` extra, or the plugin image's ``requirements.txt``); both are
-imported on first use so that a plugin which needs neither doesn't install them.
+Delivery receipts (``MessagingPlugin.handle_receipt``): a plugin checks its
+provider's callback with its own secret before it believes a word of it:
+``hmac_hex`` and ``signatures_match`` (constant time) for HMAC schemes,
+``check_timestamp`` where the signature covers a timestamp (a replay after
+``DEFAULT_RECEIPT_TOLERANCE_SECONDS`` is refused), ``load_ecdsa_public_key``
+and ``ecdsa_signature_valid`` for public-key schemes, ``verify_webhook`` for
+Switchboard's own scheme (``sign_webhook``). Each failure is ``Unauthenticated``
+and its message never holds a secret or the signature.
+
+Phone numbers need ``phonenumbers``, email addresses ``email-validator`` and
+ECDSA keys ``cryptography`` (the ``plugins`` extra, or the plugin image's
+``requirements.txt``); each is imported on first use so that a plugin which
+needs none of them doesn't install them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
-import hashlib
 import hmac
 import json
 import re
 import ssl
+import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -76,18 +88,23 @@ from switchboard.sdk._errors import (
 from switchboard.sdk._messages import Message, SendResult, required_capabilities
 
 __all__ = [
+    "DEFAULT_RECEIPT_TOLERANCE_SECONDS",
     "DEFAULT_TIMEOUT_SECONDS",
     "RESERVED_EMAIL_HEADERS",
     "USER_AGENT",
     "EmailAddress",
     "EmailBodies",
+    "check_timestamp",
+    "ecdsa_signature_valid",
     "email_bodies",
     "error_for_response",
     "error_for_status",
     "error_for_transport",
     "generated_message_id",
+    "hmac_hex",
     "html_to_text",
     "http_client",
+    "load_ecdsa_public_key",
     "metadata_headers",
     "metadata_json",
     "normalize_phone_number",
@@ -101,7 +118,9 @@ __all__ = [
     "result_of_parts",
     "send_request",
     "sign_webhook",
+    "signatures_match",
     "validate_region",
+    "verify_webhook",
 ]
 
 #: Seconds a provider may take to answer one request (each of connect, write,
@@ -116,6 +135,9 @@ _MAX_DETAIL: Final = 300
 #: Retry-After values above this (one day) are taken as this.
 _MAX_RETRY_AFTER: Final = 86_400.0
 _RETRYABLE_STATUSES: Final = frozenset({408, 425, 429})
+#: How far (seconds, either way) the timestamp a signed callback carries may be
+#: from now: a replay of a recorded callback later than this is refused.
+DEFAULT_RECEIPT_TOLERANCE_SECONDS: Final = 300.0
 
 
 def http_client(
@@ -367,7 +389,9 @@ def result_of_parts(
       the provider's words (``"part 3: RETRYABLE: ... status 1: Throttled"``).
     * Every part accepted: details ``parts`` (``"3/3"``) and ``message_ids``.
 
-    ``details`` are added to the result's details.
+    The other accepted parts' ids are the result's ``part_ids``, so that a
+    delivery receipt about any part finds the message. ``details`` are added
+    to the result's details.
     """
     count = len(parts) if total is None else total
     accepted = [part for part in parts if isinstance(part, str)]
@@ -389,7 +413,7 @@ def result_of_parts(
             )
             failed.append(f"part {untried}: not sent")
         summary |= {"partial": "true", "failed": "; ".join(failed)}
-    return SendResult(accepted[0], details=summary)
+    return SendResult(accepted[0], details=summary, part_ids=tuple(accepted[1:]))
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -648,8 +672,128 @@ def sign_webhook(secret: str | bytes, timestamp: int | str, body: bytes) -> str:
     a receiver recomputes it over the raw body it received and compares with
     ``hmac.compare_digest``.
     """
-    key = secret.encode() if isinstance(secret, str) else secret
-    return hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac_hex(secret, f"{timestamp}.".encode() + body)
+
+
+def verify_webhook(
+    secret: str | bytes,
+    timestamp: str,
+    body: bytes,
+    signature: str,
+    *,
+    tolerance_seconds: float = DEFAULT_RECEIPT_TOLERANCE_SECONDS,
+    provider: str = "The caller",
+    now: float | None = None,
+) -> None:
+    """Raise ``Unauthenticated`` unless ``signature`` is ``sign_webhook(secret, timestamp, body)``
+    (bare hex or ``sha256=<hex>``) and ``timestamp`` is fresh (``check_timestamp``).
+
+    The receiving side of the generic-webhook scheme: a receipt posted back to
+    Switchboard is signed the way Switchboard signs what it posts.
+    """
+    check_timestamp(timestamp, tolerance_seconds=tolerance_seconds, provider=provider, now=now)
+    expected = sign_webhook(secret, timestamp.strip(), body)
+    if not signatures_match(expected, signature.strip().removeprefix("sha256=")):
+        raise Unauthenticated(
+            f"{provider}'s signature does not match the signing secret: the callback was "
+            "signed with another secret or altered on the way"
+        )
+
+
+def hmac_hex(key: str | bytes, data: bytes, algorithm: str = "sha256") -> str:
+    """Lower-case hex HMAC of ``data`` keyed with ``key`` (a ``str`` is UTF-8 encoded).
+
+    ``algorithm`` is a ``hashlib`` name: ``"sha256"`` (default), ``"sha1"``,
+    ``"sha512"``, ``"md5"``.
+    """
+    secret = key.encode() if isinstance(key, str) else key
+    return hmac.new(secret, data, algorithm).hexdigest()
+
+
+def signatures_match(expected: str, received: str) -> bool:
+    """Whether two signatures are equal, compared in constant time (``hmac.compare_digest``).
+
+    Compare what the callback carries with what was computed from the plugin's
+    own secret; an early exit on the first differing character would tell a
+    forger how much of a guess was right.
+    """
+    return hmac.compare_digest(expected.encode(), received.encode())
+
+
+def check_timestamp(
+    value: str | int | None,
+    *,
+    tolerance_seconds: float = DEFAULT_RECEIPT_TOLERANCE_SECONDS,
+    provider: str = "The caller",
+    now: float | None = None,
+) -> int:
+    """The Unix time in ``value``, if it is at most ``tolerance_seconds`` from now.
+
+    For signed callbacks whose signature covers a timestamp: an old callback
+    replayed by someone who recorded it (or one stamped far ahead) is refused
+    with ``Unauthenticated``, as is a missing or non-numeric timestamp.
+    """
+    try:
+        stamp = int(str(value).strip()) if value is not None else None
+    except ValueError:
+        stamp = None
+    if stamp is None:
+        raise Unauthenticated(f"{provider}'s callback has no usable signature timestamp")
+    age = (time.time() if now is None else now) - stamp
+    if abs(age) > tolerance_seconds:
+        when = f"{int(age)} s old" if age > 0 else f"{int(-age)} s in the future"
+        raise Unauthenticated(
+            f"{provider}'s callback is signed with a timestamp {when}; at most "
+            f"{tolerance_seconds:g} s is accepted (a replayed or delayed callback)"
+        )
+    return stamp
+
+
+def load_ecdsa_public_key(text: str, *, field: str) -> Any:
+    """The elliptic-curve public key in ``text``, or ``ConfigError`` naming ``field``.
+
+    ``text`` is a PEM ``PUBLIC KEY`` block or its base64 body alone (a DER
+    SubjectPublicKeyInfo, as SendGrid shows its Event Webhook verification
+    key). Needs ``cryptography`` (imported on first use).
+    """
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import (
+        load_der_public_key,
+        load_pem_public_key,
+    )
+
+    stripped = text.strip()
+    try:
+        if stripped.startswith("-----BEGIN"):
+            key = load_pem_public_key(stripped.encode())
+        else:
+            key = load_der_public_key(base64.b64decode("".join(stripped.split()), validate=True))
+    except (ValueError, TypeError, binascii.Error):
+        raise ConfigError(f"{field}: not a PEM or base64 DER public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ConfigError(f"{field}: not an elliptic-curve (ECDSA) public key")
+    return key
+
+
+def ecdsa_signature_valid(public_key: Any, data: bytes, signature: str) -> bool:
+    """Whether ``signature`` (base64 of a DER ECDSA signature) signs SHA-256 of ``data``.
+
+    ``public_key`` comes from ``load_ecdsa_public_key``. A signature that is
+    not base64 or not DER is simply not valid.
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        public_key.verify(
+            base64.b64decode(signature.strip(), validate=True),
+            data,
+            ec.ECDSA(hashes.SHA256()),
+        )
+    except (InvalidSignature, ValueError, binascii.Error):
+        return False
+    return True
 
 
 def generated_message_id(prefix: str) -> str:
