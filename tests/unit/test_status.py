@@ -133,3 +133,16 @@ def test_same_ignores_transition_times_only() -> None:
     other = status.compute(_observation(endpoints=EndpointsStatus(ready=2, total=2)), first)
     assert not status.same(first, other.status)
     assert isinstance(first, PluginStatus)
+
+
+def test_a_rollout_in_progress_is_written_when_it_starts_and_when_it_ends() -> None:
+    starting = status.compute(_observation(deployment=_deployment(ready=0)), None).status
+    waiting = status.compute(_observation(endpoints=EndpointsStatus(ready=0, total=1)), starting)
+    assert not status.same(starting, waiting.status), "the counts and words changed"
+    assert status.only_progress(starting, waiting.status), "but nothing a reader acts on"
+    ready = status.compute(_observation(), waiting.status)
+    assert not status.only_progress(waiting.status, ready.status)
+    assert not status.only_progress(None, starting)
+    serving = ready.status
+    lost = status.compute(_observation(deployment=_deployment(ready=0, available=0)), serving)
+    assert not status.only_progress(serving, lost.status), "losing pods is news"

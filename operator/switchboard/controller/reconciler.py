@@ -198,7 +198,9 @@ class Reconciler:
             if reported is not None:
                 observation.reported_plugin = reported
                 update = status_.compute(observation, previous)
-        if not status_.same(previous, update.status):
+        if not status_.same(previous, update.status) and not status_.only_progress(
+            previous, update.status
+        ):
             await self.kube.patch_status(key.kind, key.namespace, key.name, update.status.to_wire())
         for event in update.events:
             await self.kube.post_event(

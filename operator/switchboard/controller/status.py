@@ -302,3 +302,25 @@ def same(a: PluginStatus | None, b: PluginStatus) -> bool:
         return False
     strip = {"conditions": {"__all__": {"last_transition_time"}}}
     return a.model_dump(exclude=strip) == b.model_dump(exclude=strip)
+
+
+def _shape(status: PluginStatus) -> tuple[Any, ...]:
+    """What a status says, minus the words and counts that change during a rollout."""
+    return (
+        status.observed_generation,
+        sorted((c.type, c.status, c.reason, c.observed_generation) for c in status.conditions),
+        status.plugin,
+    )
+
+
+def only_progress(previous: PluginStatus | None, new: PluginStatus) -> bool:
+    """Whether `new` differs from `previous` only in the pod counts and messages of a
+    rollout in progress: not worth a write (the next write comes when it ends or
+    when anything else changes). Keeps a new resource at two status writes."""
+    if previous is None:
+        return False
+    ready = new.condition(ConditionType.READY)
+    in_progress = (
+        ready is not None and ready.status != ConditionStatus.TRUE and ready.reason in _PROGRESS
+    )
+    return in_progress and _shape(previous) == _shape(new)
