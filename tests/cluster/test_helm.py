@@ -102,6 +102,7 @@ NON_DEFAULT_VALUES: dict[str, Any] = {
             ],
         },
         "service": {"annotations": {"example.com/lb": "internal"}},
+        "ledger": {"database": "postgresql", "existingSecret": "ledger-database"},
     },
     "serviceMonitor": {"enabled": False},
 }
@@ -431,6 +432,64 @@ def test_non_default_render_is_accepted_by_the_api_server(
     )
     assert_no_wildcard_rules(manifest)
     server_dry_run(control_plane, manifest)
+
+
+def test_the_ledger_renders_for_each_database_and_refuses_what_cannot_work(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    default = render(control_plane, namespace)
+    router = find(default, "Deployment", "router")
+    env = {e["name"]: e for e in router["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert router["spec"]["replicas"] == 1, "a SQLite ledger lives in one pod"
+    assert env["SWITCHBOARD_ROUTER_LEDGER_URL"]["value"].startswith("sqlite+aiosqlite:////")
+    assert env["SWITCHBOARD_ROUTER_INSTANCE"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.name"
+    )
+
+    values = {
+        "router": {
+            "ledger": {"database": "evaluation"},
+            "receipts": {
+                "publicUrl": "https://switchboard.example.com",
+                "ingress": {"enabled": True, "host": "switchboard.example.com"},
+            },
+        }
+    }
+    evaluation = render(control_plane, namespace, "--values", values_file(tmp_path, values))
+    secret = next(o for o in objects(evaluation) if o["kind"] == "Secret")
+    password = secret["stringData"]["password"]
+    router = find(evaluation, "Deployment", "router")
+    env = {e["name"]: e for e in router["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SWITCHBOARD_ROUTER_LEDGER_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": secret["metadata"]["name"],
+        "key": "url",
+    }
+    assert env["SWITCHBOARD_ROUTER_PUBLIC_URL"]["value"] == "https://switchboard.example.com"
+    assert router["spec"]["replicas"] == 2
+    assert len(password) == 32
+    assert password not in yaml.safe_dump_all(
+        [o for o in objects(evaluation) if o["kind"] != "Secret"]
+    )
+    ingress = next(o for o in objects(evaluation) if o["kind"] == "Ingress")
+    assert [p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]] == [
+        "/v1/receipts/"
+    ]
+    # The evaluation database passes the restricted pod security level.
+    server_dry_run(control_plane, evaluation)
+
+    for refused_values, complaint in (
+        ({"router": {"ledger": {"database": "postgresql"}}}, "existingSecret"),
+        ({"router": {"autoscaling": {"enabled": True}}}, "one pod"),
+    ):
+        refused = helm(
+            control_plane,
+            "template",
+            str(CHART),
+            "--values",
+            values_file(tmp_path, refused_values),
+            check=False,
+        )
+        assert refused.returncode != 0 and complaint in refused.stderr
 
 
 def test_service_monitor_is_accepted_by_the_api_server(

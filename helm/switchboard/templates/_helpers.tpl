@@ -174,3 +174,12 @@ apply creates them when new) and the Secrets resources name, read by name. */}}
   resources: ["secrets"]
   verbs: ["get"]
 {{- end -}}
+
+{{/* The Secret holding the ledger's database URL: the user's, or the evaluation database's. */}}
+{{- define "switchboard.ledgerSecret" -}}
+{{- if eq .Values.router.ledger.database "evaluation" -}}
+{{- include "switchboard.fullname" . }}-ledger
+{{- else -}}
+{{- .Values.router.ledger.existingSecret -}}
+{{- end -}}
+{{- end -}}
