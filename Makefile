@@ -52,6 +52,11 @@ demo: dev
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+# The fast tier: no cluster, no network namespaces (docs/testing.md has its time).
+unit: dev
+	$(BIN)/python -m pytest -q tests/unit tests/sdk
 
 typecheck: dev
 	$(BIN)/mypy

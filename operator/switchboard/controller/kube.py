@@ -33,6 +33,8 @@ from switchboard.api import constants
 from switchboard.api.models import RESOURCE_MODELS
 from switchboard.controller import drift
 
+__all__ = ["ApiError", "Kube", "SecretSummary", "api_message"]
+
 log = logging.getLogger("switchboard.operator")
 
 #: The API server's answer to a write it cannot accept as sent (e.g. a list

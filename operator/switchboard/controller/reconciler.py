@@ -21,7 +21,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from lightkube import ApiError
 from pydantic import ValidationError
 
 from switchboard.api import constants
@@ -38,7 +37,7 @@ from switchboard.api.models import (
 from switchboard.controller import builders, gates
 from switchboard.controller import status as status_
 from switchboard.controller.gates import PluginResource
-from switchboard.controller.kube import Kube, SecretSummary, api_message
+from switchboard.controller.kube import ApiError, Kube, SecretSummary, api_message
 from switchboard.controller.runtime import OK, RETRY, Key, Outcome
 from switchboard.controller.settings import OperatorSettings
 
