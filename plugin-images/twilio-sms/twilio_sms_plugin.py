@@ -4,32 +4,42 @@
 form fields ``To`` (the recipient in E.164), ``From`` (or
 ``MessagingServiceSid``), ``Body``, one ``MediaUrl`` per attachment given by
 URL (MMS), ``ContentSid`` and ``ContentVariables`` for a Content template,
-and, when configured, ``StatusCallback``; HTTP Basic auth with the account SID
-and auth token. Twilio answers 201 with the message resource; its ``sid``
-(``SM...``/``MM...``) is the provider message id. Errors are classified by
-Twilio's error code (``CODE_CLASSES``), then by HTTP status.
-``CheckCredentials`` fetches the account (``GET /Accounts/{AccountSid}.json``).
-See docs/plugins/twilio-sms.md.
+and ``StatusCallback`` (``config.status_callback``, else the router's receipts
+URL for this plugin); HTTP Basic auth with the account SID and auth token.
+Twilio answers 201 with the message resource; its ``sid`` (``SM...``/``MM...``)
+is the provider message id. Errors are classified by Twilio's error code
+(``CODE_CLASSES``), then by HTTP status. ``CheckCredentials`` fetches the
+account (``GET /Accounts/{AccountSid}.json``).
+
+``HandleReceipt`` takes Twilio's status callbacks: the ``X-Twilio-Signature``
+header must be the base64 HMAC-SHA1, keyed with the auth token, of the URL
+Twilio called followed by every POST parameter, sorted by name, as name and
+value without separators; ``MessageStatus`` becomes a delivery state
+(``STATUS_STATES``). See docs/plugins/twilio-sms.md.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
 from switchboard.sdk import (
     ConfigError,
+    DeliveryState,
     HttpProviderPlugin,
     InvalidInput,
     Message,
     OutcomeUnknown,
     PermanentError,
     PluginError,
+    Receipt,
+    ReceiptRequest,
     SendResult,
     Unauthenticated,
     providers,
@@ -40,6 +50,26 @@ DEFAULT_BASE_URL: Final = "https://api.twilio.com"
 #: Twilio takes at most ten MediaUrl values per message.
 MAX_MEDIA: Final = 10
 _CONTENT_SID: Final = re.compile(r"^HX[0-9a-fA-F]{32}$")
+SIGNATURE_HEADER: Final = "X-Twilio-Signature"
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+#: MessageStatus values of an outbound message (Message resource, "Message
+#: status values") and the delivery state each reports; statuses of inbound
+#: messages (receiving, received) carry no news about a sent one.
+STATUS_STATES: Final[dict[str, DeliveryState]] = {
+    "accepted": DeliveryState.SENT,
+    "scheduled": DeliveryState.SENT,
+    "queued": DeliveryState.SENT,
+    "sending": DeliveryState.SENT,
+    "sent": DeliveryState.SENT,
+    "delivered": DeliveryState.DELIVERED,
+    "read": DeliveryState.DELIVERED,
+    # Some parts reached the handset: sending it again would repeat them.
+    "partially_delivered": DeliveryState.DELIVERED,
+    "undelivered": DeliveryState.FAILED,
+    "failed": DeliveryState.FAILED,
+    "canceled": DeliveryState.FAILED,
+}
 
 #: Twilio error codes (twilio.com/docs/api/errors) whose class differs from what
 #: the HTTP status alone says; docs/plugins/twilio-sms.md lists them with their source.
@@ -69,6 +99,7 @@ class TwilioSmsPlugin(HttpProviderPlugin):
 
     def validate_config(self) -> None:
         super().validate_config()
+        self._warned_receipt_url = False
         if not (self.config.get("from_number") or self.config.get("messaging_service_sid")):
             raise ConfigError("config: set from_number or messaging_service_sid")
         if callback := self.config.get("status_callback"):
@@ -105,6 +136,37 @@ class TwilioSmsPlugin(HttpProviderPlugin):
             },
         )
 
+    async def handle_receipt(self, request: ReceiptRequest) -> list[Receipt]:
+        """A status callback: verified with the auth token, then its MessageStatus."""
+        fields = parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+        signature = request.headers.get(SIGNATURE_HEADER.lower(), "")
+        # Twilio signs the URL it called: the router's public URL for the
+        # callback, or a status_callback that reaches the router another way.
+        called = [request.url, *filter(None, [self.config.get("status_callback")])]
+        token = self.config["auth_token"]
+        if not signature or not any(
+            providers.signatures_match(request_signature(token, url, fields), signature)
+            for candidate in called
+            for url in _port_variants(candidate)
+        ):
+            raise Unauthenticated(
+                f"{SIGNATURE_HEADER} does not match the auth token and the URL called: the "
+                f"callback was not sent by {PROVIDER} for this account, or was altered"
+            )
+        form = dict(fields)
+        sid = form.get("MessageSid") or form.get("SmsSid") or ""
+        status = form.get("MessageStatus") or form.get("SmsStatus") or ""
+        state = STATUS_STATES.get(status)
+        if not sid or state is None:
+            return []
+        error = ""
+        if state is DeliveryState.FAILED:
+            code = form.get("ErrorCode")
+            error = f"{PROVIDER} reports the message {status}" + (
+                f" (error {code})" if code else ""
+            )
+        return [Receipt(sid, state, error)]
+
     async def check_credentials(self) -> str:
         account_sid = self.config["account_sid"]
         response = await self.request("GET", f"/2010-04-01/Accounts/{account_sid}.json")
@@ -134,9 +196,26 @@ class TwilioSmsPlugin(HttpProviderPlugin):
             form |= content_template(message.template.id, message.template.variables)
         if not (message.content or media or message.template):
             raise InvalidInput("content: a Twilio message needs a body, media or a template")
-        if callback := self.config.get("status_callback"):
+        if callback := self.config.get("status_callback") or self._receipt_url(message):
             form["StatusCallback"] = callback
         return form
+
+    def _receipt_url(self, message: Message) -> str:
+        """The router's receipts URL, if Twilio would take it (error 21609 otherwise)."""
+        if not message.receipt_url:
+            return ""
+        try:
+            check_status_callback(message.receipt_url)
+        except ConfigError as refused:
+            if not self._warned_receipt_url:
+                self._warned_receipt_url = True
+                self.logger.warning(
+                    "Not asking Twilio for status callbacks: the receipts URL is not one "
+                    "Twilio takes (%s)",
+                    refused.message.removeprefix("config.status_callback: "),
+                )
+            return ""
+        return message.receipt_url
 
 
 def content_template(sid: str, variables: Mapping[str, Any]) -> dict[str, str]:
@@ -168,6 +247,35 @@ def check_status_callback(url: str) -> None:
             f"config.status_callback: host {host!r} has an underscore, which Twilio refuses "
             "(error 21609)"
         )
+
+
+def request_signature(auth_token: str, url: str, fields: Sequence[tuple[str, str]]) -> str:
+    """What ``X-Twilio-Signature`` holds for a request to ``url`` with POST ``fields``.
+
+    Base64 of the HMAC-SHA1, keyed with the auth token, of the full URL (query
+    string included) followed by each POST field's name and value, sorted by
+    name (then value, for a repeated name), without separators.
+    """
+    signed = url + "".join(name + value for name, value in sorted(fields))
+    return base64.b64encode(providers.hmac_digest(auth_token, signed.encode(), "sha1")).decode()
+
+
+def _port_variants(url: str) -> list[str]:
+    """``url`` as given and with its default port added or removed: the URL
+    Twilio signs may carry ``:443`` where the configured one does not, or not."""
+    parts = urlsplit(url)
+    default = _DEFAULT_PORTS.get(parts.scheme)
+    if default is None or not parts.hostname:
+        return [url]
+    try:
+        port = parts.port
+    except ValueError:
+        return [url]
+    if port is None:
+        return [url, parts._replace(netloc=f"{parts.netloc}:{default}").geturl()]
+    if port == default:
+        return [url, parts._replace(netloc=parts.netloc.rsplit(":", 1)[0]).geturl()]
+    return [url]
 
 
 def _error(response: httpx.Response) -> PluginError:

@@ -67,7 +67,7 @@ class Row:
     partial: bool
     #: Expected retry_after: seconds, "header" (the answer's Retry-After), or None.
     retry_after: float | str | None
-    line: int
+    line: str
 
     def __getitem__(self, column: str) -> str:
         return self.cells[column]
@@ -89,8 +89,16 @@ class Row:
 
 def error_table(plugin: str) -> list[Row]:
     """The rows of the first table under ``## Errors`` in docs/plugins/``plugin``.md."""
+    rows = [_row(cells, line) for cells, line in section_table(plugin, "## Errors")]
+    assert rows, f"docs/plugins/{plugin}.md has no error table"
+    return rows
+
+
+def section_table(plugin: str, heading: str) -> list[tuple[dict[str, str], str]]:
+    """The first table under ``heading`` in docs/plugins/``plugin``.md: each row's cells
+    by lower-cased column name, and where the row is (``NAME.md:LINE``)."""
     lines = (DOCS / f"{plugin}.md").read_text().splitlines()
-    start = lines.index("## Errors")
+    start = lines.index(heading)
     table_start = next(i for i in range(start, len(lines)) if lines[i].startswith("|"))
     header = [name.lower() for name in _cells(lines[table_start])]
     rows = []
@@ -99,9 +107,7 @@ def error_table(plugin: str) -> list[Row]:
             break
         values = _cells(lines[number])
         assert len(values) == len(header), f"{plugin}.md line {number + 1}: {len(values)} cells"
-        cells = dict(zip(header, values, strict=True))
-        rows.append(_row(cells, f"{plugin}.md:{number + 1}"))
-    assert rows, f"docs/plugins/{plugin}.md has no error table"
+        rows.append((dict(zip(header, values, strict=True)), f"{plugin}.md:{number + 1}"))
     return rows
 
 

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 
 from switchboard.sdk import (
     Attachment,
     ConfigError,
+    DeliveryState,
     InvalidInput,
     OutcomeUnknown,
     PluginError,
     RetryableError,
     Template,
+    Unauthenticated,
 )
 from tests.plugins.conftest import (
     HTTP_FAILURES,
@@ -35,6 +40,7 @@ from tests.plugins.errortable import (
     rows_as_params,
 )
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
+from tests.plugins.receipttable import StatusRow, documented_states, statuses_as_params
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "twilio-auth-token-5f2b"
@@ -359,3 +365,183 @@ async def test_a_status_callback_twilio_would_refuse_stops_the_plugin_at_start(
             "twilio-sms", config(fake.url, status_callback=callback), secrets=SECRETS
         ):
             pass
+
+
+# -- delivery receipts: status callbacks signed as Twilio documents it --
+
+RECEIPT_URL = "https://hooks.example.com/v1/receipts/default/twilio-sms"
+MESSAGE_SID = "SM" + "e" * 32
+
+
+def twilio_signature(url: str, params: list[tuple[str, str]], token: str = TOKEN) -> str:
+    """X-Twilio-Signature as Twilio's "Webhooks security" page describes it: the full
+    URL, then every POST parameter sorted by name, name and value appended without
+    separators; HMAC-SHA1 keyed with the auth token; base64."""
+    data = url + "".join(f"{name}{value}" for name, value in sorted(params))
+    digest = hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def status_callback(status: str, **extra: str) -> list[tuple[str, str]]:
+    """The POST parameters of a status callback for an outbound SMS (Twilio's
+    "Track the message status of outbound messages")."""
+    params = {
+        "AccountSid": SID,
+        "ApiVersion": "2010-04-01",
+        "From": SENDER,
+        "MessageSid": MESSAGE_SID,
+        "MessageStatus": status,
+        "SmsSid": MESSAGE_SID,
+        "SmsStatus": status,
+        "To": "+16502530000",
+        **extra,
+    }
+    return list(params.items())
+
+
+def signed(
+    params: list[tuple[str, str]], *, url: str = RECEIPT_URL, token: str = TOKEN
+) -> tuple[dict[str, str], bytes]:
+    """Headers and form body of a callback Twilio signed for ``url``."""
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": twilio_signature(url, params, token),
+        "I-Twilio-Idempotency-Token": "5d6f7e8a-1b2c-4d3e-9f00-112233445566",
+    }
+    return headers, urlencode(params).encode()
+
+
+async def test_the_receipts_url_is_the_status_callback_unless_one_is_configured(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    async with run_plugin("twilio-sms", config(fake.url), secrets=SECRETS) as client:
+        await client.send("+16502530000", "hi", receipt_url=RECEIPT_URL)
+        with_router = fake.last.form()
+        await client.send("+16502530000", "hi")
+        without_router = fake.last.form()
+    own = "https://relay.example.com/twilio"
+    async with run_plugin(
+        "twilio-sms", config(fake.url, status_callback=own), secrets=SECRETS
+    ) as client:
+        await client.send("+16502530000", "hi", receipt_url=RECEIPT_URL)
+        configured = fake.last.form()
+
+    assert with_router["StatusCallback"] == RECEIPT_URL
+    assert "StatusCallback" not in without_router
+    assert configured["StatusCallback"] == own
+
+
+async def test_a_receipts_url_twilio_would_refuse_is_left_out_and_the_message_still_goes(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    async with run_plugin("twilio-sms", config(fake.url), secrets=SECRETS) as client:
+        result = await client.send(
+            "+16502530000", "hi", receipt_url="https://sw_router.example.com/v1/receipts/a/b"
+        )
+
+    assert result.provider_message_id.startswith("SM")
+    assert "StatusCallback" not in fake.last.form()
+
+
+@pytest.mark.parametrize("row", statuses_as_params("twilio-sms"))
+async def test_every_documented_message_status_becomes_its_state(
+    run_plugin: RunPlugin, row: StatusRow
+) -> None:
+    failed = row.state is DeliveryState.FAILED
+    params = status_callback(row.status, **({"ErrorCode": "30003"} if failed else {}))
+    headers, body = signed(params)
+    async with run_plugin("twilio-sms", config("http://127.0.0.1:9"), secrets=SECRETS) as client:
+        reply = await client.handle_receipt("POST", RECEIPT_URL, headers, body)
+
+    if row.state is None:
+        assert reply.receipts == (), row.line
+        return
+    assert [(r.provider_message_id, r.state) for r in reply.receipts] == [
+        (MESSAGE_SID, row.state)
+    ], row.line
+    if failed:
+        assert reply.receipts[0].error == f"Twilio reports the message {row.status} (error 30003)"
+    else:
+        assert reply.receipts[0].error == ""
+
+
+def test_the_receipt_table_lists_every_status_the_plugin_maps() -> None:
+    documented = documented_states("twilio-sms")
+    mapped = plugin_module("twilio-sms").STATUS_STATES
+
+    assert {status: state for status, state in documented.items() if state} == mapped
+
+
+@pytest.mark.parametrize(
+    ("signed_url", "called_url"),
+    [
+        pytest.param(RECEIPT_URL, RECEIPT_URL, id="same"),
+        pytest.param(
+            "https://hooks.example.com:443/v1/receipts/default/twilio-sms",
+            RECEIPT_URL,
+            id="twilio-added-the-port",
+        ),
+        pytest.param(
+            RECEIPT_URL,
+            "https://hooks.example.com:443/v1/receipts/default/twilio-sms",
+            id="the-router-saw-the-port",
+        ),
+        pytest.param(
+            "https://relay.example.com/twilio?tenant=a b",
+            RECEIPT_URL,
+            id="the-configured-status-callback",
+        ),
+    ],
+)
+async def test_a_signature_for_the_url_twilio_called_is_accepted(
+    run_plugin: RunPlugin, signed_url: str, called_url: str
+) -> None:
+    headers, body = signed(status_callback("delivered"), url=signed_url)
+    settings = config(
+        "http://127.0.0.1:9", status_callback="https://relay.example.com/twilio?tenant=a b"
+    )
+    async with run_plugin("twilio-sms", settings, secrets=SECRETS) as client:
+        reply = await client.handle_receipt("POST", called_url, headers, body)
+
+    assert [r.state for r in reply.receipts] == [DeliveryState.DELIVERED]
+
+
+def forged(kind: str) -> tuple[str, dict[str, str], bytes]:
+    """A callback that did not come from Twilio for this account, or was altered."""
+    params = status_callback("delivered")
+    headers, body = signed(params)
+    if kind == "other-token":
+        headers, body = signed(params, token="another-accounts-token")
+    elif kind == "status-changed":
+        body = body.replace(b"MessageStatus=delivered", b"MessageStatus=failed")
+    elif kind == "parameter-added":
+        body += b"&ErrorCode=30003"
+    elif kind == "other-url":
+        headers, body = signed(params, url="https://attacker.example.com/v1/receipts/default/x")
+    elif kind == "no-signature":
+        del headers["X-Twilio-Signature"]
+    elif kind == "garbage-signature":
+        headers["X-Twilio-Signature"] = "bm90IGEgc2lnbmF0dXJl"
+    return RECEIPT_URL, headers, body
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "other-token",
+        "status-changed",
+        "parameter-added",
+        "other-url",
+        "no-signature",
+        "garbage-signature",
+    ],
+)
+async def test_a_forged_or_altered_callback_is_unauthenticated(
+    run_plugin: RunPlugin, kind: str
+) -> None:
+    url, headers, body = forged(kind)
+    async with run_plugin("twilio-sms", config("http://127.0.0.1:9"), secrets=SECRETS) as client:
+        with pytest.raises(Unauthenticated, match="X-Twilio-Signature does not match") as refused:
+            await client.handle_receipt("POST", url, headers, body)
+
+    assert TOKEN not in refused.value.message

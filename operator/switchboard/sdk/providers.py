@@ -43,7 +43,7 @@ another plugin may deliver it twice; the channel's delivery policy decides
 
 Delivery receipts (``MessagingPlugin.handle_receipt``): a plugin checks its
 provider's callback with its own secret before it believes a word of it:
-``hmac_hex`` and ``signatures_match`` (constant time) for HMAC schemes,
+``hmac_digest``/``hmac_hex`` and ``signatures_match`` (constant time) for HMAC schemes,
 ``check_timestamp`` where the signature covers a timestamp (a replay after
 ``DEFAULT_RECEIPT_TOLERANCE_SECONDS`` is refused), ``load_ecdsa_public_key``
 and ``ecdsa_signature_valid`` for public-key schemes, ``verify_webhook`` for
@@ -101,6 +101,7 @@ __all__ = [
     "error_for_status",
     "error_for_transport",
     "generated_message_id",
+    "hmac_digest",
     "hmac_hex",
     "html_to_text",
     "http_client",
@@ -700,14 +701,20 @@ def verify_webhook(
         )
 
 
-def hmac_hex(key: str | bytes, data: bytes, algorithm: str = "sha256") -> str:
-    """Lower-case hex HMAC of ``data`` keyed with ``key`` (a ``str`` is UTF-8 encoded).
+def hmac_digest(key: str | bytes, data: bytes, algorithm: str = "sha256") -> bytes:
+    """The HMAC of ``data`` keyed with ``key`` (a ``str`` is UTF-8 encoded), as bytes.
 
     ``algorithm`` is a ``hashlib`` name: ``"sha256"`` (default), ``"sha1"``,
-    ``"sha512"``, ``"md5"``.
+    ``"sha512"``, ``"md5"``. Providers that send it base64-encoded (Twilio)
+    encode these bytes; ``hmac_hex`` is the hex form.
     """
     secret = key.encode() if isinstance(key, str) else key
-    return hmac.new(secret, data, algorithm).hexdigest()
+    return hmac.new(secret, data, algorithm).digest()
+
+
+def hmac_hex(key: str | bytes, data: bytes, algorithm: str = "sha256") -> str:
+    """Lower-case hex HMAC of ``data`` keyed with ``key`` (``hmac_digest`` in hex)."""
+    return hmac_digest(key, data, algorithm).hex()
 
 
 def signatures_match(expected: str, received: str) -> bool:
