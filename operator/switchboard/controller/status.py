@@ -137,126 +137,166 @@ def apply_failure_message(failures: dict[str, str]) -> str:
     return "Could not apply " + "; ".join(parts) + ". Retrying with back-off."
 
 
-def compute(observation: Observation, previous: PluginStatus | None) -> StatusUpdate:
-    """The new status, and the Events its transitions deserve."""
-    conditions: dict[str, tuple[str, str, str]] = {}  # type -> (status, reason, message)
+#: One condition as computed: (holds, reason, message).
+Verdict = tuple[bool, str, str]
 
-    def put(type_: ConditionType, ok: bool, reason: str, message: str) -> None:
-        conditions[type_] = (ConditionStatus.TRUE if ok else ConditionStatus.FALSE, reason, message)
 
-    for gate in observation.gates:
-        put(gate.type, gate.ok, gate.reason, gate.message)
-    failed = next((g for g in observation.gates if not g.ok), None)
-    deployment = observation.deployment
-    rejection = config_rejection(observation.pods, observation.config_checksum)
-    replicas = ready_replicas = None
+@dataclass(frozen=True)
+class Health:
+    """Ready, Progressing and Degraded, and what stalls the resource (if anything)."""
+
+    ready: Verdict
+    progressing: Verdict
+    degraded: Verdict
     stalled_reason: str | None = None
 
+
+def _pods_text(progress: Rollout | None) -> str:
+    if progress is None:
+        return "no plugin pods yet"
+    return f"{progress.ready}/{progress.desired} plugin pods ready"
+
+
+def _blocked(failed: Gate, progress: Rollout | None) -> Health:
+    """A gate failed (or the plugin rejected its config): not Ready, and why."""
+    waiting = failed.reason not in _STALLING
+    degraded = failed.reason == Reason.CONFIG_REJECTED or (
+        progress is not None and progress.ready < progress.desired
+    )
+    return Health(
+        ready=(False, failed.reason, failed.message),
+        progressing=(
+            waiting,
+            Reason.RECONCILING if waiting else failed.reason,
+            f"Waiting: {failed.message}" if waiting else failed.message,
+        ),
+        degraded=(
+            degraded,
+            failed.reason if degraded else Reason.AVAILABLE,
+            _pods_text(progress),
+        ),
+        stalled_reason=None if waiting else failed.reason,
+    )
+
+
+def _rolling(progress: Rollout, endpoints: EndpointsStatus, was_serving: bool) -> Health:
+    """Health of a Deployment that exists, from its rollout and its endpoints."""
+    pods_text = _pods_text(progress)
+    if progress.complete and endpoints.ready < progress.desired:
+        # The pods are ready but the Service does not list them yet: the router
+        # cannot reach them, so the plugin is not Ready for its callers.
+        message = f"{pods_text}; waiting for their endpoints."
+        return Health(
+            ready=(False, Reason.PODS_NOT_READY, message),
+            progressing=(True, Reason.ROLLING_OUT, message),
+            degraded=(
+                was_serving,
+                Reason.PODS_UNAVAILABLE if was_serving else Reason.ROLLING_OUT,
+                message,
+            ),
+        )
+    if progress.complete:
+        return Health(
+            ready=(True, Reason.AVAILABLE, f"{pods_text}."),
+            progressing=(False, Reason.DEPLOYED, "The rollout is complete."),
+            degraded=(False, Reason.AVAILABLE, f"{pods_text}."),
+        )
+    deadline = progress.deadline_reason
+    # Pods still starting are progress; capacity lost after the plugin was
+    # available (or a rollout past its deadline) is degradation.
+    failing = deadline is not None or (
+        was_serving and progress.updated == progress.desired and progress.ready < progress.desired
+    )
+    return Health(
+        ready=(False, Reason.PODS_NOT_READY, f"{pods_text}; rolling out."),
+        progressing=(
+            deadline is None,
+            Reason.ROLLING_OUT if deadline is None else deadline,
+            f"{progress.updated}/{progress.desired} pods updated, {pods_text}.",
+        ),
+        degraded=(
+            failing,
+            Reason.PODS_UNAVAILABLE if failing else Reason.ROLLING_OUT,
+            f"{pods_text}.",
+        ),
+        stalled_reason=deadline,
+    )
+
+
+def health(observation: Observation, failed: Gate | None, previous: PluginStatus | None) -> Health:
+    """Ready, Progressing, Degraded and Stalled from what was observed."""
+    progress = rollout(observation.deployment) if observation.deployment is not None else None
+    if failed is not None:
+        return _blocked(failed, progress)
+    if observation.apply_failures:
+        # What runs is not what the resource says: not Ready, and degraded until
+        # every child applies again (retried with back-off; a person may be needed).
+        message = apply_failure_message(observation.apply_failures)
+        return Health(
+            ready=(False, Reason.APPLY_FAILED, message),
+            progressing=(True, Reason.RECONCILING, message),
+            degraded=(True, Reason.APPLY_FAILED, message),
+        )
+    if progress is None:
+        creating = "Creating the plugin's Deployment."
+        return Health(
+            ready=(False, Reason.RECONCILING, creating),
+            progressing=(True, Reason.RECONCILING, creating),
+            degraded=(False, Reason.RECONCILING, _pods_text(None)),
+        )
+    was_serving = previous is not None and (
+        _holds(previous, ConditionType.READY) or _holds(previous, ConditionType.DEGRADED)
+    )
+    return _rolling(progress, observation.endpoints, was_serving)
+
+
+def _verdicts(observation: Observation, previous: PluginStatus | None) -> dict[str, Verdict]:
+    """Every condition type → its verdict, gates first."""
+    verdicts: dict[str, Verdict] = {g.type: (g.ok, g.reason, g.message) for g in observation.gates}
+    failed = next((g for g in observation.gates if not g.ok), None)
+    rejection = config_rejection(observation.pods, observation.config_checksum)
     if rejection is not None:
-        put(ConditionType.CONFIG_VALID, False, Reason.CONFIG_REJECTED, rejection)
+        verdicts[ConditionType.CONFIG_VALID] = (False, Reason.CONFIG_REJECTED, rejection)
         failed = Gate(ConditionType.CONFIG_VALID, False, Reason.CONFIG_REJECTED, rejection)
-    elif ConditionType.CONFIG_VALID not in conditions:
-        put(
-            ConditionType.CONFIG_VALID,
+    elif ConditionType.CONFIG_VALID not in verdicts:
+        verdicts[ConditionType.CONFIG_VALID] = (
             True,
             Reason.CONFIG_ACCEPTED,
             "The plugin accepted its config.",
         )
-
-    # Pods still starting are progress; capacity lost after the plugin was
-    # available (or a rollout past its deadline) is degradation.
-    was_serving = previous is not None and (
-        _holds(previous, ConditionType.READY) or _holds(previous, ConditionType.DEGRADED)
+    state = health(observation, failed, previous)
+    verdicts[ConditionType.READY] = state.ready
+    verdicts[ConditionType.PROGRESSING] = state.progressing
+    verdicts[ConditionType.DEGRADED] = state.degraded
+    verdicts[ConditionType.RECONCILING] = state.progressing
+    stalled = state.stalled_reason
+    verdicts[ConditionType.STALLED] = (
+        stalled is not None,
+        stalled or Reason.AVAILABLE,
+        state.ready[2] if stalled else "Nothing needs a person.",
     )
-    if deployment is not None:
-        progress = rollout(deployment)
-        desired, ready, updated = progress.desired, progress.ready, progress.updated
-        rolled_out, deadline = progress.complete, progress.deadline_reason
-        replicas, ready_replicas = desired, ready
-        pods_text = f"{ready}/{desired} plugin pods ready"
-    else:
-        desired = ready = updated = 0
-        rolled_out, deadline, pods_text = False, None, "no plugin pods yet"
+    return verdicts
 
-    if failed is not None:
-        put(ConditionType.READY, False, failed.reason, failed.message)
-        progressing = failed.reason not in _STALLING
-        put(
-            ConditionType.PROGRESSING,
-            progressing,
-            Reason.RECONCILING if progressing else failed.reason,
-            f"Waiting: {failed.message}" if progressing else failed.message,
-        )
-        degraded = failed.reason == Reason.CONFIG_REJECTED or (
-            deployment is not None and ready < desired
-        )
-        put(
-            ConditionType.DEGRADED,
-            degraded,
-            failed.reason if degraded else Reason.AVAILABLE,
-            pods_text,
-        )
-        stalled_reason = failed.reason if failed.reason in _STALLING else None
-    elif observation.apply_failures:
-        # What runs is not what the resource says: not Ready, and degraded until
-        # every child applies again (retried with back-off; a person may be needed).
-        message = apply_failure_message(observation.apply_failures)
-        put(ConditionType.READY, False, Reason.APPLY_FAILED, message)
-        put(ConditionType.PROGRESSING, True, Reason.RECONCILING, message)
-        put(ConditionType.DEGRADED, True, Reason.APPLY_FAILED, message)
-    elif deployment is None:
-        put(ConditionType.READY, False, Reason.RECONCILING, "Creating the plugin's Deployment.")
-        put(
-            ConditionType.PROGRESSING, True, Reason.RECONCILING, "Creating the plugin's Deployment."
-        )
-        put(ConditionType.DEGRADED, False, Reason.RECONCILING, pods_text)
-    elif rolled_out and observation.endpoints.ready < desired:
-        # The pods are ready but the Service does not list them yet: the router
-        # cannot reach them, so the plugin is not Ready for its callers.
-        message = f"{pods_text}; waiting for their endpoints."
-        put(ConditionType.READY, False, Reason.PODS_NOT_READY, message)
-        put(ConditionType.PROGRESSING, True, Reason.ROLLING_OUT, message)
-        put(
-            ConditionType.DEGRADED,
-            was_serving,
-            Reason.PODS_UNAVAILABLE if was_serving else Reason.ROLLING_OUT,
-            message,
-        )
-    elif rolled_out:
-        put(ConditionType.READY, True, Reason.AVAILABLE, f"{pods_text}.")
-        put(ConditionType.PROGRESSING, False, Reason.DEPLOYED, "The rollout is complete.")
-        put(ConditionType.DEGRADED, False, Reason.AVAILABLE, f"{pods_text}.")
-    else:
-        put(ConditionType.READY, False, Reason.PODS_NOT_READY, f"{pods_text}; rolling out.")
-        put(
-            ConditionType.PROGRESSING,
-            deadline is None,
-            Reason.ROLLING_OUT if deadline is None else deadline,
-            f"{updated}/{desired} pods updated, {pods_text}.",
-        )
-        failing = deadline is not None or (was_serving and updated == desired and ready < desired)
-        put(
-            ConditionType.DEGRADED,
-            failing,
-            Reason.PODS_UNAVAILABLE if failing else Reason.ROLLING_OUT,
-            f"{pods_text}.",
-        )
-        stalled_reason = deadline
 
-    reconciling = conditions[ConditionType.PROGRESSING]
-    conditions[ConditionType.RECONCILING] = reconciling
-    put(
-        ConditionType.STALLED,
-        stalled_reason is not None,
-        stalled_reason or Reason.AVAILABLE,
-        conditions[ConditionType.READY][2] if stalled_reason else "Nothing needs a person.",
-    )
+def _is_news(type_: str, holds: bool, reason: str, before: Condition | None, changed: bool) -> bool:
+    """Whether a condition deserves an Event: it turned, or a problem changed its cause."""
+    bad = holds == (type_ == ConditionType.DEGRADED)
+    news = changed or (bad and before is not None and before.reason != reason)
+    if type_ not in _ANNOUNCED or not news:
+        return False
+    if bad and reason in _PROGRESS:
+        return False  # pods starting or rolling are progress, not news
+    return not (before is None and not bad)  # "it is fine" at creation is not news
 
+
+def compute(observation: Observation, previous: PluginStatus | None) -> StatusUpdate:
+    """The new status, and the Events its transitions deserve."""
     old = {c.type: c for c in (previous.conditions if previous else [])}
     stamp = now()
     built: list[Condition] = []
     events: list[Event] = []
-    for type_, (state, reason, message) in conditions.items():
+    for type_, (holds, reason, message) in _verdicts(observation, previous).items():
+        state = ConditionStatus.TRUE if holds else ConditionStatus.FALSE
         before = old.get(type_)
         changed = before is None or before.status != state
         built.append(
@@ -265,26 +305,19 @@ def compute(observation: Observation, previous: PluginStatus | None) -> StatusUp
                 status=state,
                 reason=reason,
                 message=message,
-                last_transition_time=stamp
-                if changed or before is None
-                else before.last_transition_time,
+                last_transition_time=stamp if changed else before.last_transition_time,  # type: ignore[union-attr]
                 observed_generation=observation.generation,
             )
         )
-        bad = (state == ConditionStatus.TRUE) == (type_ == ConditionType.DEGRADED)
-        # News: a condition turned, or a problem changed its cause.
-        news = changed or (bad and before is not None and before.reason != reason)
-        if type_ in _ANNOUNCED and news:
-            if bad and reason in _PROGRESS:
-                continue  # pods starting or rolling are progress, not news
-            if before is None and not bad:
-                continue  # "it is fine" at creation is not news
+        if _is_news(type_, holds, reason, before, changed):
+            bad = holds == (type_ == ConditionType.DEGRADED)
             events.append(Event("Warning" if bad else "Normal", reason, f"{type_}: {message}"))
+    progress = rollout(observation.deployment) if observation.deployment is not None else None
     new = PluginStatus(
         observed_generation=observation.generation,
         conditions=built,
-        replicas=replicas,
-        ready_replicas=ready_replicas,
+        replicas=progress.desired if progress else None,
+        ready_replicas=progress.ready if progress else None,
         plugin=observation.reported_plugin,
         endpoints=observation.endpoints,
     )
@@ -320,7 +353,5 @@ def only_progress(previous: PluginStatus | None, new: PluginStatus) -> bool:
     if previous is None:
         return False
     ready = new.condition(ConditionType.READY)
-    in_progress = (
-        ready is not None and ready.status != ConditionStatus.TRUE and ready.reason in _PROGRESS
-    )
+    in_progress = ready is not None and ready.status != "True" and ready.reason in _PROGRESS
     return in_progress and _shape(previous) == _shape(new)
