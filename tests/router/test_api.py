@@ -154,6 +154,33 @@ async def test_invoke_checks_the_integrations_permissions(served: Any) -> None:
     assert bad_params.value.status == 422
 
 
+async def test_an_operation_can_need_its_own_permission(
+    start_provider: Any, start_router: Any
+) -> None:
+    provider = start_provider("only")
+    router = await start_router(
+        keys=[
+            ApiKey("reader", "key-reader", frozenset({TENANT}), frozenset({"fiber.read"})),
+            ApiKey("manager", "key-manager", frozenset({TENANT}), frozenset({"*"})),
+        ]
+    )
+    router.publish(
+        provider.route(
+            kind="VendorIntegration",
+            route_key="acme",
+            permissions=("fiber.read",),
+            operation_permissions=(("echo", "fiber.manage"),),
+        )
+    )
+
+    with pytest.raises(Forbidden) as refused:
+        await router.client(token="key-reader").invoke("only", "echo", {"value": "x"})
+    allowed = await router.client(token="key-manager").invoke("only", "echo", {"value": "x"})
+
+    assert "fiber.manage" in refused.value.message
+    assert allowed.result == {"value": "x", "provider": "only"}
+
+
 async def test_status_metrics_and_openapi(served: Any) -> None:
     router, provider = served
     client = router.client()

@@ -49,6 +49,7 @@ async def test_describe_reports_identity_from_manifest_and_behaviour_from_code(
     assert json.loads(described.required_config_schema_json)["required"] == ["state_dir", "sender"]
     [shout] = described.operations
     assert (shout.name, shout.description) == ("shout", "Upper-case a short text.")
+    assert shout.permission == "messages.shout"  # the router checks it on Invoke
     assert json.loads(shout.params_schema_json)["properties"]["text"]["maxLength"] == 20
 
 

@@ -79,6 +79,22 @@ def test_vendor_form_and_dotted_entry_point(tmp_path: Path) -> None:
         ),
         (("channel_type: sms", "channel_type: sms\noperations: [send, send]"), "more than once"),
         (("channel_type: sms", "channel_type: sms\ncolour: blue"), "colour: Extra inputs"),
+        (
+            (
+                "channel_type: sms",
+                "channel_type: sms\noperations: [status]\n"
+                "operation_permissions: {reboot: device.manage}",
+            ),
+            "names ['reboot'], which are not in `operations`",
+        ),
+        (
+            (
+                "channel_type: sms",
+                "channel_type: sms\noperations: [status]\n"
+                "operation_permissions: {status: Device Read}",
+            ),
+            "not permission names",
+        ),
     ],
 )
 def test_invalid_manifest_names_the_field_and_the_problem(

@@ -513,6 +513,9 @@ class ReportedPlugin(_Model):
     """Capabilities the plugin implements."""
     operations: list[str] = Field(default_factory=list)
     """Operations the plugin accepts through Invoke."""
+    operation_permissions: dict[str, str] = Field(default_factory=dict)
+    """The permission each operation needs beyond the resource's `permissions`
+    (the plugin manifest's `operation_permissions`); the router checks it."""
 
 
 class EndpointsStatus(_Model):

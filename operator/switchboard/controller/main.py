@@ -80,6 +80,9 @@ def describe_over_grpc(
             version=reply.version,
             capabilities=list(reply.capabilities),
             operations=[op.name for op in reply.operations],
+            operation_permissions={
+                op.name: op.permission for op in reply.operations if op.permission
+            },
         )
 
     return describe

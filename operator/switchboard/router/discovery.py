@@ -75,6 +75,9 @@ class StaticDiscovery(Discovery):
         for item in data.get("routes", []):
             for key in ("permissions", "endpoints", "not_ready", "capabilities"):
                 item[key] = tuple(item.get(key, ()))
+            item["operation_permissions"] = tuple(
+                tuple(pair) for pair in item.get("operation_permissions", ())
+            )
             routes.append(PluginRoute(**item))
         self.publish(routes)
 

@@ -539,7 +539,8 @@ class RouterService:
         tenant = self.tenant(caller, body.namespace)
         await self.require(caller, tenant, "invoke", constants.VENDOR_INTEGRATIONS, integration)
         route = self.table.integration(tenant, integration)
-        for permission in route.permissions if route else ():
+        needed = [*route.permissions, route.operation_permission(operation)] if route else []
+        for permission in dict.fromkeys(p for p in needed if p):
             await self.require(caller, tenant, "use", "permissions", permission)
         started = time.monotonic()
         try:

@@ -50,6 +50,11 @@ class PluginRoute:
     """Set when a failed-delivery receipt sends the message again (receiptFallback)."""
     fallback_channel: str | None = None
     """The channel of that second send; None: the next plugin of this channel."""
+    operation_permissions: tuple[tuple[str, str], ...] = ()
+    """(operation, permission) pairs: what each operation needs beyond `permissions`."""
+
+    def operation_permission(self, operation: str) -> str | None:
+        return dict(self.operation_permissions).get(operation)
 
     @property
     def id(self) -> str:
@@ -63,7 +68,8 @@ class PluginRoute:
         spec = resource.get("spec", {})
         kind = resource["kind"]
         communication = kind == constants.COMMUNICATION_PLUGIN
-        reported = ((resource.get("status") or {}).get("plugin") or {}).get("capabilities")
+        plugin = (resource.get("status") or {}).get("plugin") or {}
+        reported = plugin.get("capabilities")
         fallback = spec.get("receiptFallback") or None
         return cls(
             kind=kind,
@@ -84,6 +90,7 @@ class PluginRoute:
                 parse_duration(fallback.get("window", "1h")) if fallback is not None else None
             ),
             fallback_channel=fallback.get("channelType") if fallback is not None else None,
+            operation_permissions=tuple(sorted((plugin.get("operationPermissions") or {}).items())),
         )
 
 

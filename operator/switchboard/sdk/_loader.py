@@ -52,6 +52,7 @@ class LoadedPlugin:
                     name=spec.name,
                     description=spec.description,
                     params_schema_json=json.dumps(spec.params_schema, sort_keys=True),
+                    permission=manifest.operation_permissions.get(spec.name, ""),
                 )
                 for spec in cls.declared_operations().values()
             ],

@@ -36,6 +36,7 @@ _ENTRY_POINT: Final = re.compile(rf"^({_IDENTIFIER}(?:\.{_IDENTIFIER})*)[:.]({_I
 #: Kubernetes Secret data keys.
 _SECRET_KEY: Final = re.compile(r"^[-._a-zA-Z0-9]+$")
 _OPERATION_NAME: Final = re.compile(r"^[a-z][a-z0-9_]*$")
+_PERMISSION: Final = re.compile(r"^[a-z0-9]+([._:-][a-z0-9]+)*$")
 
 
 class PluginPackageError(Exception):
@@ -99,6 +100,11 @@ class Manifest(BaseModel):
     """Secret keys the plugin reads."""
     operations: tuple[str, ...] = ()
     """Names of the operations ``Invoke`` accepts; must match the code."""
+    operation_permissions: dict[str, str] = Field(default_factory=dict)
+    """The permission a caller must hold for an operation, by operation (e.g.
+    ``get_device_status: network.fiber.read``, ``provision_olt:
+    network.fiber.manage``), checked by the router on top of the resource's
+    ``permissions``; an operation not listed needs only those."""
     entry_point: str
     """``module:Class`` (or ``module.Class``), the module relative to the plugin folder."""
 
@@ -164,6 +170,18 @@ class Manifest(BaseModel):
                 "(for example `plugin:AcmeSmsPlugin`)"
             )
         return entry_point
+
+    @model_validator(mode="after")
+    def _permissions_name_operations(self) -> Self:
+        unknown = sorted(set(self.operation_permissions) - set(self.operations))
+        if unknown:
+            raise ValueError(
+                f"operation_permissions names {unknown}, which are not in `operations`"
+            )
+        bad = [p for p in self.operation_permissions.values() if not _PERMISSION.match(p)]
+        if bad:
+            raise ValueError(f"{bad} are not permission names such as `network.fiber.read`")
+        return self
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> Self:

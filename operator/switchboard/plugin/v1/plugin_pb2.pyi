@@ -206,20 +206,26 @@ class Operation(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     PARAMS_SCHEMA_JSON_FIELD_NUMBER: _builtins.int
+    PERMISSION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
     params_schema_json: _builtins.str
     """JSON Schema (a JSON object, serialized) the `params_json` of Invoke must satisfy."""
+    permission: _builtins.str
+    """The permission a caller must hold for this operation (the manifest's
+    `operation_permissions`); empty: the resource's permissions are enough.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         description: _builtins.str = ...,
         params_schema_json: _builtins.str = ...,
+        permission: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "params_schema_json", b"params_schema_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "params_schema_json", b"params_schema_json", "permission", b"permission"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
