@@ -9,13 +9,22 @@ answers 202 Accepted with an empty body; the ``X-Message-Id`` response header
 is the provider message id. Errors are classified by status and, for 401 and
 403, by SendGrid's message (``_error``). ``CheckCredentials`` lists the key's
 scopes (``GET /v3/scopes``) and requires ``mail.send``. Bodies, reply-to and
-custom headers follow the same metadata conventions as smtp-email. See
-docs/plugins/sendgrid-email.md.
+custom headers follow the same metadata conventions as smtp-email.
+
+``HandleReceipt`` takes SendGrid's Event Webhook: a JSON array of events,
+signed with ECDSA (P-256, SHA-256) over ``<timestamp><raw body>``, the base64
+DER signature in ``X-Twilio-Email-Event-Webhook-Signature`` and the timestamp
+in ``X-Twilio-Email-Event-Webhook-Timestamp``, checked with the verification
+key in ``config.event_webhook_public_key``. Each event's ``sg_message_id``
+starts with the ``X-Message-Id`` the send returned; its ``event`` becomes a
+delivery state (``EVENT_STATES``). See docs/plugins/sendgrid-email.md.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, Final
@@ -24,11 +33,14 @@ import httpx
 
 from switchboard.sdk import (
     ConfigError,
+    DeliveryState,
     HttpProviderPlugin,
     InvalidInput,
     Message,
     OutcomeUnknown,
     PluginError,
+    Receipt,
+    ReceiptRequest,
     RetryableError,
     SendResult,
     Unauthenticated,
@@ -39,6 +51,25 @@ PROVIDER: Final = "SendGrid"
 DEFAULT_BASE_URL: Final = "https://api.sendgrid.com"
 #: Headers SendGrid sets itself and refuses in ``headers``, beyond the usual ones.
 _SENDGRID_RESERVED: Final = frozenset({"x-sg-id", "x-sg-eid"})
+
+SIGNATURE_HEADER: Final = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER: Final = "X-Twilio-Email-Event-Webhook-Timestamp"
+#: Where SendGrid's suffix starts in an ``sg_message_id`` (``sent_message_id``).
+_SG_SUFFIX: Final = re.compile(r"\.(?:filter|recvd)")
+
+#: Event Webhook events (SendGrid's "Event Webhook Reference") and the delivery
+#: state each reports; docs/plugins/sendgrid-email.md lists them. Events not
+#: listed (unsubscribes, spam reports, account events) say nothing about
+#: whether the message arrived.
+EVENT_STATES: Final[dict[str, DeliveryState]] = {
+    "processed": DeliveryState.SENT,  # accepted, about to be sent
+    "deferred": DeliveryState.SENT,  # the receiving server said "later": SendGrid retries
+    "delivered": DeliveryState.DELIVERED,  # the receiving server accepted it
+    "open": DeliveryState.DELIVERED,  # opened: it arrived
+    "click": DeliveryState.DELIVERED,  # a link was followed: it arrived
+    "bounce": DeliveryState.FAILED,  # refused for good (type bounce) or blocked
+    "dropped": DeliveryState.FAILED,  # SendGrid did not send it (suppressed, invalid)
+}
 
 #: 401 and 403 answers told apart by SendGrid's message (lower case, a part of
 #: it), in order; docs/plugins/sendgrid-email.md lists them with their source.
@@ -65,6 +96,7 @@ class SendgridEmailPlugin(HttpProviderPlugin):
         "attachments",
         "cc",
         "templates",
+        "delivery_receipts",
     )
     provider = PROVIDER
     default_base_url = DEFAULT_BASE_URL
@@ -74,6 +106,12 @@ class SendgridEmailPlugin(HttpProviderPlugin):
         self._sender = _address(self.config["from_address"], "config.from_address", ConfigError)
         reply_to = self.config.get("reply_to")
         self._reply_to = _address(reply_to, "config.reply_to", ConfigError) if reply_to else None
+        key = self.config.get("event_webhook_public_key")
+        self._event_key = (
+            providers.load_ecdsa_public_key(key, field="config.event_webhook_public_key")
+            if key
+            else None
+        )
 
     def client_headers(self) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {self.config['api_key']}"}
@@ -145,6 +183,38 @@ class SendgridEmailPlugin(HttpProviderPlugin):
             },
         )
 
+    async def handle_receipt(self, request: ReceiptRequest) -> list[Receipt]:
+        """An Event Webhook batch: its ECDSA signature checked, then one receipt per event."""
+        if self._event_key is None:
+            raise Unauthenticated(
+                "config.event_webhook_public_key is not set, so SendGrid's Event Webhook "
+                "callbacks cannot be verified and none is believed"
+            )
+        signature = request.headers.get(SIGNATURE_HEADER.lower(), "")
+        timestamp = request.headers.get(TIMESTAMP_HEADER.lower(), "")
+        signed = timestamp.encode() + request.body
+        if not signature or not providers.ecdsa_signature_valid(self._event_key, signed, signature):
+            raise Unauthenticated(
+                f"{SIGNATURE_HEADER} does not match the verification key: the events were not "
+                f"signed by {PROVIDER} for this account, or were altered"
+            )
+        providers.check_timestamp(
+            timestamp,
+            tolerance_seconds=float(
+                self.config.get(
+                    "receipt_tolerance_seconds", providers.DEFAULT_RECEIPT_TOLERANCE_SECONDS
+                )
+            ),
+            provider=PROVIDER,
+        )
+        try:
+            events = json.loads(request.body)
+        except ValueError:
+            events = None
+        if not isinstance(events, list):
+            raise InvalidInput(f"{PROVIDER}'s Event Webhook body is not a JSON array of events")
+        return [receipt for event in events if (receipt := event_receipt(event)) is not None]
+
     async def check_credentials(self) -> str:
         response = await self.request("GET", "/v3/scopes")
         if not response.is_success:
@@ -154,6 +224,46 @@ class SendgridEmailPlugin(HttpProviderPlugin):
         if not isinstance(scopes, list) or "mail.send" not in scopes:
             raise Unauthenticated(f"{PROVIDER} API key lacks the mail.send scope")
         return f"{PROVIDER} accepted the API key (scope mail.send present)"
+
+
+def event_receipt(event: Any) -> Receipt | None:
+    """The receipt one Event Webhook event stands for, or None when it carries no news.
+
+    ``sg_message_id`` is ``<X-Message-Id>.<SendGrid's suffix>`` (``sent_message_id``).
+    """
+    if not isinstance(event, dict):
+        return None
+    state = EVENT_STATES.get(str(event.get("event", "")))
+    sg_message_id = event.get("sg_message_id")
+    if state is None or not isinstance(sg_message_id, str) or not sg_message_id:
+        return None
+    return Receipt(sent_message_id(sg_message_id), state, _event_error(event))
+
+
+def sent_message_id(sg_message_id: str) -> str:
+    """The ``X-Message-Id`` a send returned, from an event's ``sg_message_id``.
+
+    SendGrid appends the filter that handled the message:
+    ``LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-...-9.0`` belongs to
+    ``LRzXl_NHStOGhQ4kofSm_A``. Today's ids hold no dot, so the id ends at the
+    first dot; older ones did (``14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0``),
+    so the id ends before a ``.filter`` or ``.recvd`` suffix when there is one.
+    """
+    suffix = _SG_SUFFIX.search(sg_message_id)
+    return sg_message_id[: suffix.start()] if suffix else sg_message_id.split(".", 1)[0]
+
+
+def _event_error(event: dict[str, Any]) -> str:
+    """What a bounce or drop says: SendGrid's type, status and reason."""
+    kind = str(event.get("event"))
+    reason = " ".join(str(event.get("reason") or "").split())[:300]
+    if kind == "bounce":
+        bounce = str(event.get("type") or "bounce")
+        status = f" ({event['status']})" if event.get("status") else ""
+        return f"{PROVIDER} reports a {bounce}{status}: {reason or 'no reason given'}"
+    if kind == "dropped":
+        return f"{PROVIDER} dropped the message: {reason or 'no reason given'}"
+    return ""
 
 
 def _address(value: str, field: str, error: type[PluginError]) -> providers.EmailAddress:

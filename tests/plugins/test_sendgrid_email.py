@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from switchboard.sdk import (
     Attachment,
     ConfigError,
+    DeliveryState,
     InvalidInput,
     OutcomeUnknown,
     RetryableError,
     Template,
+    Unauthenticated,
 )
 from tests.plugins.conftest import (
     HTTP_FAILURES,
@@ -33,10 +39,13 @@ from tests.plugins.errortable import (
     rows_as_params,
 )
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
+from tests.plugins.receipttable import StatusRow, documented_states, statuses_as_params
 
 API_KEY = "SG.test-key.7d1c2f"
 SECRETS = {"SENDGRID_API_KEY": API_KEY}
-MESSAGE_ID = "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0"
+#: An X-Message-Id in SendGrid's older, dotted form (its events' sg_message_id
+#: append ".filter0001.16648.5515E0B88.0" to it).
+MESSAGE_ID = "14c5d75ce93.dfd.64b469"
 
 
 def sendgrid_error(status: int, message: str, field: str | None = None) -> Reply:
@@ -392,3 +401,242 @@ async def test_a_dynamic_template_sends_its_id_and_data_and_no_content(
         "from": {"email": "notifications@example.com", "name": "Example"},
         "template_id": "d-13b8f94fbcae4ec6b75270d6cb59f932",
     }
+
+
+# -- delivery receipts: Event Webhook batches signed with ECDSA as SendGrid documents it --
+
+RECEIPT_URL = "https://hooks.example.com/v1/receipts/default/sendgrid-email"
+X_MESSAGE_ID = "LRzXl_NHStOGhQ4kofSm_A"
+SG_MESSAGE_ID = f"{X_MESSAGE_ID}.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0"
+#: SendGrid's signing key for these tests (the account's Signed Event Webhook).
+SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def public_key_text(key: ec.EllipticCurvePrivateKey = SIGNING_KEY) -> str:
+    """The verification key as SendGrid's settings show it: base64 of the DER public key."""
+    der = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode()
+
+
+def receipts_config(**extra: Any) -> dict[str, Any]:
+    return config("http://127.0.0.1:9", event_webhook_public_key=public_key_text(), **extra)
+
+
+def event(kind: str, sg_message_id: str = SG_MESSAGE_ID, **fields: Any) -> dict[str, Any]:
+    """One Event Webhook event as SendGrid's Event Webhook Reference shows it."""
+    return {
+        "email": "ann@example.com",
+        "timestamp": int(time.time()) - 5,
+        "smtp-id": f"<{X_MESSAGE_ID}@ismtpd0039p1iad1.sendgrid.net>",
+        "event": kind,
+        "category": ["receipts"],
+        "sg_event_id": base64.urlsafe_b64encode(f"{kind}-{sg_message_id}".encode()).decode()[:22],
+        "sg_message_id": sg_message_id,
+        "switchboard_idempotency_key": "order-77",
+        **fields,
+    }
+
+
+def signed_batch(
+    events: list[Any],
+    *,
+    key: ec.EllipticCurvePrivateKey = SIGNING_KEY,
+    timestamp: int | None = None,
+) -> tuple[dict[str, str], bytes]:
+    """Headers and body of an Event Webhook POST: the JSON array with SendGrid's
+    trailing CRLF, signed (ECDSA, SHA-256) over the timestamp followed by the body."""
+    body = (json.dumps(events) + "\r\n").encode()
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    signature = key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+        "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+        "User-Agent": "SendGrid Event API",
+    }
+    return headers, body
+
+
+#: The fields SendGrid adds to the events that end badly.
+FAILURE_FIELDS = {
+    "bounce": {
+        "type": "bounce",
+        "status": "5.1.1",
+        "reason": "550 5.1.1 The email account that you tried to reach does not exist",
+        "bounce_classification": "Invalid Address",
+    },
+    "dropped": {"reason": "Bounced Address", "status": "5.0.0"},
+    "deferred": {"response": "400 try again later", "attempt": "5"},
+}
+FAILURE_ERRORS = {
+    "bounce": "SendGrid reports a bounce (5.1.1): 550 5.1.1 The email account that you "
+    "tried to reach does not exist",
+    "dropped": "SendGrid dropped the message: Bounced Address",
+}
+
+
+@pytest.mark.parametrize("row", statuses_as_params("sendgrid-email"))
+async def test_every_documented_event_becomes_its_state(
+    run_plugin: RunPlugin, row: StatusRow
+) -> None:
+    headers, body = signed_batch([event(row.status, **FAILURE_FIELDS.get(row.status, {}))])
+    async with run_plugin("sendgrid-email", receipts_config(), secrets=SECRETS) as client:
+        reply = await client.handle_receipt("POST", RECEIPT_URL, headers, body)
+
+    if row.state is None:
+        assert reply.receipts == (), row.line
+        return
+    assert [(r.provider_message_id, r.state) for r in reply.receipts] == [
+        (X_MESSAGE_ID, row.state)
+    ], row.line
+    assert reply.receipts[0].error == FAILURE_ERRORS.get(row.status, "")
+
+
+def test_the_receipt_table_lists_every_event_the_plugin_maps() -> None:
+    documented = documented_states("sendgrid-email")
+    mapped = plugin_module("sendgrid-email").EVENT_STATES
+
+    assert {name: state for name, state in documented.items() if state} == mapped
+
+
+async def test_a_batch_gives_one_receipt_per_event_about_a_message_in_its_order(
+    run_plugin: RunPlugin,
+) -> None:
+    other = "Q2hhcmxpZV9CZXJuc3Rl"
+    headers, body = signed_batch(
+        [
+            event("processed"),
+            event("deferred", **FAILURE_FIELDS["deferred"]),
+            event("delivered", response="250 OK"),
+            event("bounce", f"{other}.recvd-5f6c7d-1.0", type="blocked", reason="IP blocked"),
+            event("open", useragent="Mozilla/5.0", ip="203.0.113.9"),
+            # An account event and a drop of an address SendGrid could not parse: no id.
+            {"event": "account_status_change", "type": "compliance_suspend", "timestamp": 1},
+            {"email": "not an address", "event": "dropped", "reason": "Invalid", "timestamp": 1},
+        ]
+    )
+    async with run_plugin("sendgrid-email", receipts_config(), secrets=SECRETS) as client:
+        reply = await client.handle_receipt("POST", RECEIPT_URL, headers, body)
+
+    assert [(r.provider_message_id, r.state, r.error) for r in reply.receipts] == [
+        (X_MESSAGE_ID, DeliveryState.SENT, ""),
+        (X_MESSAGE_ID, DeliveryState.SENT, ""),
+        (X_MESSAGE_ID, DeliveryState.DELIVERED, ""),
+        (other, DeliveryState.FAILED, "SendGrid reports a blocked: IP blocked"),
+        (X_MESSAGE_ID, DeliveryState.DELIVERED, ""),
+    ]
+
+
+async def test_a_receipt_names_the_id_the_send_returned_even_an_older_dotted_one(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    settings = {**receipts_config(), "base_url": fake.url}
+    async with run_plugin("sendgrid-email", settings, secrets=SECRETS) as client:
+        sent = await client.send("ann@example.com", "Your receipt", subject="Receipt")
+        headers, body = signed_batch(
+            [event("delivered", f"{sent.provider_message_id}.filter0001.16648.5515E0B88.0")]
+        )
+        reply = await client.handle_receipt("POST", RECEIPT_URL, headers, body)
+
+    assert sent.provider_message_id == MESSAGE_ID
+    assert [r.provider_message_id for r in reply.receipts] == [MESSAGE_ID]
+
+
+def forged_batch(kind: str) -> tuple[dict[str, str], bytes]:
+    """An Event Webhook POST SendGrid did not sign with this account's key, or altered."""
+    events = [event("bounce", **FAILURE_FIELDS["bounce"])]
+    headers, body = signed_batch(events)
+    if kind == "other-key":
+        headers, body = signed_batch(events, key=ec.generate_private_key(ec.SECP256R1()))
+    elif kind == "event-changed":
+        body = body.replace(b'"bounce"', b'"delivered"')
+    elif kind == "timestamp-changed":
+        headers["X-Twilio-Email-Event-Webhook-Timestamp"] = str(int(time.time()) - 1)
+    elif kind == "no-signature":
+        del headers["X-Twilio-Email-Event-Webhook-Signature"]
+    elif kind == "signature-of-another-batch":
+        other, _ = signed_batch([event("delivered")])
+        headers["X-Twilio-Email-Event-Webhook-Signature"] = other[
+            "X-Twilio-Email-Event-Webhook-Signature"
+        ]
+    elif kind == "not-a-signature":
+        headers["X-Twilio-Email-Event-Webhook-Signature"] = "not base64 at all"
+    return headers, body
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "other-key",
+        "event-changed",
+        "timestamp-changed",
+        "no-signature",
+        "signature-of-another-batch",
+        "not-a-signature",
+    ],
+)
+async def test_a_forged_or_altered_batch_is_unauthenticated(
+    run_plugin: RunPlugin, kind: str
+) -> None:
+    headers, body = forged_batch(kind)
+    async with run_plugin("sendgrid-email", receipts_config(), secrets=SECRETS) as client:
+        with pytest.raises(Unauthenticated, match="does not match the verification key"):
+            await client.handle_receipt("POST", RECEIPT_URL, headers, body)
+
+
+@pytest.mark.parametrize(
+    ("age", "problem"),
+    [
+        pytest.param(400, "s old; at most 300 s", id="replayed"),
+        pytest.param(-400, "s in the future", id="from-the-future"),
+    ],
+)
+async def test_a_correctly_signed_batch_outside_the_time_window_is_unauthenticated(
+    run_plugin: RunPlugin, age: int, problem: str
+) -> None:
+    headers, body = signed_batch([event("delivered")], timestamp=int(time.time()) - age)
+    async with run_plugin("sendgrid-email", receipts_config(), secrets=SECRETS) as client:
+        with pytest.raises(Unauthenticated, match=problem):
+            await client.handle_receipt("POST", RECEIPT_URL, headers, body)
+    async with run_plugin(
+        "sendgrid-email", receipts_config(receipt_tolerance_seconds=600), secrets=SECRETS
+    ) as client:
+        reply = await client.handle_receipt("POST", RECEIPT_URL, headers, body)
+
+    assert [r.state for r in reply.receipts] == [DeliveryState.DELIVERED]
+
+
+async def test_without_a_verification_key_every_callback_is_refused(
+    run_plugin: RunPlugin,
+) -> None:
+    headers, body = signed_batch([event("delivered")])
+    async with run_plugin(
+        "sendgrid-email", config("http://127.0.0.1:9"), secrets=SECRETS
+    ) as client:
+        with pytest.raises(Unauthenticated, match="event_webhook_public_key is not set"):
+            await client.handle_receipt("POST", RECEIPT_URL, headers, body)
+
+
+async def test_a_verification_key_that_is_not_one_stops_the_plugin_at_start(
+    run_plugin: RunPlugin,
+) -> None:
+    with pytest.raises(ConfigError, match=r"config\.event_webhook_public_key: not a PEM"):
+        async with run_plugin(
+            "sendgrid-email",
+            config("http://127.0.0.1:9", event_webhook_public_key="MFkwEwYHKoZI"),
+            secrets=SECRETS,
+        ):
+            pass
+
+
+async def test_a_signed_body_that_is_not_a_batch_is_invalid_input(
+    run_plugin: RunPlugin,
+) -> None:
+    headers, body = signed_batch([])
+    body = b'{"event": "delivered"}'
+    stamp = headers["X-Twilio-Email-Event-Webhook-Timestamp"]
+    signature = SIGNING_KEY.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    headers["X-Twilio-Email-Event-Webhook-Signature"] = base64.b64encode(signature).decode()
+    async with run_plugin("sendgrid-email", receipts_config(), secrets=SECRETS) as client:
+        with pytest.raises(InvalidInput, match="not a JSON array of events"):
+            await client.handle_receipt("POST", RECEIPT_URL, headers, body)
