@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
 from switchboard.sdk import (
+    ConfigError,
+    DeliveryState,
     OutcomeUnknown,
     PermanentError,
     RetryableError,
@@ -29,6 +36,7 @@ from tests.plugins.errortable import (
     rows_as_params,
 )
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
+from tests.plugins.receipttable import StatusRow, documented_states, statuses_as_params
 
 KEY, SECRET = "abcd1234", "vonage-secret-6e1f"
 SECRETS = {"VONAGE_API_KEY": KEY, "VONAGE_API_SECRET": SECRET}
@@ -164,6 +172,7 @@ async def test_a_long_message_reports_every_part(fake: HttpFake, run_plugin: Run
         result = await client.send("+447700900123", "x" * 300)
 
     assert result.provider_message_id == "0A000000010000001"
+    assert result.part_ids == ("0A000000010000002",)
     assert result.details["parts"] == "2/2"
     assert result.details["message_ids"] == "0A000000010000001,0A000000010000002"
     assert "partial" not in result.details
@@ -178,6 +187,7 @@ async def test_a_throttled_later_part_is_a_partial_delivery_and_nothing_is_sent_
 
     assert len(fake.requests) == 1
     assert result.provider_message_id == "0A000000010000001"
+    assert result.part_ids == ("0A000000010000002",)
     assert result.details["parts"] == "2/3"
     assert result.details["partial"] == "true"
     assert result.details["message_ids"] == "0A000000010000001,0A000000010000002"
@@ -281,3 +291,221 @@ async def test_a_refused_connection_is_retryable_and_a_timeout_is_unknown(
     ) as client:
         with pytest.raises(OutcomeUnknown, match="Vonage did not answer in time"):
             await client.send("+447700900123", "hi")
+
+
+# -- delivery receipts: DLRs signed as Vonage's "Signing messages" guide describes --
+
+RECEIPT_URL = "https://hooks.example.com/v1/receipts/default/vonage-sms"
+SIGNATURE_SECRET = "vonage-signature-secret-93c1"
+RECEIPT_SECRETS = {**SECRETS, "VONAGE_SIGNATURE_SECRET": SIGNATURE_SECRET}
+
+
+def receipts_config(method: str | None = None, **extra: Any) -> dict[str, Any]:
+    settings = config("http://127.0.0.1:9", signature_secret="${VONAGE_SIGNATURE_SECRET}", **extra)
+    if method:
+        settings["signature_method"] = method
+    return settings
+
+
+def vonage_sig(params: dict[str, str], method: str, secret: str = SIGNATURE_SECRET) -> str:
+    """``sig`` as the guide's "Manually generate a signature" builds it: the parameters
+    sorted by key, ``&`` and ``=`` in values replaced by ``_``, ``&key=value`` each;
+    "MD5 hash" appends the secret and hashes, the HMACs key with the secret. Vonage's
+    HMAC signatures come in upper-case hex."""
+    text = "".join(
+        "&" + key + "=" + params[key].replace("&", "_").replace("=", "_") for key in sorted(params)
+    )
+    if method == "md5hash":
+        return hashlib.md5((text + secret).encode(), usedforsecurity=False).hexdigest()
+    return hmac.new(secret.encode(), text.encode(), method).hexdigest().upper()
+
+
+def dlr(status: str, message_id: str = "0A000000010000002", **extra: str) -> dict[str, str]:
+    """A delivery receipt's parameters (Vonage's "Delivery receipts" guide), signed fields
+    included: ``timestamp`` and ``nonce``."""
+    return {
+        "msisdn": "447700900123",
+        "to": "Switchboard",
+        "network-code": "23410",
+        "messageId": message_id,
+        "price": "0.03330000",
+        "status": status,
+        "scts": "2001011400",
+        "err-code": "0" if status == "delivered" else "1",
+        "api-key": KEY,
+        "client-ref": "order-77",
+        "message-timestamp": "2026-12-01 14:00:00",
+        "timestamp": str(int(time.time())),
+        "nonce": "2f3e4d5c-6b7a-4988-8776-655443322110",
+        **extra,
+    }
+
+
+def signed_dlr(
+    params: dict[str, str],
+    *,
+    method: str = "md5hash",
+    as_: str = "GET",
+    secret: str = SIGNATURE_SECRET,
+) -> tuple[str, str, dict[str, str], bytes]:
+    """(method, url, headers, body) of a DLR as Vonage sends it: GET with the
+    parameters in the query, POST as a form, or POST-JSON."""
+    sent = {**params, "sig": vonage_sig(params, method, secret)}
+    if as_ == "GET":
+        return "GET", f"{RECEIPT_URL}?{urlencode(sent)}", {}, b""
+    if as_ == "POST":
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        return "POST", RECEIPT_URL, headers, urlencode(sent).encode()
+    return "POST", RECEIPT_URL, {"Content-Type": "application/json"}, json.dumps(sent).encode()
+
+
+async def test_the_receipts_url_is_the_callback_only_when_receipts_can_be_verified(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    signed = {**receipts_config(), "base_url": fake.url}
+    async with run_plugin("vonage-sms", signed, secrets=RECEIPT_SECRETS) as client:
+        await client.send("+447700900123", "hi", receipt_url=RECEIPT_URL)
+        with_secret = fake.last.form()
+    async with run_plugin("vonage-sms", config(fake.url), secrets=SECRETS) as client:
+        await client.send("+447700900123", "hi", receipt_url=RECEIPT_URL)
+        without_secret = fake.last.form()
+    own = "https://relay.example.com/vonage"
+    async with run_plugin(
+        "vonage-sms", {**signed, "callback_url": own}, secrets=RECEIPT_SECRETS
+    ) as client:
+        await client.send("+447700900123", "hi", receipt_url=RECEIPT_URL)
+        configured = fake.last.form()
+
+    assert with_secret["callback"] == RECEIPT_URL
+    assert "callback" not in without_secret
+    assert configured["callback"] == own
+
+
+@pytest.mark.parametrize("row", statuses_as_params("vonage-sms"))
+async def test_every_documented_status_becomes_its_state(
+    run_plugin: RunPlugin, row: StatusRow
+) -> None:
+    failed = row.state is DeliveryState.FAILED
+    params = dlr(row.status, **({"err-code": "3"} if failed else {}))
+    method, url, headers, body = signed_dlr(params)
+    async with run_plugin("vonage-sms", receipts_config(), secrets=RECEIPT_SECRETS) as client:
+        reply = await client.handle_receipt(method, url, headers, body)
+
+    assert [(r.provider_message_id, r.state) for r in reply.receipts] == [
+        ("0A000000010000002", row.state)
+    ], row.line
+    expected = (
+        f"Vonage reports the message {row.status} (err-code 3: Absent Subscriber - Permanent)"
+    )
+    assert reply.receipts[0].error == (expected if failed else "")
+
+
+def test_the_receipt_table_lists_every_status_the_plugin_maps() -> None:
+    documented = documented_states("vonage-sms")
+    mapped = plugin_module("vonage-sms").STATUS_STATES
+
+    assert documented == mapped
+
+
+@pytest.mark.parametrize("method", ["md5hash", "md5", "sha1", "sha256", "sha512"])
+@pytest.mark.parametrize("as_", ["GET", "POST", "POST-JSON"])
+async def test_every_signature_method_and_webhook_format_is_verified(
+    run_plugin: RunPlugin, method: str, as_: str
+) -> None:
+    # A client reference with the characters the scheme replaces.
+    params = dlr("delivered", **{"client-ref": "a=1&b=2"})
+    request = signed_dlr(params, method=method, as_=as_)
+    async with run_plugin("vonage-sms", receipts_config(method), secrets=RECEIPT_SECRETS) as client:
+        reply = await client.handle_receipt(*request)
+
+    assert [r.state for r in reply.receipts] == [DeliveryState.DELIVERED]
+
+
+def forged_dlr(kind: str) -> tuple[str, str, dict[str, str], bytes]:
+    """A DLR Vonage did not sign with this account's secret, or one altered on the way."""
+    params = dlr("failed", **{"err-code": "3"})
+    request = signed_dlr(params, as_="POST")
+    if kind == "other-secret":
+        request = signed_dlr(params, as_="POST", secret="another-accounts-secret")
+    elif kind == "other-method":
+        request = signed_dlr(params, method="sha256", as_="POST")
+    elif kind == "status-changed":
+        request = (*request[:3], request[3].replace(b"status=failed", b"status=delivered"))
+    elif kind == "message-changed":
+        request = (*request[:3], request[3].replace(b"0A000000010000002", b"0A000000010000009"))
+    elif kind == "parameter-added":
+        request = (*request[:3], request[3] + b"&extra=1")
+    elif kind == "no-sig":
+        sent = {**params}
+        request = ("POST", RECEIPT_URL, request[2], urlencode(sent).encode())
+    return request
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "other-secret",
+        "other-method",
+        "status-changed",
+        "message-changed",
+        "parameter-added",
+        "no-sig",
+    ],
+)
+async def test_a_forged_or_altered_receipt_is_unauthenticated(
+    run_plugin: RunPlugin, kind: str
+) -> None:
+    async with run_plugin("vonage-sms", receipts_config(), secrets=RECEIPT_SECRETS) as client:
+        with pytest.raises(Unauthenticated, match="sig does not match") as refused:
+            await client.handle_receipt(*forged_dlr(kind))
+
+    assert SIGNATURE_SECRET not in refused.value.message
+
+
+async def test_a_correctly_signed_receipt_outside_the_time_window_is_unauthenticated(
+    run_plugin: RunPlugin,
+) -> None:
+    old = dlr("delivered", timestamp=str(int(time.time()) - 400))
+    async with run_plugin("vonage-sms", receipts_config(), secrets=RECEIPT_SECRETS) as client:
+        with pytest.raises(Unauthenticated, match="s old; at most 300 s"):
+            await client.handle_receipt(*signed_dlr(old))
+    async with run_plugin(
+        "vonage-sms", receipts_config(receipt_tolerance_seconds=900), secrets=RECEIPT_SECRETS
+    ) as client:
+        reply = await client.handle_receipt(*signed_dlr(old))
+
+    assert [r.state for r in reply.receipts] == [DeliveryState.DELIVERED]
+
+
+async def test_without_a_signature_secret_every_receipt_is_refused(
+    run_plugin: RunPlugin,
+) -> None:
+    async with run_plugin("vonage-sms", config("http://127.0.0.1:9"), secrets=SECRETS) as client:
+        with pytest.raises(Unauthenticated, match="signature_secret is not set"):
+            await client.handle_receipt(*signed_dlr(dlr("delivered")))
+
+
+async def test_an_unknown_signature_method_stops_the_plugin_at_start(
+    run_plugin: RunPlugin,
+) -> None:
+    with pytest.raises(ConfigError, match="signature_method"):
+        async with run_plugin("vonage-sms", receipts_config("sha3"), secrets=RECEIPT_SECRETS):
+            pass
+
+
+async def test_receipts_about_each_part_of_a_long_text_name_the_ids_the_send_returned(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    settings = {**receipts_config(), "base_url": fake.url}
+    async with run_plugin("vonage-sms", settings, secrets=RECEIPT_SECRETS) as client:
+        sent = await client.send("+447700900123", "x" * 300, receipt_url=RECEIPT_URL)
+        receipts = [
+            (await client.handle_receipt(*signed_dlr(dlr("delivered", part_id)))).receipts[0]
+            for part_id in (sent.provider_message_id, *sent.part_ids)
+        ]
+
+    assert [r.provider_message_id for r in receipts] == [
+        "0A000000010000001",
+        "0A000000010000002",
+    ]
+    assert {r.state for r in receipts} == {DeliveryState.DELIVERED}
