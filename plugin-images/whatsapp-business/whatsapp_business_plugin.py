@@ -20,26 +20,40 @@ message id. A message sent as several (media) is reported with
 error_subcode, fbtrace_id}}`` and are classified by ``(code, subcode)``
 (``SUBCODE_CLASSES``), then ``code`` (``CODE_CLASSES``), then by HTTP status.
 ``CheckCredentials`` reads the phone number (``GET
-/v<api_version>/<phone_number_id>``). See docs/plugins/whatsapp-business.md.
+/v<api_version>/<phone_number_id>``).
+
+``HandleReceipt`` takes the app's webhook: Meta's subscription check (a GET
+with ``hub.mode=subscribe``, ``hub.verify_token`` equal to
+``config.verify_token``, answered with ``hub.challenge`` as text) and status
+notifications (a POST whose ``X-Hub-Signature-256`` is ``sha256=`` and the hex
+HMAC-SHA256 of the raw body keyed with ``config.app_secret``); each entry of
+``statuses`` becomes a receipt for its ``wamid`` (``STATUS_STATES``). See
+docs/plugins/whatsapp-business.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
 from switchboard.sdk import (
     Attachment,
     ConfigError,
+    DeliveryState,
     HttpProviderPlugin,
     InvalidInput,
     Message,
     OutcomeUnknown,
     PermanentError,
     PluginError,
+    Receipt,
+    ReceiptReply,
+    ReceiptRequest,
     RetryableError,
     SendResult,
     Template,
@@ -53,6 +67,17 @@ DEFAULT_API_VERSION: Final = "23.0"
 DEFAULT_TEMPLATE_LANGUAGE: Final = "en_US"
 #: Media types that take a caption (audio takes none).
 _CAPTIONED: Final = frozenset({"image", "video", "document"})
+SIGNATURE_HEADER: Final = "X-Hub-Signature-256"
+
+#: ``statuses[].status`` of the webhook's ``messages`` field (WhatsApp Cloud API,
+#: "Status messages") and the delivery state each reports.
+STATUS_STATES: Final[dict[str, DeliveryState]] = {
+    "sent": DeliveryState.SENT,  # on WhatsApp's servers, not on the phone yet
+    "delivered": DeliveryState.DELIVERED,  # on the recipient's phone
+    "read": DeliveryState.DELIVERED,  # opened (only with read receipts on)
+    "played": DeliveryState.DELIVERED,  # a voice message was played
+    "failed": DeliveryState.FAILED,  # will not be delivered; errors[] say why
+}
 
 #: Graph API / WhatsApp Cloud API error codes by the error they become
 #: (developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes);
@@ -113,7 +138,14 @@ class WhatsappBusinessPlugin(HttpProviderPlugin):
     """Sends WhatsApp text, media and template messages with the Cloud API."""
 
     channel_type = "whatsapp"
-    capabilities = ("send", "text_messaging", "templates", "media_urls", "attachments")
+    capabilities = (
+        "send",
+        "text_messaging",
+        "templates",
+        "media_urls",
+        "attachments",
+        "delivery_receipts",
+    )
     provider = PROVIDER
     default_base_url = DEFAULT_BASE_URL
 
@@ -144,6 +176,46 @@ class WhatsappBusinessPlugin(HttpProviderPlugin):
                 # Meta's verdict on a template ("accepted", "held_for_quality_assessment").
                 details["message_status"] = status
         return providers.result_of_parts(outcomes, total=len(contents), details=details)
+
+    async def handle_receipt(self, request: ReceiptRequest) -> list[Receipt] | ReceiptReply:
+        """Meta's subscription check (GET), or a signed notification (POST)."""
+        if request.method.upper() == "GET":
+            return ReceiptReply(body=self._challenge(request.url), content_type="text/plain")
+        secret = self.config.get("app_secret")
+        if not secret:
+            raise Unauthenticated(
+                "config.app_secret is not set, so WhatsApp's webhook notifications cannot be "
+                "verified and none is believed"
+            )
+        signature = request.headers.get(SIGNATURE_HEADER.lower(), "")
+        expected = "sha256=" + providers.hmac_hex(secret, request.body)
+        if not providers.signatures_match(expected, signature.strip()):
+            raise Unauthenticated(
+                f"{SIGNATURE_HEADER} does not match the app secret: the notification was not "
+                "sent by Meta for this app, or was altered"
+            )
+        try:
+            notification = json.loads(request.body)
+        except ValueError:
+            raise InvalidInput(f"{PROVIDER}'s webhook notification is not JSON") from None
+        return [status_receipt(status) for status in _statuses(notification)]
+
+    def _challenge(self, url: str) -> str:
+        """``hub.challenge``, when ``hub.verify_token`` is the configured token."""
+        query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+        token = self.config.get("verify_token")
+        if not token:
+            raise Unauthenticated(
+                "config.verify_token is not set, so Meta's webhook subscription check "
+                "cannot succeed"
+            )
+        if query.get("hub.mode") != "subscribe" or not providers.signatures_match(
+            token, query.get("hub.verify_token", "")
+        ):
+            raise Unauthenticated(
+                "The webhook subscription check does not carry the configured verify token"
+            )
+        return query.get("hub.challenge", "")
 
     async def check_credentials(self) -> str:
         response = await self.request(
@@ -275,6 +347,49 @@ def template_components(variables: Mapping[str, Any]) -> list[Any]:
             for name, value in variables.items()
         ]
     return [{"type": "body", "parameters": parameters}]
+
+
+def status_receipt(status: dict[str, Any]) -> Receipt:
+    """The receipt of one ``statuses[]`` entry (its state known: ``_statuses`` filters)."""
+    state = STATUS_STATES[status["status"]]
+    error = ""
+    if state is DeliveryState.FAILED:
+        errors = status.get("errors")
+        first = errors[0] if isinstance(errors, list) and errors else None
+        error = f"{PROVIDER} reports the message failed" + (
+            f": {_status_error(first)}" if isinstance(first, dict) else ""
+        )
+    return Receipt(status["id"], state, error)
+
+
+def _statuses(notification: Any) -> Iterator[dict[str, Any]]:
+    """The ``statuses`` entries with an id and a known status, in every change of
+    every entry of a ``whatsapp_business_account`` notification."""
+    if not isinstance(notification, dict):
+        return
+    if notification.get("object") != "whatsapp_business_account":
+        return
+    for entry in notification.get("entry") or []:
+        for change in (entry.get("changes") or []) if isinstance(entry, dict) else []:
+            value = change.get("value") if isinstance(change, dict) else None
+            statuses = value.get("statuses") if isinstance(value, dict) else None
+            for status in statuses if isinstance(statuses, list) else []:
+                if (
+                    isinstance(status, dict)
+                    and isinstance(status.get("id"), str)
+                    and status["id"]
+                    and status.get("status") in STATUS_STATES
+                ):
+                    yield status
+
+
+def _status_error(error: dict[str, Any]) -> str:
+    """``title (code N): details`` of a status's first error, on one line."""
+    title = " ".join(str(error.get("title") or error.get("message") or "no title").split())
+    code = f" (code {error['code']})" if error.get("code") is not None else ""
+    data = error.get("error_data")
+    details = data.get("details") if isinstance(data, dict) else None
+    return f"{title}{code}" + (f": {' '.join(str(details).split())}" if details else "")
 
 
 def _template_from_metadata(metadata: Mapping[str, str]) -> Template | None:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
 from switchboard.sdk import (
     Attachment,
     ConfigError,
+    DeliveryState,
     InvalidInput,
     OutcomeUnknown,
     PluginError,
     RetryableError,
     Template,
+    Unauthenticated,
 )
 from tests.plugins.conftest import (
     HTTP_FAILURES,
@@ -34,6 +38,7 @@ from tests.plugins.errortable import (
     rows_as_params,
 )
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
+from tests.plugins.receipttable import StatusRow, documented_states, statuses_as_params
 
 TOKEN = "EAAJB-whatsapp-token-3e9f"
 PHONE_NUMBER_ID = "106540352242922"
@@ -380,6 +385,7 @@ async def test_media_by_url_are_one_message_each_with_the_content_as_caption(
     }
     assert result.details["parts"] == "2/2"
     assert len(result.details["message_ids"].split(",")) == 2
+    assert result.part_ids == (wamid_of(fake.requests[1]),)
 
 
 async def test_audio_takes_no_caption_so_the_text_goes_first(
@@ -448,3 +454,257 @@ async def test_a_refused_upload_is_the_parts_failure(fake: HttpFake, run_plugin:
             await client.send("+16502530000", "", attachments=(odd,))
 
     assert [request.path for request in fake.requests] == [f"/v23.0/{PHONE_NUMBER_ID}/media"]
+
+
+# -- delivery receipts: the app's webhook, as Meta's Webhooks guide documents it --
+
+RECEIPT_URL = "https://hooks.example.com/v1/receipts/default/whatsapp-business"
+APP_SECRET = "meta-app-secret-0c4b9a"
+VERIFY_TOKEN = "switchboard-verify-5d2e"
+RECEIPT_SECRETS = {
+    **SECRETS,
+    "WHATSAPP_APP_SECRET": APP_SECRET,
+    "WHATSAPP_VERIFY_TOKEN": VERIFY_TOKEN,
+}
+
+
+def receipts_config(**extra: Any) -> dict[str, Any]:
+    return config(
+        "http://127.0.0.1:9",
+        app_secret="${WHATSAPP_APP_SECRET}",
+        verify_token="${WHATSAPP_VERIFY_TOKEN}",
+        **extra,
+    )
+
+
+def status_update(*statuses: dict[str, Any]) -> dict[str, Any]:
+    """A ``messages`` notification carrying ``statuses`` (Cloud API webhook payload)."""
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550783881",
+                                "phone_number_id": PHONE_NUMBER_ID,
+                            },
+                            "statuses": list(statuses),
+                        },
+                        "field": "messages",
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def status(kind: str, wamid: str = WAMID, **extra: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": wamid,
+        "status": kind,
+        "timestamp": "1750263773",
+        "recipient_id": "16505551234",
+        **extra,
+    }
+    if kind == "sent":
+        entry["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "utility"}
+    return entry
+
+
+WINDOW_CLOSED = {
+    "code": 131047,
+    "title": "Re-engagement message",
+    "message": "Re-engagement message",
+    "error_data": {
+        "details": "Message failed to send because more than 24 hours have passed since "
+        "the customer last replied to this number."
+    },
+    "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/",
+}
+
+
+def signed_notification(
+    notification: dict[str, Any], secret: str = APP_SECRET
+) -> tuple[str, str, dict[str, str], bytes]:
+    """A POST as Meta sends it: JSON (non-ASCII escaped, as Meta does), and
+    X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body, keyed with the app secret>."""
+    body = json.dumps(notification).encode()
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={digest}"}
+    return "POST", RECEIPT_URL, headers, body
+
+
+@pytest.mark.parametrize("row", statuses_as_params("whatsapp-business"))
+async def test_every_documented_status_becomes_its_state(
+    run_plugin: RunPlugin, row: StatusRow
+) -> None:
+    failed = row.state is DeliveryState.FAILED
+    entry = status(row.status, **({"errors": [WINDOW_CLOSED]} if failed else {}))
+    async with run_plugin(
+        "whatsapp-business", receipts_config(), secrets=RECEIPT_SECRETS
+    ) as client:
+        reply = await client.handle_receipt(*signed_notification(status_update(entry)))
+
+    assert [(r.provider_message_id, r.state) for r in reply.receipts] == [(WAMID, row.state)]
+    expected = (
+        "WhatsApp reports the message failed: Re-engagement message (code 131047): Message "
+        "failed to send because more than 24 hours have passed since the customer last "
+        "replied to this number."
+    )
+    assert reply.receipts[0].error == (expected if failed else "")
+
+
+def test_the_receipt_table_lists_every_status_the_plugin_maps() -> None:
+    documented = documented_states("whatsapp-business")
+    mapped = plugin_module("whatsapp-business").STATUS_STATES
+
+    assert documented == mapped
+
+
+async def test_a_notification_gives_a_receipt_per_status_and_ignores_incoming_messages(
+    run_plugin: RunPlugin,
+) -> None:
+    notification = status_update(status("sent"), status("delivered", "wamid.second"))
+    notification["entry"][0]["changes"].append(
+        {
+            "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"phone_number_id": PHONE_NUMBER_ID},
+                "contacts": [{"profile": {"name": "Ann"}, "wa_id": "16505551234"}],
+                "messages": [
+                    {
+                        "from": "16505551234",
+                        "id": "wamid.in",
+                        "type": "text",
+                        "text": {"body": "hi"},
+                    }
+                ],
+            },
+            "field": "messages",
+        }
+    )
+    async with run_plugin(
+        "whatsapp-business", receipts_config(), secrets=RECEIPT_SECRETS
+    ) as client:
+        reply = await client.handle_receipt(*signed_notification(notification))
+
+    assert [(r.provider_message_id, r.state) for r in reply.receipts] == [
+        (WAMID, DeliveryState.SENT),
+        ("wamid.second", DeliveryState.DELIVERED),
+    ]
+
+
+def forged_notification(kind: str) -> tuple[str, str, dict[str, str], bytes]:
+    """A notification Meta did not sign with this app's secret, or one altered."""
+    notification = status_update(status("failed", errors=[WINDOW_CLOSED]))
+    method, url, headers, body = signed_notification(notification)
+    if kind == "other-app":
+        method, url, headers, body = signed_notification(notification, secret="other-app")
+    elif kind == "status-changed":
+        body = body.replace(b'"failed"', b'"delivered"')
+    elif kind == "no-signature":
+        del headers["X-Hub-Signature-256"]
+    elif kind == "sha1-signature-only":
+        # The older X-Hub-Signature header (SHA-1) is not enough.
+        del headers["X-Hub-Signature-256"]
+        digest = hmac.new(APP_SECRET.encode(), body, hashlib.sha1).hexdigest()
+        headers["X-Hub-Signature"] = f"sha1={digest}"
+    elif kind == "bare-hex":
+        headers["X-Hub-Signature-256"] = headers["X-Hub-Signature-256"].removeprefix("sha256=")
+    return method, url, headers, body
+
+
+@pytest.mark.parametrize(
+    "kind", ["other-app", "status-changed", "no-signature", "sha1-signature-only", "bare-hex"]
+)
+async def test_a_forged_or_altered_notification_is_unauthenticated(
+    run_plugin: RunPlugin, kind: str
+) -> None:
+    async with run_plugin(
+        "whatsapp-business", receipts_config(), secrets=RECEIPT_SECRETS
+    ) as client:
+        with pytest.raises(Unauthenticated, match="X-Hub-Signature-256 does not match") as refused:
+            await client.handle_receipt(*forged_notification(kind))
+
+    assert APP_SECRET not in refused.value.message
+
+
+async def test_without_an_app_secret_every_notification_is_refused(
+    run_plugin: RunPlugin,
+) -> None:
+    async with run_plugin(
+        "whatsapp-business", config("http://127.0.0.1:9"), secrets=SECRETS
+    ) as client:
+        with pytest.raises(Unauthenticated, match="app_secret is not set"):
+            await client.handle_receipt(*signed_notification(status_update(status("sent"))))
+
+
+def subscription_check(
+    token: str, mode: str = "subscribe"
+) -> tuple[str, str, dict[str, str], bytes]:
+    """Meta's verification request: a GET with hub.mode, hub.verify_token, hub.challenge."""
+    query = urlencode({"hub.mode": mode, "hub.verify_token": token, "hub.challenge": "1158201444"})
+    return "GET", f"{RECEIPT_URL}?{query}", {"User-Agent": "facebookplatform/1.0"}, b""
+
+
+async def test_the_subscription_check_is_answered_with_the_challenge_as_text(
+    run_plugin: RunPlugin,
+) -> None:
+    async with run_plugin(
+        "whatsapp-business", receipts_config(), secrets=RECEIPT_SECRETS
+    ) as client:
+        reply = await client.handle_receipt(*subscription_check(VERIFY_TOKEN))
+
+    assert (reply.body, reply.content_type, reply.receipts) == ("1158201444", "text/plain", ())
+
+
+@pytest.mark.parametrize(
+    ("token", "mode"),
+    [
+        pytest.param("a-guess", "subscribe", id="wrong-token"),
+        pytest.param("", "subscribe", id="no-token"),
+        pytest.param(VERIFY_TOKEN, "unsubscribe", id="other-mode"),
+    ],
+)
+async def test_a_subscription_check_without_the_token_is_unauthenticated(
+    run_plugin: RunPlugin, token: str, mode: str
+) -> None:
+    async with run_plugin(
+        "whatsapp-business", receipts_config(), secrets=RECEIPT_SECRETS
+    ) as client:
+        with pytest.raises(Unauthenticated, match="configured verify token") as refused:
+            await client.handle_receipt(*subscription_check(token, mode))
+
+    assert VERIFY_TOKEN not in refused.value.message
+
+
+async def test_without_a_verify_token_the_subscription_check_fails(
+    run_plugin: RunPlugin,
+) -> None:
+    settings = config("http://127.0.0.1:9", app_secret="${WHATSAPP_APP_SECRET}")
+    async with run_plugin("whatsapp-business", settings, secrets=RECEIPT_SECRETS) as client:
+        with pytest.raises(Unauthenticated, match="verify_token is not set"):
+            await client.handle_receipt(*subscription_check(VERIFY_TOKEN))
+
+
+async def test_receipts_about_each_part_of_a_message_name_the_wamids_the_send_returned(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    attachments = (
+        Attachment("receipt.png", "image/png", url="https://cdn.example.com/receipt.png"),
+        Attachment("terms.pdf", "application/pdf", url="https://cdn.example.com/terms.pdf"),
+    )
+    settings = {**receipts_config(), "base_url": fake.url}
+    async with run_plugin("whatsapp-business", settings, secrets=RECEIPT_SECRETS) as client:
+        sent = await client.send("+16502530000", "Your receipt", attachments=attachments)
+        ids = [sent.provider_message_id, *sent.part_ids]
+        reply = await client.handle_receipt(
+            *signed_notification(status_update(*(status("delivered", wamid) for wamid in ids)))
+        )
+
+    assert len(ids) == 2
+    assert [r.provider_message_id for r in reply.receipts] == ids
