@@ -9,6 +9,7 @@ from switchboard.ledger.states import FINAL, UNFINISHED, State, can_move
 from switchboard.ledger.store import (
     MEMORY,
     AttemptRecord,
+    AuditEvent,
     EventRecord,
     Finish,
     IdempotencyConflict,
@@ -28,6 +29,7 @@ __all__ = [
     "MEMORY",
     "UNFINISHED",
     "AttemptRecord",
+    "AuditEvent",
     "EventRecord",
     "Finish",
     "IdempotencyConflict",

@@ -112,3 +112,22 @@ events = Table(
     Column("at", Float, nullable=False),
 )
 Index("events_message", events.c.message_id)
+
+#: The audit trail: every send, invoke, denied call and gate change (no content, no secret).
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", ROW_ID, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("tenant", String(63), nullable=False),
+    Column("actor", String(255), nullable=False),
+    #: `send`, `invoke`, `denied`, `replay`, `gate`.
+    Column("action", String(32), nullable=False),
+    #: The channel, `integration/operation`, or the resource.
+    Column("target", String(255), nullable=False),
+    #: The message state or error code, `ok`, `unauthenticated`, `forbidden`, a gate's reason.
+    Column("outcome", String(64), nullable=False),
+    Column("message_id", String(32)),
+    Column("detail", Text),
+)
+Index("audit_listing", audit.c.tenant, audit.c.at)

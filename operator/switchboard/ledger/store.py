@@ -50,7 +50,14 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from switchboard.ledger.schema import attempts, events, messages, provider_ids, receipts
+from switchboard.ledger.schema import (
+    attempts,
+    audit,
+    events,
+    messages,
+    provider_ids,
+    receipts,
+)
 from switchboard.ledger.states import FINAL, State, can_move
 
 MIGRATIONS: Final = Path(__file__).parent / "migrations"
@@ -149,6 +156,21 @@ class EventRecord:
     state: State
     detail: str | None
     at: float
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One line of the audit trail: who did what, where, with what outcome."""
+
+    tenant: str
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    message_id: str | None = None
+    detail: str | None = None
+    at: float = 0.0
+    seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -608,9 +630,59 @@ class Ledger:
             ).scalar()
             return float(value) if value is not None else None
 
-    async def purge(self, finished_before: float) -> int:
-        """Delete messages that reached a final state before ``finished_before``."""
+    async def record_audit(self, events: Sequence[AuditEvent]) -> None:
+        """Append audit events, in one transaction."""
+        if not events:
+            return
         async with self._connect(write=True) as conn:
+            await conn.execute(
+                insert(audit),
+                [
+                    {
+                        "at": event.at or self.clock(),
+                        "tenant": event.tenant,
+                        "actor": event.actor[:255],
+                        "action": event.action,
+                        "target": event.target[:255],
+                        "outcome": event.outcome[:64],
+                        "message_id": event.message_id,
+                        "detail": (event.detail or None) and event.detail[:1000],
+                    }
+                    for event in events
+                ],
+            )
+
+    async def audit_trail(
+        self, tenant: str, *, since: float | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
+        """The tenant's audit events, newest first."""
+        conditions = [audit.c.tenant == tenant]
+        if since is not None:
+            conditions.append(audit.c.at >= since)
+        async with self._connect() as conn:
+            rows = await conn.execute(
+                select(audit).where(*conditions).order_by(audit.c.seq.desc()).limit(limit)
+            )
+            return [
+                AuditEvent(
+                    tenant=row.tenant,
+                    actor=row.actor,
+                    action=row.action,
+                    target=row.target,
+                    outcome=row.outcome,
+                    message_id=row.message_id,
+                    detail=row.detail,
+                    at=row.at,
+                    seq=int(row.seq),
+                )
+                for row in rows
+            ]
+
+    async def purge(self, finished_before: float) -> int:
+        """Delete messages that reached a final state, and audit events, older than
+        ``finished_before``; how many messages went."""
+        async with self._connect(write=True) as conn:
+            await conn.execute(delete(audit).where(audit.c.at < finished_before))
             old = select(messages.c.id).where(
                 messages.c.state.in_(list(FINAL)), messages.c.updated_at < finished_before
             )
@@ -786,6 +858,7 @@ def _event_record(row: Any) -> EventRecord:
 
 __all__ = [
     "AttemptRecord",
+    "AuditEvent",
     "EventRecord",
     "Finish",
     "IdempotencyConflict",

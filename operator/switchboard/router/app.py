@@ -25,10 +25,12 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from opentelemetry import trace
+from opentelemetry import context as trace_context
+from opentelemetry import propagate, trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from switchboard.ledger import MEMORY, Ledger, LedgerError
+from switchboard.router.audit import Auditor
 from switchboard.router.auth import ApiKeyAuthority, Authority, Caller
 from switchboard.router.delivery import Delivery
 from switchboard.router.discovery import Discovery, StaticDiscovery
@@ -125,9 +127,12 @@ class Router:
             self.metrics,
         )
         self.service.delivery = self.delivery
+        self.service.auditor = Auditor(self.ledger)
+        await self.service.auditor.start()
         await self.discovery.start()
         app = web.Application(
-            client_max_size=self.settings.max_body_bytes, middlewares=[self._errors]
+            client_max_size=self.settings.max_body_bytes,
+            middlewares=[_continue_trace, self._errors],
         )
         app.add_routes(
             [
@@ -137,6 +142,7 @@ class Router:
                 web.get("/v1/messages/{id}", self._get_message),
                 web.post("/v1/messages/{id}/replay", self._replay),
                 web.route("*", "/v1/receipts/{namespace}/{plugin}", self._receipt),
+                web.get("/v1/audit", self._audit),
                 web.post("/v1/integrations/{name}/operations/{operation}", self._invoke),
                 web.get("/v1/plugins", self._status),
                 web.get("/healthz", self._healthz),
@@ -172,6 +178,7 @@ class Router:
             await self._runner.cleanup()
         if self.delivery is not None:
             await self.delivery.stop()
+        await self.service.auditor.stop()
         await self.discovery.stop()
         await self.pool.close()
         if self.ledger is not None:
@@ -231,6 +238,10 @@ class Router:
     async def _list_messages(self, request: web.Request) -> web.Response:
         caller = await self.service.caller(request.headers.get("Authorization"))
         return web.json_response(await self.service.list_messages(caller, request.query))
+
+    async def _audit(self, request: web.Request) -> web.Response:
+        caller = await self.service.caller(request.headers.get("Authorization"))
+        return web.json_response(await self.service.audit_trail(caller, request.query))
 
     async def _get_message(self, request: web.Request) -> web.Response:
         caller = await self.service.caller(request.headers.get("Authorization"))
@@ -340,6 +351,8 @@ class _GrpcRouter(router_pb2_grpc.RouterServicer):
         self.router = router
 
     async def _run(self, context: grpc.aio.ServicerContext[Any, Any], call: Any) -> Any:
+        # The caller's trace continues here (W3C traceparent in the metadata).
+        token = trace_context.attach(propagate.extract(dict(context.invocation_metadata() or ())))
         try:
             caller = await self.router.service.caller(_authorization(context))
             return await call(caller)
@@ -348,6 +361,8 @@ class _GrpcRouter(router_pb2_grpc.RouterServicer):
             await context.abort(
                 _GRPC_CODES.get(error.status, grpc.StatusCode.UNKNOWN), error.message
             )
+        finally:
+            trace_context.detach(token)
 
     async def SendMessage(  # gRPC method name
         self, request: router_pb2.SendMessageRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -473,6 +488,18 @@ class _GrpcRouter(router_pb2_grpc.RouterServicer):
             lambda caller: self.router.service.system_status(caller, request.namespace or None),
         )
         return router_pb2.GetSystemStatusResponse(status_json=json.dumps(answer))
+
+
+@web.middleware
+async def _continue_trace(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The caller's trace continues in the router's spans (W3C traceparent)."""
+    token = trace_context.attach(propagate.extract(request.headers))
+    try:
+        return await handler(request)
+    finally:
+        trace_context.detach(token)
 
 
 def _authorization(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:

@@ -40,6 +40,7 @@ from switchboard.ledger import (
     MessageRecord,
     State,
 )
+from switchboard.router.audit import Auditor
 from switchboard.router.auth import AuthError, Authority, Caller
 from switchboard.router.delivery import Delivery, Outcome, ReplayRefused
 from switchboard.router.dispatch import Attempt, Dispatcher, DispatchError, Outgoing, Routed
@@ -323,9 +324,11 @@ class RouterService:
         tracer: trace.Tracer | None = None,
         max_concurrency: int = 512,
         delivery: Delivery | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
         self.dispatcher, self.authority = dispatcher, authority
         self.delivery = delivery
+        self.auditor = auditor or Auditor(None)
         self.tracer = tracer or trace.get_tracer("switchboard.router")
         self._table = table
         self.pool, self.metrics = pool, metrics
@@ -362,11 +365,13 @@ class RouterService:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             self.metrics.refused.labels("unauthenticated").inc()
+            self.auditor.record("", "anonymous", "denied", "authenticate", "no_token")
             raise ApiError(401, "UNAUTHENTICATED", "Send `Authorization: Bearer <token>`.")
         try:
             return await self.authority.authenticate(token.strip())
         except AuthError as error:
             self.metrics.refused.labels("unauthenticated").inc()
+            self.auditor.record("", "anonymous", "denied", "authenticate", "unknown_token")
             raise ApiError(error.status, "UNAUTHENTICATED", error.message) from error
 
     @staticmethod
@@ -387,6 +392,7 @@ class RouterService:
         if not await self.authority.allowed(caller, tenant, verb, resource, name):
             self.metrics.refused.labels("forbidden").inc()
             what = f"{resource}/{name}" if name else resource
+            self.auditor.record(tenant, caller.name, "denied", f"{verb} {what}", "forbidden")
             raise ApiError(
                 403,
                 "FORBIDDEN",
@@ -419,10 +425,14 @@ class RouterService:
                 )
         except LedgerError as error:
             self.metrics.requests.labels("send", body.channel, _ledger_code(error)).inc()
+            self.auditor.record(tenant, caller.name, "send", body.channel, _ledger_code(error))
             raise _from_ledger(error) from error
         answer = sent_answer(outcome, body.wait)
         result = answer["state"] if answer["status"] != "error" else answer["error"]["code"]
         self.metrics.requests.labels("send", body.channel, result).inc()
+        self.auditor.record(
+            tenant, caller.name, "send", body.channel, result, message_id=outcome.record.id
+        )
         self.metrics.latency.labels("send", body.channel).observe(time.monotonic() - started)
         if answer["status"] == "error":
             raise ApiError(
@@ -469,6 +479,10 @@ class RouterService:
         except LedgerError as error:
             raise _from_ledger(error) from error
         answer = sent_answer(outcome, wait=True)
+        result = answer["state"] if answer["status"] != "error" else answer["error"]["code"]
+        self.auditor.record(
+            tenant, caller.name, "replay", record.channel, result, message_id=record.id
+        )
         if answer["status"] == "error":
             raise ApiError(
                 answer["httpStatus"],
@@ -478,6 +492,35 @@ class RouterService:
                 message_id=record.id,
             )
         return answer
+
+    async def audit_trail(self, caller: Caller, query: Mapping[str, str]) -> dict[str, Any]:
+        """The tenant's audit events, newest first (needs `list` on `auditevents`)."""
+        tenant = self.tenant(caller, query.get("namespace"))
+        await self.require(caller, tenant, "list", "auditevents")
+        assert self.delivery is not None
+        limit = query.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+            raise ApiError(400, "INVALID_REQUEST", "limit: a number from 1 to 1000")
+        found = await _ledger(
+            self.delivery.ledger.audit_trail(
+                tenant, since=_timestamp(query, "since"), limit=int(limit)
+            )
+        )
+        return {
+            "namespace": tenant,
+            "events": [
+                {
+                    "at": _iso(event.at),
+                    "actor": event.actor,
+                    "action": event.action,
+                    "target": event.target,
+                    "outcome": event.outcome,
+                    **({"messageId": event.message_id} if event.message_id else {}),
+                    **({"detail": event.detail} if event.detail else {}),
+                }
+                for event in found
+            ],
+        }
 
     async def events_since(
         self, caller: Caller, namespace: str | None, after: int | None
@@ -561,8 +604,12 @@ class RouterService:
                 )
         except DispatchError as error:
             self.metrics.requests.labels("invoke", integration, error.code).inc()
+            self.auditor.record(
+                tenant, caller.name, "invoke", f"{integration}/{operation}", error.code
+            )
             raise _from_dispatch(error) from error
         self.metrics.requests.labels("invoke", integration, "ok").inc()
+        self.auditor.record(tenant, caller.name, "invoke", f"{integration}/{operation}", "ok")
         self.metrics.latency.labels("invoke", integration).observe(time.monotonic() - started)
         return _invoked(tenant, routed)
 
