@@ -329,6 +329,19 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/audit": {
+                "get": {
+                    "summary": "The audit trail of a namespace, newest first: sends, invokes, "
+                    "replays and refused calls (needs `list` on `auditevents`).",
+                    "operationId": "auditTrail",
+                    "security": bearer,
+                    "parameters": _query("namespace", "since", "limit"),
+                    "responses": {
+                        "200": _json("The events.", {"type": "object"}),
+                        **_errors(400, 401, 403, 503),
+                    },
+                }
+            },
             "/v1/receipts/{namespace}/{plugin}": {
                 "post": {
                     "summary": "A provider's delivery callback for one plugin (no bearer token: "
