@@ -15,8 +15,16 @@ seconds>`` and ``X-Switchboard-Signature: sha256=<hex>``, the HMAC-SHA256 of
 ``"<timestamp>." + <raw body bytes>`` keyed with the secret
 (``providers.sign_webhook``). Any 2xx is success; the provider message id is
 the value at ``message_id_field`` (a dotted path) in the JSON response, or
-the generated ``id``. See docs/plugins/generic-webhook.md, which shows how a
-receiver verifies the signature.
+the generated ``id``. When signing and the router serves receipts, the request
+also carries ``X-Switchboard-Receipt-Url``.
+
+``HandleReceipt`` takes the receipts a receiver posts back to that URL, in a
+contract of Switchboard's own: a JSON object ``{"message_id", "status",
+"error"}`` (or an array of them), ``status`` one of ``sent``, ``delivered``,
+``failed``, signed exactly as the plugin signs what it posts (the same two
+headers, the same ``signing_secret``) and fresh within
+``receipt_tolerance_seconds``. See docs/plugins/generic-webhook.md, which
+shows how a receiver verifies the signature and signs a receipt.
 """
 
 from __future__ import annotations
@@ -32,11 +40,15 @@ import httpx
 
 from switchboard.sdk import (
     ConfigError,
+    DeliveryState,
     HttpProviderPlugin,
     InvalidInput,
     Message,
+    Receipt,
+    ReceiptRequest,
     RetryableError,
     SendResult,
+    Unauthenticated,
     providers,
 )
 
@@ -44,6 +56,15 @@ TIMESTAMP_HEADER: Final = "X-Switchboard-Timestamp"
 SIGNATURE_HEADER: Final = "X-Switchboard-Signature"
 MESSAGE_ID_HEADER: Final = "X-Switchboard-Message-Id"
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
+RECEIPT_URL_HEADER: Final = "X-Switchboard-Receipt-Url"
+#: A receipt's ``status`` and the delivery state it reports.
+RECEIPT_STATES: Final[dict[str, DeliveryState]] = {
+    "sent": DeliveryState.SENT,
+    "delivered": DeliveryState.DELIVERED,
+    "failed": DeliveryState.FAILED,
+}
+#: A receipt's ``error`` is kept to this many characters.
+_MAX_ERROR: Final = 1000
 #: Headers the plugin sets itself; config.headers may not override them.
 _OWN_HEADERS: Final = frozenset(
     name.lower()
@@ -55,6 +76,7 @@ _OWN_HEADERS: Final = frozenset(
         SIGNATURE_HEADER,
         MESSAGE_ID_HEADER,
         IDEMPOTENCY_HEADER,
+        RECEIPT_URL_HEADER,
     )
 )
 #: RFC 9110 field names (tokens).
@@ -65,7 +87,7 @@ class GenericWebhookPlugin(HttpProviderPlugin):
     """Posts each message as signed JSON to an HTTP endpoint."""
 
     channel_type = "webhook"
-    capabilities = ("send", "signed_payloads", "idempotency")
+    capabilities = ("send", "signed_payloads", "idempotency", "delivery_receipts")
 
     def validate_config(self) -> None:
         super().validate_config()
@@ -113,6 +135,10 @@ class GenericWebhookPlugin(HttpProviderPlugin):
         if secret := self.config.get("signing_secret"):
             headers[TIMESTAMP_HEADER] = str(timestamp)
             headers[SIGNATURE_HEADER] = "sha256=" + providers.sign_webhook(secret, timestamp, body)
+            # Only a signed exchange can carry receipts back: they are verified
+            # with the same secret.
+            if message.receipt_url:
+                headers[RECEIPT_URL_HEADER] = message.receipt_url
         response = await self.request("POST", self.config["url"], content=body, headers=headers)
         if response.status_code == 409 and message.idempotency_key:
             # The draft's answer while a request with the same key is still
@@ -132,6 +158,33 @@ class GenericWebhookPlugin(HttpProviderPlugin):
             },
         )
 
+    async def handle_receipt(self, request: ReceiptRequest) -> list[Receipt]:
+        """Receipts a receiver posted back, signed with the signing secret."""
+        secret = self.config.get("signing_secret")
+        if not secret:
+            raise Unauthenticated(
+                "config.signing_secret is not set, so receipts cannot be verified and none "
+                "is believed"
+            )
+        providers.verify_webhook(
+            secret,
+            request.headers.get(TIMESTAMP_HEADER.lower(), ""),
+            request.body,
+            request.headers.get(SIGNATURE_HEADER.lower(), ""),
+            tolerance_seconds=float(
+                self.config.get(
+                    "receipt_tolerance_seconds", providers.DEFAULT_RECEIPT_TOLERANCE_SECONDS
+                )
+            ),
+            provider=self.provider,
+        )
+        try:
+            document = json.loads(request.body)
+        except ValueError:
+            raise InvalidInput("receipt: the body is not JSON") from None
+        items = document if isinstance(document, list) else [document]
+        return [receipt_of(item, number) for number, item in enumerate(items)]
+
     def _message_id_from(self, content: bytes) -> str | None:
         path = self.config.get("message_id_field")
         if not path or not content:
@@ -145,6 +198,27 @@ class GenericWebhookPlugin(HttpProviderPlugin):
                 return None
             value = value[part]
         return str(value) if isinstance(value, str | int) and str(value) else None
+
+
+def receipt_of(item: Any, number: int = 0) -> Receipt:
+    """One receipt of the contract, or ``InvalidInput`` naming what is wrong with it.
+
+    A batch is taken whole or not at all: one bad receipt refuses the batch.
+    """
+    where = f"receipt[{number}]"
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{where}: not a JSON object")
+    message_id = item.get("message_id")
+    if not isinstance(message_id, str) or not message_id:
+        raise InvalidInput(f"{where}.message_id: the provider message id is required")
+    status = item.get("status")
+    state = RECEIPT_STATES.get(status) if isinstance(status, str) else None
+    if state is None:
+        raise InvalidInput(f"{where}.status: {status!r} is not one of sent, delivered, failed")
+    error = item.get("error") or ""
+    if not isinstance(error, str):
+        raise InvalidInput(f"{where}.error: must be a string")
+    return Receipt(message_id, state, " ".join(error.split())[:_MAX_ERROR])
 
 
 def structured_string(value: str) -> str:

@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from switchboard.sdk import ConfigError, OutcomeUnknown, PluginError, RetryableError
+from switchboard.sdk import (
+    ConfigError,
+    DeliveryState,
+    InvalidInput,
+    OutcomeUnknown,
+    PluginError,
+    RetryableError,
+    Unauthenticated,
+)
 from tests.plugins.conftest import (
     HTTP_FAILURES,
     Failure,
@@ -28,10 +36,12 @@ from tests.plugins.errortable import (
     rows_as_params,
 )
 from tests.plugins.fakes import HttpFake, Recorded, Reply, closed_port
+from tests.plugins.receipttable import StatusRow, documented_states, statuses_as_params
 
 SIGNING_SECRET = "whsec-5b0c7a1e9f2d4c3b"
 BEARER = "receiver-token-81ac"
 SECRETS = {"WEBHOOK_SIGNING_SECRET": SIGNING_SECRET, "WEBHOOK_TOKEN": BEARER}
+RECEIPT_URL = "https://hooks.example.com/v1/receipts/team-a/generic-webhook"
 
 
 def verify(request: Recorded, secret: str = SIGNING_SECRET, tolerance: int = 300) -> bool:
@@ -140,11 +150,12 @@ async def test_unsigned_when_no_signing_secret_is_configured(
     settings = config(fake.url)
     del settings["signing_secret"]
     async with run_plugin("generic-webhook", settings, secrets=SECRETS) as client:
-        await client.send("ops", "x")
+        await client.send("ops", "x", receipt_url=RECEIPT_URL)
 
     assert "X-Switchboard-Signature" not in fake.last.headers
     assert "X-Switchboard-Timestamp" not in fake.last.headers
     assert "Idempotency-Key" not in fake.last.headers
+    assert "X-Switchboard-Receipt-Url" not in fake.last.headers
 
 
 @pytest.mark.parametrize("failure", HTTP_FAILURES)
@@ -164,6 +175,10 @@ async def test_http_failures_are_classified(
     ("headers", "problem"),
     [
         ({"X-Switchboard-Signature": "forged"}, "X-Switchboard-Signature is set by the plugin"),
+        (
+            {"X-Switchboard-Receipt-Url": "https://x.example"},
+            "X-Switchboard-Receipt-Url is set by the plugin",
+        ),
         ({"content-type": "text/plain"}, "content-type is set by the plugin"),
         ({"Bad Header": "x"}, "'Bad Header' is not a valid header name"),
     ],
@@ -252,3 +267,213 @@ def parse_sf_string(text: str) -> str:
             value += char
     assert not escaped, text
     return value
+
+
+# -- delivery receipts: the contract of docs/plugins/generic-webhook.md, from the receiver's side --
+
+
+def signed_receipt(
+    document: Any,
+    *,
+    secret: str = SIGNING_SECRET,
+    timestamp: int | None = None,
+    url: str = RECEIPT_URL,
+) -> tuple[str, str, dict[str, str], bytes]:
+    """A receipt as the docs tell a receiver to post it: JSON, X-Switchboard-Timestamp,
+    and X-Switchboard-Signature: sha256=<hex HMAC-SHA256 over "<timestamp>." + body>."""
+    body = json.dumps(document).encode()
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Switchboard-Timestamp": stamp,
+        "X-Switchboard-Signature": f"sha256={digest}",
+    }
+    return "POST", url, headers, body
+
+
+async def test_a_signed_request_names_the_receipts_url_and_the_receipt_finds_the_message(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    async with run_plugin(
+        "generic-webhook", config(fake.url, message_id_field="data.id"), secrets=SECRETS
+    ) as client:
+        sent = await client.send("ops@example.com", "Disk almost full", receipt_url=RECEIPT_URL)
+        # The receiver answers on the URL it was given, about the id it answered with.
+        request = fake.last
+        assert verify(request)
+        reply = await client.handle_receipt(
+            *signed_receipt(
+                {"message_id": "rcv-123", "status": "failed", "error": "mailbox full"},
+                url=request.headers["X-Switchboard-Receipt-Url"],
+            )
+        )
+
+    assert request.headers["X-Switchboard-Receipt-Url"] == RECEIPT_URL
+    assert sent.provider_message_id == "rcv-123"
+    assert [(r.provider_message_id, r.state, r.error) for r in reply.receipts] == [
+        ("rcv-123", DeliveryState.FAILED, "mailbox full")
+    ]
+
+
+async def test_without_a_router_url_no_receipts_url_is_sent(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    async with run_plugin("generic-webhook", config(fake.url), secrets=SECRETS) as client:
+        await client.send("ops", "x")
+
+    assert "X-Switchboard-Receipt-Url" not in fake.last.headers
+
+
+@pytest.mark.parametrize("row", statuses_as_params("generic-webhook"))
+async def test_every_documented_status_becomes_its_state(
+    run_plugin: RunPlugin, row: StatusRow
+) -> None:
+    receipt = {"message_id": "5b1f7c7e-2c1d-4a57-9a49-2f0c9b8e1d3a", "status": row.status}
+    async with run_plugin(
+        "generic-webhook", config("http://127.0.0.1:9"), secrets=SECRETS
+    ) as client:
+        reply = await client.handle_receipt(*signed_receipt(receipt))
+
+    assert [(r.provider_message_id, r.state) for r in reply.receipts] == [
+        ("5b1f7c7e-2c1d-4a57-9a49-2f0c9b8e1d3a", row.state)
+    ], row.line
+
+
+def test_the_receipt_table_lists_every_status_the_plugin_maps() -> None:
+    assert documented_states("generic-webhook") == plugin_module("generic-webhook").RECEIPT_STATES
+
+
+async def test_a_batch_gives_a_receipt_per_entry_in_order(run_plugin: RunPlugin) -> None:
+    batch = [
+        {"message_id": "a", "status": "sent"},
+        {"message_id": "b", "status": "delivered", "error": None},
+        {"message_id": "c", "status": "failed", "error": "  number\n unreachable "},
+    ]
+    async with run_plugin(
+        "generic-webhook", config("http://127.0.0.1:9"), secrets=SECRETS
+    ) as client:
+        reply = await client.handle_receipt(*signed_receipt(batch))
+
+    assert [(r.provider_message_id, r.state, r.error) for r in reply.receipts] == [
+        ("a", DeliveryState.SENT, ""),
+        ("b", DeliveryState.DELIVERED, ""),
+        ("c", DeliveryState.FAILED, "number unreachable"),
+    ]
+
+
+def forged_receipt(kind: str) -> tuple[str, str, dict[str, str], bytes]:
+    """A receipt not signed with this plugin's secret, or altered on the way."""
+    receipt = {"message_id": "rcv-123", "status": "delivered"}
+    method, url, headers, body = signed_receipt(receipt)
+    if kind == "other-secret":
+        method, url, headers, body = signed_receipt(receipt, secret="another-secret-0000")
+    elif kind == "status-changed":
+        body = body.replace(b"delivered", b"failed")
+    elif kind == "timestamp-changed":
+        headers["X-Switchboard-Timestamp"] = str(int(headers["X-Switchboard-Timestamp"]) - 1)
+    elif kind == "no-signature":
+        del headers["X-Switchboard-Signature"]
+    elif kind == "signature-without-timestamp":
+        digest = hmac.new(SIGNING_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        headers["X-Switchboard-Signature"] = f"sha256={digest}"
+    return method, url, headers, body
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "other-secret",
+        "status-changed",
+        "timestamp-changed",
+        "no-signature",
+        "signature-without-timestamp",
+    ],
+)
+async def test_a_forged_or_altered_receipt_is_unauthenticated(
+    run_plugin: RunPlugin, kind: str
+) -> None:
+    async with run_plugin(
+        "generic-webhook", config("http://127.0.0.1:9"), secrets=SECRETS
+    ) as client:
+        with pytest.raises(Unauthenticated, match="does not match the signing secret") as refused:
+            await client.handle_receipt(*forged_receipt(kind))
+
+    assert SIGNING_SECRET not in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("age", "problem"),
+    [
+        pytest.param(301, "s old; at most 300 s", id="replayed"),
+        pytest.param(-400, "s in the future", id="from-the-future"),
+        pytest.param(None, "no usable signature timestamp", id="no-timestamp"),
+    ],
+)
+async def test_a_correctly_signed_receipt_outside_the_time_window_is_unauthenticated(
+    run_plugin: RunPlugin, age: int | None, problem: str
+) -> None:
+    receipt = {"message_id": "rcv-123", "status": "delivered"}
+    stamp = int(time.time()) - (age or 0)
+    method, url, headers, body = signed_receipt(receipt, timestamp=stamp)
+    if age is None:
+        del headers["X-Switchboard-Timestamp"]
+    async with run_plugin(
+        "generic-webhook", config("http://127.0.0.1:9"), secrets=SECRETS
+    ) as client:
+        with pytest.raises(Unauthenticated, match=problem):
+            await client.handle_receipt(method, url, headers, body)
+
+
+async def test_a_longer_tolerance_accepts_an_older_receipt(run_plugin: RunPlugin) -> None:
+    receipt = {"message_id": "rcv-123", "status": "delivered"}
+    late = signed_receipt(receipt, timestamp=int(time.time()) - 900)
+    async with run_plugin(
+        "generic-webhook",
+        config("http://127.0.0.1:9", receipt_tolerance_seconds=1200),
+        secrets=SECRETS,
+    ) as client:
+        reply = await client.handle_receipt(*late)
+
+    assert [r.state for r in reply.receipts] == [DeliveryState.DELIVERED]
+
+
+async def test_without_a_signing_secret_no_receipt_is_believed(run_plugin: RunPlugin) -> None:
+    settings = config("http://127.0.0.1:9")
+    del settings["signing_secret"]
+    async with run_plugin("generic-webhook", settings, secrets=SECRETS) as client:
+        with pytest.raises(Unauthenticated, match="signing_secret is not set"):
+            await client.handle_receipt(
+                *signed_receipt({"message_id": "rcv-123", "status": "delivered"})
+            )
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        pytest.param({"status": "delivered"}, r"receipt\[0\]\.message_id", id="no-id"),
+        pytest.param(
+            {"message_id": "a", "status": "bounced"},
+            r"receipt\[0\]\.status: 'bounced' is not one of sent, delivered, failed",
+            id="unknown-status",
+        ),
+        pytest.param(
+            [{"message_id": "a", "status": "sent"}, "delivered"],
+            r"receipt\[1\]: not a JSON object",
+            id="bad-batch-entry",
+        ),
+        pytest.param(
+            {"message_id": "a", "status": "failed", "error": {"code": 1}},
+            r"receipt\[0\]\.error: must be a string",
+            id="error-not-text",
+        ),
+    ],
+)
+async def test_a_signed_receipt_that_breaks_the_contract_is_invalid_input(
+    run_plugin: RunPlugin, document: Any, problem: str
+) -> None:
+    async with run_plugin(
+        "generic-webhook", config("http://127.0.0.1:9"), secrets=SECRETS
+    ) as client:
+        with pytest.raises(InvalidInput, match=problem):
+            await client.handle_receipt(*signed_receipt(document))
