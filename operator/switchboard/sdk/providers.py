@@ -487,10 +487,30 @@ def normalize_phone_number(
             ) from None
         reason = re.sub(r"^\(\d+\)\s*", "", _one_line(str(error))).rstrip(".")
         raise InvalidInput(f"{field}: {number!r} is not a phone number: {reason}") from None
-    possible = phonenumbers.is_possible_number(parsed)
-    if not possible or (strict and not phonenumbers.is_valid_number(parsed)):
-        raise InvalidInput(f"{field}: {number!r} is not a valid phone number{where}")
+    why = _impossible_number_reason(parsed)
+    if why is None and strict and not phonenumbers.is_valid_number(parsed):
+        region = phonenumbers.region_code_for_country_code(parsed.country_code)
+        why = f"no number range assigned in {region} starts like this (an unknown area code)"
+    if why is not None:
+        raise InvalidInput(f"{field}: {number!r} is not a valid phone number{where}: {why}")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _impossible_number_reason(parsed: Any) -> str | None:
+    """Why a parsed number cannot exist (too short, too long...), or None if its length fits."""
+    import phonenumbers
+
+    reason = phonenumbers.is_possible_number_with_reason(parsed)
+    result = phonenumbers.ValidationResult
+    country = f"+{parsed.country_code}"
+    return {
+        result.IS_POSSIBLE: None,
+        result.IS_POSSIBLE_LOCAL_ONLY: None,
+        result.TOO_SHORT: f"too short for a {country} number",
+        result.TOO_LONG: f"too long for a {country} number",
+        result.INVALID_LENGTH: f"no {country} number has this many digits",
+        result.INVALID_COUNTRY_CODE: f"{country} is not a country code",
+    }.get(reason, "not a possible number")
 
 
 @dataclass(frozen=True, slots=True)
