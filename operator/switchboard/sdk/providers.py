@@ -489,7 +489,7 @@ def normalize_phone_number(
         raise InvalidInput(f"{field}: {number!r} is not a phone number: {reason}") from None
     why = _impossible_number_reason(parsed)
     if why is None and strict and not phonenumbers.is_valid_number(parsed):
-        region = phonenumbers.region_code_for_country_code(parsed.country_code)
+        region = phonenumbers.region_code_for_country_code(parsed.country_code or 0)
         why = f"no number range assigned in {region} starts like this (an unknown area code)"
     if why is not None:
         raise InvalidInput(f"{field}: {number!r} is not a valid phone number{where}: {why}")
