@@ -17,6 +17,7 @@ from switchboard.router.auth import ApiKey, ApiKeyAuthority
 from switchboard.router.discovery import StaticDiscovery
 from switchboard.router.settings import RouterSettings
 from switchboard.router.table import PluginRoute
+from tests.router.router_process import RouterProcess
 from tests.sdk.harness import PluginProcess, write_config
 
 FLAKY_SMS = Path(__file__).parent / "plugins" / "flaky_sms"
@@ -142,3 +143,17 @@ async def start_router() -> AsyncIterator[Callable[..., Any]]:
 
 def slower(route: PluginRoute, seconds: float) -> PluginRoute:
     return replace(route, timeout_seconds=seconds)
+
+
+@pytest.fixture
+def router_process(tmp_path: Path) -> Iterator[Any]:
+    started: list[RouterProcess] = []
+
+    def make(routes: list[Any]) -> RouterProcess:
+        process = RouterProcess(tmp_path, routes, API_KEY)
+        started.append(process)
+        return process
+
+    yield make
+    for process in started:
+        process.stop()

@@ -101,9 +101,17 @@ def _errors(*statuses: int) -> dict[str, Any]:
     }
 
 
-def _schema(model: Any) -> dict[str, Any]:
-    schema: dict[str, Any] = model.model_json_schema(by_alias=True)
-    return schema
+def _schemas(**models: Any) -> dict[str, Any]:
+    """Component schemas of request models, nested models hoisted beside them
+    (pydantic's `$defs` resolve against the document, as components)."""
+    found: dict[str, Any] = {}
+    for name, model in models.items():
+        schema: dict[str, Any] = model.model_json_schema(
+            by_alias=True, ref_template="#/components/schemas/{model}"
+        )
+        found.update(schema.pop("$defs", {}))
+        found[name] = schema
+    return found
 
 
 def _query(*names: str) -> list[dict[str, Any]]:
@@ -215,8 +223,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "schemas": {
-                "SendMessage": _schema(SendMessageBody),
-                "Invoke": _schema(InvokeBody),
+                **_schemas(SendMessage=SendMessageBody, Invoke=InvokeBody),
                 "Sent": sent,
                 "Accepted": accepted,
                 "Message": _MESSAGE,
