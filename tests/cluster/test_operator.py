@@ -7,6 +7,7 @@ import datetime
 import json
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -559,3 +560,70 @@ def test_only_one_replica_holds_the_lease_and_a_standby_takes_over(cluster: Clus
         "switchboard-operator", cluster.namespace
     )
     assert (lease.spec.holder_identity, lease.spec.lease_transitions) == ("pod-b", 1)
+
+
+# --- what the operator shows ---------------------------------------------------------
+
+
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text, or None."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and line.split(" ")[0] != name:
+            continue
+        sample, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in sample for k, v in labels.items()):
+            return float(value)
+    return None
+
+
+def test_metrics_and_probes_show_reconciles_writes_queue_and_conditions(
+    cluster: Cluster, operator: RunningOperator
+) -> None:
+    cluster.apply(_sms())
+    cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "True")
+    with httpx.Client(base_url=operator.metrics_url, timeout=10) as http:
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/readyz").status_code == 200
+        text = wait_for(
+            lambda: (
+                (body := http.get("/metrics").text)
+                and (
+                    _metric(
+                        body,
+                        "switchboard_operator_resources",
+                        kind="CommunicationPlugin",
+                        condition="Ready",
+                        status="True",
+                    )
+                    or 0
+                )
+                >= 1
+                and body
+            ),
+            what="a Ready CommunicationPlugin in the condition gauge",
+        )
+    ok = _metric(
+        text, "switchboard_operator_reconciles_total", kind="CommunicationPlugin", result="ok"
+    )
+    assert ok is not None and ok >= 1
+    applied = _metric(
+        text, "switchboard_operator_api_writes_total", verb="apply", kind="Deployment"
+    )
+    assert applied is not None and applied >= 1
+    assert _metric(text, "switchboard_operator_queue_depth") is not None
+    assert _metric(text, "switchboard_operator_queue_oldest_seconds") is not None
+    assert _metric(text, "switchboard_operator_leader") == 1
+    assert "switchboard_operator_reconcile_seconds_bucket" in text
+
+
+def test_kubectl_get_wide_shows_why_a_resource_is_not_ready(cluster: Cluster) -> None:
+    cluster.apply(_sms(secretRef={"name": "absent"}))
+    cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "False", "SecretNotFound")
+    wide = cluster.plane.kubectl(
+        "get", "communicationplugin", "sms", "-n", cluster.namespace, "-o", "wide"
+    ).stdout
+    header, row = wide.splitlines()[:2]
+    assert "STATUS" in header.split()
+    assert "Secret 'absent' does not exist" in row
+    narrow = cluster.plane.kubectl("get", "communicationplugin", "sms", "-n", cluster.namespace)
+    assert "STATUS" not in narrow.stdout.splitlines()[0].split(), "priority 1: only with -o wide"

@@ -223,26 +223,26 @@ def _probe(resource: PluginResource, *, liveness: bool) -> dict[str, Any]:
     }
 
 
-def deployment(
-    resource: PluginResource, settings: OperatorSettings, inputs: Inputs
-) -> dict[str, Any]:
-    """The plugin's Deployment, at the `restricted` pod security level."""
-    spec = resource.spec
-    namespace = resource.metadata.namespace or ""
-    env = [
+def _env(resource: PluginResource, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The plugin's environment: where its config and Secret are, then the spec's own."""
+    return [
         {"name": "SWITCHBOARD_PLUGIN_PORT", "value": str(constants.PLUGIN_GRPC_PORT)},
         {"name": "SWITCHBOARD_PLUGIN_CONFIG", "value": constants.PLUGIN_CONFIG_PATH},
         {"name": "SWITCHBOARD_PLUGIN_SECRETS_DIR", "value": constants.PLUGIN_SECRETS_DIR},
         {"name": "SWITCHBOARD_LOG_LEVEL", "value": _log_level(resource, settings)},
-        {"name": "SWITCHBOARD_TENANT", "value": namespace},
+        {"name": "SWITCHBOARD_TENANT", "value": resource.metadata.namespace or ""},
         {
             "name": "SWITCHBOARD_RESOURCE",
             "value": f"{kind_label(resource)}/{resource.metadata.name}",
         },
         {"name": "TMPDIR", "value": "/tmp"},  # noqa: S108 - a private emptyDir
-        *(e.to_wire() for e in spec.env),
+        *(e.to_wire() for e in resource.spec.env),
     ]
-    mounts = [
+
+
+def _volumes(resource: PluginResource) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volume mounts, volumes): the config, a scratch /tmp, the Secret if any."""
+    mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a private emptyDir
     ]
@@ -250,19 +250,26 @@ def deployment(
         {"name": "config", "configMap": {"name": child_name(resource)}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
     ]
-    if spec.secret_ref is not None:
+    if resource.spec.secret_ref is not None:
         mounts.append(
             {"name": "secrets", "mountPath": constants.PLUGIN_SECRETS_DIR, "readOnly": True}
         )
         volumes.append(
             {
                 "name": "secrets",
-                "secret": {"secretName": spec.secret_ref.name, "defaultMode": 0o440},
+                "secret": {"secretName": resource.spec.secret_ref.name, "defaultMode": 0o440},
             }
         )
+    return mounts, volumes
+
+
+def _container(
+    resource: PluginResource, settings: OperatorSettings, mounts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The plugin container, at the `restricted` pod security level."""
     container: dict[str, Any] = {
         "name": "plugin",
-        "image": spec.image,
+        "image": resource.spec.image,
         "ports": [
             {
                 "name": constants.PLUGIN_PORT_NAME,
@@ -270,7 +277,7 @@ def deployment(
                 "protocol": "TCP",
             }
         ],
-        "env": env,
+        "env": _env(resource, settings),
         "resources": _resources(resource, settings),
         "volumeMounts": mounts,
         "readinessProbe": _probe(resource, liveness=False),
@@ -284,8 +291,15 @@ def deployment(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
-    if spec.image_pull_policy is not None:
-        container["imagePullPolicy"] = spec.image_pull_policy.value
+    if resource.spec.image_pull_policy is not None:
+        container["imagePullPolicy"] = resource.spec.image_pull_policy.value
+    return container
+
+
+def _pod_spec(resource: PluginResource, settings: OperatorSettings) -> dict[str, Any]:
+    """The pod: no API token below `system`, no service links, non-root."""
+    spec = resource.spec
+    mounts, volumes = _volumes(resource)
     pod_spec: dict[str, Any] = {
         "serviceAccountName": spec.service_account_name or child_name(resource),
         "automountServiceAccountToken": security_level(resource) is SecurityLevel.SYSTEM,
@@ -298,13 +312,20 @@ def deployment(
             "fsGroup": PLUGIN_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [container],
+        "containers": [_container(resource, settings, mounts)],
         "volumes": volumes,
     }
     if spec.node_selector:
         pod_spec["nodeSelector"] = spec.node_selector
     if spec.tolerations:
         pod_spec["tolerations"] = [t.to_wire() for t in spec.tolerations]
+    return pod_spec
+
+
+def deployment(
+    resource: PluginResource, settings: OperatorSettings, inputs: Inputs
+) -> dict[str, Any]:
+    """The plugin's Deployment, at the `restricted` pod security level."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -327,7 +348,7 @@ def deployment(
                         constants.ANNOTATION_SECRET_CHECKSUM: inputs.secret_checksum,
                     },
                 },
-                "spec": pod_spec,
+                "spec": _pod_spec(resource, settings),
             },
         },
     }

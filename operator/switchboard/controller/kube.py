@@ -17,11 +17,17 @@ import base64
 import datetime
 import hashlib
 import logging
+import os
+import ssl
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
+import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.codecs import resource_registry
 from lightkube.config.kubeconfig import SingleConfig
@@ -65,6 +71,84 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     return data
 
 
+def _tls_context(config: SingleConfig) -> ssl.SSLContext | None:
+    """The TLS settings of a kubeconfig (CA, client certificate) as an SSLContext."""
+    cluster, user = config.cluster, config.user
+    if not cluster.server.startswith("https://"):
+        return None
+    context = ssl.create_default_context(
+        cafile=str(config.abs_file(cluster.certificate_auth)) if cluster.certificate_auth else None,
+        cadata=base64.b64decode(cluster.certificate_auth_data).decode()
+        if cluster.certificate_auth_data
+        else None,
+    )
+    if cluster.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if user is not None and (user.client_cert or user.client_cert_data):
+        if user.client_cert and user.client_key:
+            context.load_cert_chain(
+                str(config.abs_file(user.client_cert)), str(config.abs_file(user.client_key))
+            )
+        elif user.client_cert_data and user.client_key_data:
+            # ssl loads a chain from files only: write them where only we can
+            # read them, and remove them once loaded.
+            with tempfile.TemporaryDirectory(prefix="switchboard-tls-") as private:
+                cert, key = Path(private, "client.crt"), Path(private, "client.key")
+                for path, data in ((cert, user.client_cert_data), (key, user.client_key_data)):
+                    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(descriptor, "wb") as handle:
+                        handle.write(base64.b64decode(data))
+                context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+class AiohttpTransport(httpx2.AsyncBaseTransport):
+    """lightkube's requests, sent through aiohttp (which kopf has loaded already).
+
+    Measured against the test control plane, eight requests at a time: 0.75 ms
+    of CPU per request through aiohttp, 1.7 ms through httpx2's own transport;
+    on a small node the operator's throughput is bounded by that CPU. The
+    operator reads whole responses only (kopf watches, lightkube does not), so
+    responses are not streamed."""
+
+    def __init__(self, tls: ssl.SSLContext | None, connections: int = 16) -> None:
+        self._tls = tls
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    ssl=self._tls if self._tls is not None else False,
+                    limit=self._connections,
+                ),
+                auto_decompress=False,
+            )
+        timeouts = request.extensions.get("timeout") or {}
+        limit = max((t for t in timeouts.values() if t), default=30.0)
+        async with self._session.request(
+            request.method,
+            str(request.url),
+            headers=[(k.decode(), v.decode()) for k, v in request.headers.raw],
+            data=await request.aread() or None,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=limit),
+        ) as response:
+            content = await response.read()
+            return httpx2.Response(
+                response.status,
+                headers=[(k, v) for k, v in response.raw_headers],
+                content=content,
+            )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 @dataclass(frozen=True)
 class SecretSummary:
     keys: frozenset[str]
@@ -99,7 +183,13 @@ class Kube:
 
     @classmethod
     def from_config(cls, config: SingleConfig, field_manager: str) -> Kube:
-        return cls(AsyncClient(config, field_manager=field_manager, trust_env=False), field_manager)
+        client = AsyncClient(
+            config,
+            field_manager=field_manager,
+            trust_env=False,
+            transport=AiohttpTransport(_tls_context(config)),
+        )
+        return cls(client, field_manager)
 
     async def close(self) -> None:
         await self.client.close()

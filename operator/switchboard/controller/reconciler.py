@@ -149,50 +149,67 @@ class Reconciler:
             # The CRD schema admits nothing the model refuses; if it ever does,
             # say so instead of failing silently.
             raise ReconcileError(f"{key} does not match the API model: {error}") from error
-        generation = int(body["metadata"].get("generation") or 0)
         secret = (
             await self.kube.secret_summary(key.namespace, resource.spec.secret_ref.name)
             if resource.spec.secret_ref is not None
             else None
         )
         verdict = gates.evaluate(resource, self.policy, await self.observe(resource, secret))
-        name = builders.child_name(resource)
         inputs = builders.Inputs(secret_checksum=secret.checksum if secret else "")
         failures: dict[str, str] = {}
-        deployment: dict[str, Any] | None
         if verdict.passed:
             deployment, failures = await self._apply_children(resource, inputs)
         else:
-            deployment = await self.kube.get("apps/v1", "Deployment", key.namespace, name)
-            if verdict.unlicensed and deployment is not None:
-                # A commercial integration without a valid licence must not run.
-                stopped = builders.deployment(resource, self.settings, inputs)
-                stopped["spec"]["replicas"] = 0
-                deployment = await self.kube.apply(stopped)
-
+            deployment = await self._hold(resource, inputs, stop=verdict.unlicensed)
         observation = status_.Observation(
-            generation=generation,
+            generation=int(body["metadata"].get("generation") or 0),
             gates=list(verdict.gates),
             deployment=deployment,
             config_checksum=builders.config_checksum(resource),
             apply_failures=failures,
+            reported_plugin=resource.status.plugin if resource.status else None,
         )
+        await self._publish(key, body, resource, observation)
+        blocking = verdict.blocking
+        waiting = blocking is not None and blocking.reason in _POLLED
+        return RETRY if failures or waiting else OK
+
+    async def _hold(
+        self, resource: PluginResource, inputs: builders.Inputs, *, stop: bool
+    ) -> dict[str, Any] | None:
+        """A gate failed: apply nothing, but stop (scale to 0) what runs when `stop`:
+        a commercial integration without a valid licence must not run."""
+        namespace, name = resource.metadata.namespace or "", builders.child_name(resource)
+        deployment = await self.kube.get("apps/v1", "Deployment", namespace, name)
+        if stop and deployment is not None:
+            stopped = builders.deployment(resource, self.settings, inputs)
+            stopped["spec"]["replicas"] = 0
+            deployment = await self.kube.apply(stopped)
+        return deployment
+
+    async def _publish(
+        self,
+        key: Key,
+        body: dict[str, Any],
+        resource: PluginResource,
+        observation: status_.Observation,
+    ) -> None:
+        """Observe pods and endpoints, ask the plugin what it is once it is Ready,
+        then write the status (when it says something new) and its Events."""
         previous = resource.status
         ready_addresses: list[str] = []
-        if deployment is not None:
+        name = builders.child_name(resource)
+        if observation.deployment is not None:
             observation.endpoints, ready_addresses = await self._endpoints(key.namespace, name)
-            if not status_.rollout(deployment).complete:
+            if not status_.rollout(observation.deployment).complete:
                 observation.pods = await self.kube.list_objects(
                     "v1", "Pod", key.namespace, builders.selector_labels(resource)
                 )
-        observation.reported_plugin = previous.plugin if previous else None
         update = status_.compute(observation, previous)
-        if (
-            self.describer is not None
-            and ready_addresses
-            and _is_ready(update.status)
-            and (observation.reported_plugin is None or not _is_ready(previous))
-        ):
+        newly_ready = _is_ready(update.status) and (
+            observation.reported_plugin is None or not _is_ready(previous)
+        )
+        if self.describer is not None and ready_addresses and newly_ready:
             reported = await self.describer(ready_addresses[0])
             if reported is not None:
                 observation.reported_plugin = reported
@@ -210,9 +227,6 @@ class Reconciler:
             )
         if self.on_status is not None:
             self.on_status(key, update.status)
-        blocking = verdict.blocking
-        waiting = blocking is not None and blocking.reason in _POLLED
-        return RETRY if failures or waiting else OK
 
     async def _apply_children(
         self, resource: PluginResource, inputs: builders.Inputs
