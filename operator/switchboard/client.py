@@ -30,18 +30,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import json
 import os
+import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
+from opentelemetry import propagate, trace
 
 from switchboard.sdk._messages import Attachment, Template
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+_tracer = trace.get_tracer("switchboard.client")
+_MESSAGE_PATH = re.compile(r"^/v1/messages/(?!events$)[^/]+")
 
 
 class SwitchboardError(Exception):
@@ -177,6 +183,66 @@ class MessageStatus:
             attempts=data.get("attempts", []),
             history=data.get("history", []),
         )
+
+
+@dataclass(frozen=True)
+class MessageEvent:
+    """One state change of a message, from the router's live stream (``message_events``)."""
+
+    seq: int
+    """Position in the stream: resume after it with ``message_events(after=seq)``."""
+    id: str
+    namespace: str
+    channel: str
+    state: str
+    at: str
+    detail: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MessageEvent:
+        return cls(
+            int(data["seq"]),
+            data["id"],
+            data["namespace"],
+            data["channel"],
+            data["state"],
+            data.get("at") or "",
+            data.get("detail", ""),
+        )
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str, str]]:
+    """Server-sent events as (id, event, data) from the stream's text lines."""
+    event_id, event, data = "", "", list[str]()
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield event_id, event or "message", "\n".join(data)
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue  # a comment: the keep-alive
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "id":
+            event_id = value
+        elif name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+
+
+class SystemStatus(dict[str, Any]):
+    """The router's status document; its keys also answer in snake_case
+    (``status["total_plugins"]`` is ``status["totalPlugins"]``), as the seeds' code reads it."""
+
+    def __missing__(self, key: str) -> Any:
+        head, *rest = key.split("_")
+        camel = head + "".join(part.title() for part in rest)
+        if rest and camel in self:
+            return self[camel]
+        raise KeyError(key)
 
 
 @dataclass(frozen=True)
@@ -337,6 +403,20 @@ def _settings(url: str | None, token: str | None) -> tuple[str, dict[str, str]]:
     return url.rstrip("/"), headers
 
 
+@contextlib.contextmanager
+def _client_span(method: str, path: str) -> Iterator[dict[str, str]]:
+    """A client span around one call to the router, and the headers that carry it on.
+
+    The router continues the trace from `traceparent`; with no tracer
+    provider configured the caller's own current span (if any) is passed on.
+    """
+    name = f"{method} {_MESSAGE_PATH.sub('/v1/messages/{id}', path)}"
+    with _tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT):
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+        yield headers
+
+
 def _connection_failed(error: httpx.TransportError, url: str) -> DeliveryFailed:
     return DeliveryFailed(0, "ROUTER_UNREACHABLE", f"Could not reach the router at {url}: {error}")
 
@@ -374,11 +454,12 @@ class AsyncSwitchboard:
         await self._http.aclose()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.TransportError as error:
-            raise _connection_failed(error, self.url) from error
-        return _raise_for(response)
+        with _client_span(method, path) as headers:
+            try:
+                response = await self._http.request(method, path, headers=headers, **kwargs)
+            except httpx.TransportError as error:
+                raise _connection_failed(error, self.url) from error
+            return _raise_for(response)
 
     async def send_message(
         self,
@@ -475,9 +556,11 @@ class AsyncSwitchboard:
         )
         return _invoked(await self._request("POST", path, json=body))
 
-    async def system_status(self, namespace: str | None = None) -> dict[str, Any]:
-        return await self._request(
-            "GET", "/v1/plugins", params=_status_params(namespace or self.namespace)
+    async def system_status(self, namespace: str | None = None) -> SystemStatus:
+        return SystemStatus(
+            await self._request(
+                "GET", "/v1/plugins", params=_status_params(namespace or self.namespace)
+            )
         )
 
 
@@ -514,11 +597,12 @@ class Switchboard:
         self._http.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as error:
-            raise _connection_failed(error, self.url) from error
-        return _raise_for(response)
+        with _client_span(method, path) as headers:
+            try:
+                response = self._http.request(method, path, headers=headers, **kwargs)
+            except httpx.TransportError as error:
+                raise _connection_failed(error, self.url) from error
+            return _raise_for(response)
 
     def send_message(
         self,
@@ -597,6 +681,34 @@ class Switchboard:
                 raise TimeoutError(f"Message {message_id} is still {status.state}")
             time.sleep(0.2)
 
+    def message_events(
+        self, *, after: int | None = None, namespace: str | None = None
+    ) -> Iterator[MessageEvent]:
+        """State changes of the tenant's messages as they happen (``GET /v1/messages/events``).
+
+        Starts now, or after event ``after`` (a ``MessageEvent.seq``); runs until
+        the connection ends. Reconnect with ``after=`` the last ``seq`` seen.
+        """
+        headers = {"Last-Event-ID": str(after)} if after is not None else {}
+        params = _status_params(namespace or self.namespace)
+        with _client_span("GET", "/v1/messages/events") as trace_headers:
+            try:
+                with self._http.stream(
+                    "GET",
+                    "/v1/messages/events",
+                    params=params,
+                    headers={**headers, **trace_headers},
+                    timeout=httpx.Timeout(self._http.timeout.connect, read=None),
+                ) as response:
+                    if response.status_code != 200:
+                        response.read()
+                        _raise_for(response)
+                    for _id, event, data in parse_sse(response.iter_lines()):
+                        if event == "state":
+                            yield MessageEvent.from_json(json.loads(data))
+            except httpx.TransportError as error:
+                raise _connection_failed(error, self.url) from error
+
     def invoke(
         self,
         integration: str,
@@ -611,9 +723,9 @@ class Switchboard:
         )
         return _invoked(self._request("POST", path, json=body))
 
-    def system_status(self, namespace: str | None = None) -> dict[str, Any]:
-        return self._request(
-            "GET", "/v1/plugins", params=_status_params(namespace or self.namespace)
+    def system_status(self, namespace: str | None = None) -> SystemStatus:
+        return SystemStatus(
+            self._request("GET", "/v1/plugins", params=_status_params(namespace or self.namespace))
         )
 
 
@@ -658,7 +770,7 @@ async def invoke(
         return await client.invoke(integration, operation, params)
 
 
-async def system_status() -> dict[str, Any]:
+async def system_status() -> SystemStatus:
     """The plugins of the caller's namespace: per channel and integration, health and counts."""
     async with AsyncSwitchboard() as client:
         return await client.system_status()

@@ -18,8 +18,7 @@ from email.policy import default as email_policy
 from pathlib import Path
 
 from switchboard.client import Switchboard
-from tests.local.test_up import LocalMode
-from tests.sdk.harness import SWITCHBOARD
+from tests.local.harness import LocalMode
 from tests.support.controlplane import free_port
 from tests.support.wait import wait_for
 
@@ -53,21 +52,8 @@ def test_demo_delivers_email_webhook_and_sms_with_failover(tmp_path: Path) -> No
     local = LocalMode(tmp_path, str(config), "--plugins", str(REPO / "plugin-images"))
     try:
         info = local.wait_ready()
-        cli = subprocess.run(
-            [
-                SWITCHBOARD,
-                "send",
-                "email",
-                "you@example.com",
-                "Hello from Switchboard",
-                "--subject",
-                "Demo",
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+        cli = local.cli(
+            "send", "email", "you@example.com", "Hello from Switchboard", "--subject", "Demo"
         )
         assert cli.returncode == 0, cli.stderr
         with Switchboard(info["url"], info["token"]) as client:

@@ -2,147 +2,45 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from switchboard.client import Switchboard
-from tests.router.conftest import FLAKY_SMS
+from tests.local.harness import LocalMode, deliveries, flaky
 from tests.sdk.harness import SWITCHBOARD
 from tests.support.wait import wait_for
-
-
-def _plugin(name: str, priority: int, state: Path, **config: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "switchboard.dev/v1alpha1",
-        "kind": "CommunicationPlugin",
-        "metadata": {
-            "name": name,
-            "annotations": {"switchboard.dev/plugin-dir": str(FLAKY_SMS)},
-        },
-        "spec": {
-            "image": "ghcr.io/switchboard-dev/plugin-flaky-sms:1.0.0",
-            "channelType": "sms",
-            "priority": priority,
-            "config": {"provider": name, "state_dir": str(state), **config},
-        },
-    }
-
-
-class LocalMode:
-    """`switchboard up DIR` in a working directory, with its log records."""
-
-    def __init__(self, workdir: Path, *paths: str) -> None:
-        self.workdir = workdir
-        self.process = subprocess.Popen(
-            [SWITCHBOARD, "up", *paths, "--port", "0", "--grpc-port", "-1", "--no-live"],
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        with self.process.stderr:
-            for line in self.process.stderr:
-                self.lines.append(line)
-
-    @property
-    def messages(self) -> list[str]:
-        out = []
-        for line in list(self.lines):
-            try:
-                out.append(json.loads(line)["msg"])
-            except (ValueError, KeyError):
-                out.append(line.strip())
-        return out
-
-    def wait_ready(self) -> dict[str, Any]:
-        wait_for(
-            lambda: (
-                any(m.startswith("Router listening at") for m in self.messages)
-                or self.process.poll() is not None
-            ),
-            timeout=60,
-            what="the local router",
-        )
-        assert self.process.poll() is None, "".join(self.lines)
-        state: dict[str, Any] = json.loads(
-            (self.workdir / ".switchboard" / "local.json").read_text()
-        )
-        return state
-
-    def pid_of(self, name: str) -> int:
-        started = [m for m in self.messages if m.startswith(f"Started plugin default/{name} ")]
-        return int(started[-1].rsplit("(pid ", 1)[1].rstrip(")"))
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        code = self.process.wait(timeout=30)
-        self._reader.join(timeout=5)
-        return code
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    return tmp_path
-
-
-def _deliveries(state: Path) -> list[dict[str, Any]]:
-    sink = state / "deliveries.jsonl"
-    return [json.loads(x) for x in sink.read_text().splitlines()] if sink.exists() else []
 
 
 def test_cli_and_client_reach_the_plugins_and_ctrl_c_stops_everything(workdir: Path) -> None:
     state = workdir / "state"
     state.mkdir()
-    (workdir / "plugins.yaml").write_text(yaml.safe_dump(_plugin("primary", 1, state)))
+    (workdir / "plugins.yaml").write_text(yaml.safe_dump(flaky("primary", 1, state)))
     local = LocalMode(workdir, "plugins.yaml")
     try:
         info = local.wait_ready()
-        cli = subprocess.run(
-            [SWITCHBOARD, "send", "sms", "+15551234567", "from the CLI"],
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        cli = local.cli("send", "sms", "+15551234567", "from the CLI")
         assert cli.returncode == 0, cli.stderr
         assert "Sent by default/primary" in cli.stdout
         with Switchboard(info["url"], info["token"]) as client:
             result = client.send_message("sms", "+15551234567", "from Python")
         assert result.plugin == "default/primary"
-        assert [d["content"] for d in _deliveries(state)] == ["from the CLI", "from Python"]
-        status = subprocess.run(
-            [SWITCHBOARD, "status"],
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        assert "1/1 plugins healthy" in status.stdout
+        assert [d["content"] for d in deliveries(state)] == ["from the CLI", "from Python"]
+        status = local.cli("status")
+        assert status.returncode == 0, status.stderr
+        assert "1 of 1 plugins serving" in status.stdout
         pid = local.pid_of("primary")
     finally:
         assert local.stop() == 0
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the plugin process went with it
-    assert not (workdir / ".switchboard" / "local.json").exists()
+    assert not (local.state_dir / "local.json").exists()
 
 
 def test_editing_one_plugin_under_load_fails_no_send_and_leaves_the_others_alone(
@@ -152,8 +50,8 @@ def test_editing_one_plugin_under_load_fails_no_send_and_leaves_the_others_alone
     state.mkdir()
     config = workdir / "config"
     config.mkdir()
-    (config / "a.yaml").write_text(yaml.safe_dump(_plugin("alpha", 1, state)))
-    (config / "b.yaml").write_text(yaml.safe_dump(_plugin("beta", 2, state)))
+    (config / "a.yaml").write_text(yaml.safe_dump(flaky("alpha", 1, state)))
+    (config / "b.yaml").write_text(yaml.safe_dump(flaky("beta", 2, state)))
     local = LocalMode(workdir, "config")
     failures: list[str] = []
     sent = 0
@@ -177,7 +75,7 @@ def test_editing_one_plugin_under_load_fails_no_send_and_leaves_the_others_alone
         sender = threading.Thread(target=steady_stream)
         sender.start()
         time.sleep(1)
-        edited = _plugin("alpha", 1, state)
+        edited = flaky("alpha", 1, state)
         edited["spec"]["config"]["provider"] = "alpha-v2"
         (config / "a.yaml").write_text(yaml.safe_dump(edited))
         wait_for(lambda: any(m == "Reloaded plugin default/alpha" for m in local.messages), 30)
@@ -186,7 +84,7 @@ def test_editing_one_plugin_under_load_fails_no_send_and_leaves_the_others_alone
         sender.join(30)
         assert failures == []
         assert sent > 50
-        providers = {d["provider"] for d in _deliveries(state)}
+        providers = {d["provider"] for d in deliveries(state)}
         assert {"alpha", "alpha-v2"} <= providers  # before and after the edit
         assert local.pid_of("alpha") != alpha_pid
         assert local.pid_of("beta") == beta_pid  # untouched
@@ -201,7 +99,7 @@ def test_a_killed_plugin_is_restarted_and_the_next_priority_serves_meanwhile(
     state = workdir / "state"
     state.mkdir()
     (workdir / "plugins.yaml").write_text(
-        yaml.safe_dump_all([_plugin("primary", 1, state), _plugin("secondary", 2, state)])
+        yaml.safe_dump_all([flaky("primary", 1, state), flaky("secondary", 2, state)])
     )
     local = LocalMode(workdir, "plugins.yaml")
     try:
@@ -238,8 +136,8 @@ def test_a_killed_plugin_is_restarted_and_the_next_priority_serves_meanwhile(
 def test_invalid_yaml_names_the_file_and_field_and_starts_nothing(workdir: Path) -> None:
     state = workdir / "state"
     state.mkdir()
-    broken = _plugin("primary", 0, state)  # priority must be >= 1
-    (workdir / "good.yaml").write_text(yaml.safe_dump(_plugin("fine", 1, state)))
+    broken = flaky("primary", 0, state)  # priority must be >= 1
+    (workdir / "good.yaml").write_text(yaml.safe_dump(flaky("fine", 1, state)))
     (workdir / "bad.yaml").write_text(yaml.safe_dump(broken))
     result = subprocess.run(
         [SWITCHBOARD, "up", "good.yaml", "bad.yaml", "--port", "0", "--no-live"],
@@ -253,4 +151,4 @@ def test_invalid_yaml_names_the_file_and_field_and_starts_nothing(workdir: Path)
     assert "Nothing was started" in result.stderr
     assert "bad.yaml: CommunicationPlugin 'primary': spec.priority" in result.stderr
     assert "Started plugin" not in result.stderr
-    assert _deliveries(state) == []
+    assert deliveries(state) == []

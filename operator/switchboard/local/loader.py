@@ -5,8 +5,19 @@ same models the CRDs are generated from; Secret documents provide the
 credentials their `secretRef` names. Each resource's image names the plugin
 folder to run: `.../plugin-<name>:<tag>` runs `<plugins dir>/<name>`, unless
 the annotation `switchboard.dev/plugin-dir` names a folder (relative to the
-YAML file). Any problem is reported with the file and the field, and nothing
-is started.
+YAML file). A document the API server would refuse (a field that fails the
+schema, a Secret whose data is not base64) is reported with the file and the
+field, and nothing is started.
+
+What the operator would decide per resource (a missing Secret or key, a refused
+image, a licence, dependencies) is not decided here: the supervisor runs the
+operator's gates (`switchboard.controller.gates`) on what this module found,
+`observed()` being what a cluster lookup would have returned.
+
+Values the resource's Secret lacks may come from the environment of
+`switchboard up`: a key in `requiredSecrets`, or a `${VAR}` in `config` that
+neither the Secret nor `env` defines. They reach the plugin the way the
+Secret's own values do (as secret files), never through its environment.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +34,8 @@ import yaml
 from pydantic import ValidationError
 
 from switchboard.api import constants
-from switchboard.api.models import CommunicationPlugin, VendorIntegration
+from switchboard.api.models import CommunicationPlugin, SecurityLevel, VendorIntegration
+from switchboard.controller import gates
 
 ANNOTATION_PLUGIN_DIR = f"{constants.PREFIX}/plugin-dir"
 _MODELS: dict[str, type[CommunicationPlugin] | type[VendorIntegration]] = {
@@ -38,12 +51,17 @@ class LoadError(Exception):
 
 @dataclass(frozen=True)
 class LocalPlugin:
-    """One resource, ready to run as a child process."""
+    """One resource, ready to run as a child process once its gates pass."""
 
     resource: CommunicationPlugin | VendorIntegration
     source: Path
     plugin_dir: Path
     secrets: dict[str, str] = field(default_factory=dict, compare=True)
+    """What the plugin gets as secret files: the Secret's values and environment fallbacks."""
+    secret_keys: frozenset[str] | None = None
+    """Key names the gates see in the Secret `secretRef` names; None: no such Secret."""
+    license_token: str | None = None
+    """The licence from the Secret `spec.license` names, if any."""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -118,11 +136,20 @@ def _plugin_dir(
     )
 
 
-def load(paths: list[Path], plugins: list[Path], environ: dict[str, str]) -> list[LocalPlugin]:
-    """Every runnable plugin in `paths`; raises LoadError listing every problem."""
+@dataclass(frozen=True)
+class Loaded:
+    """Everything `load` found: the plugins, and the namespaces' security ceilings."""
+
+    plugins: list[LocalPlugin]
+    namespace_levels: dict[str, SecurityLevel] = field(default_factory=dict)
+
+
+def load(paths: list[Path], plugins: list[Path], environ: Mapping[str, str]) -> Loaded:
+    """Every plugin resource in `paths`; raises LoadError listing every problem."""
     problems: list[str] = []
     resources: list[tuple[Path, CommunicationPlugin | VendorIntegration]] = []
     secrets: dict[tuple[str, str], dict[str, str]] = {}
+    levels: dict[str, SecurityLevel] = {}
     for source in _files(paths):
         try:
             documents = list(yaml.safe_load_all(source.read_text()))
@@ -133,17 +160,23 @@ def load(paths: list[Path], plugins: list[Path], environ: dict[str, str]) -> lis
             if not isinstance(doc, dict):
                 continue
             kind = doc.get("kind")
-            name = (doc.get("metadata") or {}).get("name", "?")
+            metadata = doc.get("metadata") or {}
+            name = metadata.get("name", "?")
             if kind == "Secret":
-                namespace = (doc.get("metadata") or {}).get("namespace") or "default"
+                namespace = metadata.get("namespace") or "default"
                 try:
                     secrets[(namespace, name)] = _secret_data(source, doc)
                 except LoadError as error:
                     problems.append(str(error))
                 continue
+            if kind == "Namespace":
+                level = namespace_ceiling(metadata.get("labels") or {})
+                if level is not None:
+                    levels[name] = level
+                continue
             model = _MODELS.get(str(kind))
             if model is None:
-                continue  # other kinds (a Namespace, a Role...) mean nothing locally
+                continue  # other kinds (a Role, a ConfigMap...) mean nothing locally
             try:
                 resources.append((source, model.model_validate(doc)))
             except ValidationError as error:
@@ -165,38 +198,77 @@ def load(paths: list[Path], plugins: list[Path], environ: dict[str, str]) -> lis
         except LoadError as error:
             problems.append(str(error))
             continue
-        values: dict[str, str] = {}
-        if resource.spec.secret_ref is not None:
-            values = secrets.get((namespace, resource.spec.secret_ref.name), {})
-        missing = [
-            k for k in resource.spec.required_secrets if k not in values and k not in environ
-        ]
-        if missing:
-            secret = resource.spec.secret_ref.name if resource.spec.secret_ref else "?"
-            problems.append(
-                f"{source}: {resource.kind} {resource.metadata.name!r}: spec.requiredSecrets: "
-                f"{', '.join(missing)} missing; add them to Secret {secret!r} or set them as "
-                "environment variables"
-            )
-            continue
-        unresolved = sorted(
-            {
-                variable
-                for value in _strings(resource.spec.config)
-                for variable in _VARIABLE.findall(value)
-                if variable not in values and variable not in environ
-            }
-        )
-        if unresolved:
-            problems.append(
-                f"{source}: {resource.kind} {resource.metadata.name!r}: spec.config: "
-                f"${{{unresolved[0]}}} has no value; define it in the Secret or the environment"
-            )
-            continue
-        loaded.append(LocalPlugin(resource, source, folder, values))
+        loaded.append(_local_plugin(resource, source, folder, secrets, environ))
     if problems:
         raise LoadError("\n".join(problems))
-    return loaded
+    return Loaded(loaded, levels)
+
+
+def _local_plugin(
+    resource: CommunicationPlugin | VendorIntegration,
+    source: Path,
+    folder: Path,
+    secrets: Mapping[tuple[str, str], dict[str, str]],
+    environ: Mapping[str, str],
+) -> LocalPlugin:
+    """The resource with what its Secret, its licence Secret and the environment give it."""
+    namespace = resource.metadata.namespace or "default"
+    spec = resource.spec
+    secret = secrets.get((namespace, spec.secret_ref.name)) if spec.secret_ref else None
+    values = dict(secret or {})
+    from_environment = {k for k in spec.required_secrets if k not in values and k in environ}
+    plain = {variable.name for variable in spec.env}
+    from_environment |= {
+        variable
+        for text in _strings(spec.config)
+        for variable in _VARIABLE.findall(text)
+        if variable not in values and variable not in plain and variable in environ
+    }
+    values.update({k: environ[k] for k in from_environment})
+    keys: frozenset[str] | None = frozenset(values)
+    if secret is None and not (
+        spec.required_secrets and set(spec.required_secrets) <= values.keys()
+    ):
+        keys = None  # the Secret is missing, and the environment does not stand in for it
+    token = None
+    if isinstance(resource, VendorIntegration) and resource.spec.license is not None:
+        licence = resource.spec.license
+        token = secrets.get((namespace, licence.secret_name), {}).get(licence.key)
+    return LocalPlugin(resource, source, folder, values, keys, token)
+
+
+def namespace_ceiling(labels: Mapping[str, str]) -> SecurityLevel | None:
+    """A Namespace's `switchboard.dev/max-security-level` label, if it names a level."""
+    value = labels.get(constants.LABEL_MAX_SECURITY_LEVEL)
+    try:
+        return SecurityLevel(value) if value else None
+    except ValueError:
+        return None
+
+
+def observed(
+    plugin: LocalPlugin,
+    everything: Loaded,
+    serving: set[tuple[str, str, str]],
+) -> gates.Observed:
+    """What the operator would have looked up in the cluster for `plugin`'s gates.
+
+    A sibling VendorIntegration is Ready when its process serves (`serving`).
+    """
+    siblings = {
+        other.name: gates.Sibling(
+            depends_on=tuple(other.resource.spec.depends_on),
+            ready=other.key in serving,
+        )
+        for other in everything.plugins
+        if isinstance(other.resource, VendorIntegration) and other.namespace == plugin.namespace
+    }
+    return gates.Observed(
+        secret_keys=plugin.secret_keys,
+        license_token=plugin.license_token,
+        siblings=siblings,
+        namespace_max_security_level=everything.namespace_levels.get(plugin.namespace),
+    )
 
 
 def _strings(value: Any) -> list[str]:

@@ -1,77 +1,288 @@
 """Local mode's process supervisor: plugins as child processes, the router in front.
 
-Each resource runs as `python -m switchboard plugin serve DIR`, with its
-config and Secret written to a private folder the way Kubernetes would mount
-them. The router (static backend, in this process) only sees plugins that
-report SERVING. Three things keep it true while files and processes change:
+Each resource first passes the operator's gates (`switchboard.controller.gates`,
+the same checks and words as in the cluster); one that does not is shown as
+`blocked` with the gate's message and not started. The others run as
+`python -m switchboard plugin serve DIR`, configured the way the operator
+configures a pod (`plugin_environment`), and join the routing table once
+their `grpc.health.v1` service says SERVING: the signal the router and the
+kubelet read, not a log line.
 
+What keeps a plugin honest while files and processes change:
+
+- *Start*: a plugin that is not serving within `start_timeout` is killed and
+  restarted with back-off (1 s, 2 s, 4 s ... 30 s), shown as `degraded` with
+  why. One that rejects its config or its package (exit 2 or 3) is `failed`
+  and waits for the YAML to change.
 - *Reload*: an edited resource gets a new process; once it serves, the table
-  switches to it and only then is the old one stopped (SIGTERM: it finishes
-  what it has in flight). Resources that did not change are left alone.
-- *Crash*: a plugin that exits is taken out of the table at once, shown as
-  degraded with its last error, and restarted with a growing back-off.
-- *Stop*: everything gets SIGTERM and is waited for.
+  switches to it, requests that already chose the old one get `DRAIN_SECONDS`
+  to reach it, and only then is the old one stopped (SIGTERM: it finishes what
+  it has in flight). Resources that did not change are left alone.
+- *Crash*: a plugin that exits leaves the table at once, is shown as
+  `degraded` with its last error, and is restarted with the same back-off.
+- *Stop*: SIGTERM to each plugin, SIGKILL to its process group after
+  `STOP_GRACE`.
+- *Death of local mode itself*: each plugin runs in a process group of its
+  own and gets SIGKILL from the kernel when `switchboard up` dies, however it
+  dies (Linux `PR_SET_PDEATHSIG`), so no plugin outlives it.
+
+Secrets live in a private in-memory folder (`state.runtime_dir`) only while
+their process runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
+import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TextIO
 
-from switchboard.local.loader import LoadError, LocalPlugin, load
+from switchboard.api.models import VendorIntegration
+from switchboard.controller.gates import Gate, GatePolicy, GateResult, evaluate
+from switchboard.controller.settings import OperatorSettings
+from switchboard.local import state
+from switchboard.local.loader import Loaded, LoadError, LocalPlugin, load, observed
 from switchboard.router.discovery import StaticDiscovery
 from switchboard.router.table import PluginRoute
 
 log = logging.getLogger("switchboard.local")
 
-START_TIMEOUT = 30.0
-STOP_GRACE = 10.0
+START_TIMEOUT: Final = 60.0
+STOP_GRACE: Final = 10.0
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 #: A plugin that served this long gets its restart back-off reset.
-HEALTHY_RESET = 60.0
+HEALTHY_RESET: Final = 60.0
+#: After the table moved to a new process, how long the old one still takes calls.
+DRAIN_SECONDS: Final = 1.0
+#: How often gates are evaluated again without a change (a licence expires by the clock).
+RECHECK_SECONDS: Final = 60.0
+#: Exit codes after which restarting cannot help (the runtime's CONFIG_REJECTED, PACKAGE_INVALID).
+NOT_RESTARTED: Final = frozenset({2, 3})
+#: Variables of `switchboard up`'s environment a plugin inherits, besides `OTEL_*`.
+INHERITED: Final = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR")
+LOG_FILE_LIMIT: Final = 10 * 1024 * 1024
 
 
 class State(StrEnum):
+    BLOCKED = "blocked"
+    """A gate failed (the same one the operator would report): not started."""
     STARTING = "starting"
     SERVING = "serving"
     DEGRADED = "degraded"
+    """It exited or did not start in time: restarting with back-off."""
+    FAILED = "failed"
+    """It rejected its config or its package: not restarted until the YAML changes."""
     STOPPED = "stopped"
+
+
+def backoff_delay(restarts: int) -> float:
+    """Seconds before restart number `restarts + 1`."""
+    return float(min(BACKOFF_FIRST * 2**restarts, BACKOFF_MAX))
+
+
+def plugin_environment(
+    environ: Mapping[str, str],
+    plugin: LocalPlugin,
+    *,
+    port: int,
+    workdir: Path,
+    shutdown_grace: float = STOP_GRACE,
+) -> dict[str, str]:
+    """The whole environment of one plugin process: what a pod would have, nothing more.
+
+    `switchboard up`'s own environment is not passed on (its tokens and keys are
+    none of the plugin's business): only `INHERITED` and `OTEL_*` variables
+    (minus `OTEL_SERVICE_NAME`: each plugin names itself), the resource's
+    `spec.env`, and the runtime's settings, which local mode owns.
+    """
+    env = {name: environ[name] for name in INHERITED if name in environ}
+    env.update(
+        {
+            name: value
+            for name, value in environ.items()
+            if name.startswith("OTEL_") and name != "OTEL_SERVICE_NAME"
+        }
+    )
+    env.setdefault("LANG", "C.UTF-8")
+    env.update({variable.name: variable.value for variable in plugin.resource.spec.env})
+    kind = "vendorintegration" if isinstance(plugin.resource, VendorIntegration) else "plugin"
+    env.update(
+        {
+            "HOME": str(workdir / "tmp"),
+            "TMPDIR": str(workdir / "tmp"),
+            "SWITCHBOARD_PLUGIN_HOST": "127.0.0.1",
+            "SWITCHBOARD_PLUGIN_PORT": str(port),
+            "SWITCHBOARD_PLUGIN_CONFIG": str(workdir / "config.json"),
+            "SWITCHBOARD_PLUGIN_SECRETS_DIR": str(workdir / "secrets"),
+            "SWITCHBOARD_TERMINATION_LOG": str(workdir / "termination-log"),
+            "SWITCHBOARD_SHUTDOWN_GRACE_SECONDS": f"{shutdown_grace:g}",
+            "SWITCHBOARD_TENANT": plugin.namespace,
+            "SWITCHBOARD_RESOURCE": f"{kind}/{plugin.name}",
+        }
+    )
+    env.setdefault("SWITCHBOARD_PLUGIN_LOG_LEVEL", "INFO")
+    return env
+
+
+def exit_reason(code: int, termination_message: str, start_timeout: float | None) -> str:
+    """Why a plugin process ended, for the status view."""
+    if start_timeout is not None:
+        return f"did not become ready within {start_timeout:g}s; killed it"
+    if termination_message:
+        return termination_message
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+# --- a plugin's log lines ----------------------------------------------------------------
+
+#: Fields of a plugin's JSON log record that the one-line rendering leaves out.
+_QUIET_FIELDS: Final = frozenset({"ts", "level", "msg", "plugin", "logger", "error"})
+
+
+def render_record(line: str) -> str:
+    """One plugin log line for a person: `level msg key=value ...` (JSON), else as it came."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(record, dict):
+        return line
+    parts = [f"{record.get('level', ''):<7}", str(record.get("msg", ""))]
+    parts += [f"{k}={v}" for k, v in record.items() if k not in _QUIET_FIELDS]
+    error = str(record.get("error", "")).strip()
+    if error:
+        parts.append(f"error={error.splitlines()[-1]}")
+    return " ".join(parts)
+
+
+def error_summary(line: str) -> str | None:
+    """What a warning or error record says went wrong, in one line; None for other records."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("level") not in ("warning", "error", "critical"):
+        return None
+    message = str(record.get("msg", ""))
+    detail = " ".join(
+        str(part)
+        for part in (record.get("error_class"), str(record.get("error", "")).strip())
+        if part
+    )
+    if detail:
+        message += ": " + detail.splitlines()[-1]
+    return message
+
+
+class PluginLog:
+    """A plugin's log file under the state folder, one per resource, kept after it stops."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size > LOG_FILE_LIMIT:
+            path.replace(path.with_suffix(".log.1"))
+        self._file: TextIO = path.open("a", encoding="utf-8")
+
+    def write(self, line: str) -> None:
+        self._file.write(line + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def log_path(state_dir: Path, namespace: str, name: str) -> Path:
+    return state_dir / state.LOGS_DIR / f"{namespace}-{name}.log"
+
+
+# --- processes that die with local mode --------------------------------------------------
+
+_PR_SET_PDEATHSIG: Final = 1
+_libc: Any = None
+if sys.platform == "linux":
+    with contextlib.suppress(OSError):
+        _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def die_with(parent: int, signum: int = signal.SIGKILL) -> Callable[[], None]:
+    """A `preexec_fn`: the child gets `signum` when `parent` dies, however it dies."""
+
+    def arrange() -> None:
+        if _libc is not None:
+            _libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above took effect
+            os.kill(os.getpid(), signum)
+
+    return arrange
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+# --- one plugin ---------------------------------------------------------------------------
 
 
 @dataclass
 class Instance:
+    """One resource and, unless it is blocked, one generation of its process."""
+
     plugin: LocalPlugin
     workdir: Path
-    process: asyncio.subprocess.Process | None = None
-    address: str = ""
+    gates: GateResult
     state: State = State.STARTING
+    process: asyncio.subprocess.Process | None = None
+    port: int = 0
     restarts: int = 0
     last_error: str = ""
     started_at: float = 0.0
+    next_restart: float | None = None
     stopping: bool = False
-    serving: asyncio.Event = field(default_factory=asyncio.Event)
-    monitor: asyncio.Task[None] | None = None
-    restart: asyncio.Task[None] | None = None
+    reported: dict[str, Any] = field(default_factory=dict)
+    """What the running plugin reported about itself (Describe), for the routing table."""
+    reload_error: str = ""
+    failed_edit: LocalPlugin | None = None
+    """An edit of this resource that did not start; tried again when the YAML changes again."""
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the first start ended: serving, or failed."""
+    task: asyncio.Task[None] | None = None
 
     @property
     def label(self) -> str:
-        kind = "integration" if self.plugin.resource.kind == "VendorIntegration" else "plugin"
+        kind = "integration" if isinstance(self.plugin.resource, VendorIntegration) else "plugin"
         return f"{kind} {self.plugin.namespace}/{self.plugin.name}"
 
     @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}" if self.port else ""
+
+    @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        running = self.process is not None and self.process.returncode is None
+        return self.process.pid if running and self.process is not None else None
+
+    @property
+    def blocking(self) -> Gate | None:
+        return self.gates.blocking
 
 
 class Supervisor:
@@ -82,84 +293,255 @@ class Supervisor:
         state_dir: Path,
         discovery: StaticDiscovery,
         on_change: Callable[[], None] = lambda: None,
+        *,
+        runtime_dir: Path | None = None,
+        start_timeout: float = START_TIMEOUT,
+        echo: Callable[[str, str], None] | None = None,
+        policy: GatePolicy | None = None,
     ) -> None:
         self.paths, self.plugins, self.state_dir = paths, plugins, state_dir
         self.discovery = discovery
         self.on_change = on_change
+        self.runtime_dir = runtime_dir or state.fresh_runtime_dir(state_dir)
+        self.start_timeout = start_timeout
+        self.echo = echo
+        self.policy = policy or OperatorSettings().gate_policy()
         self.instances: dict[tuple[str, str, str], Instance] = {}
+        self.loaded = Loaded([])
         self.load_error = ""
-        self._mtimes: dict[Path, float] = {}
         self._generation = 0
+        self._logs: dict[tuple[str, str, str], PluginLog] = {}
+        self._wake = asyncio.Event()
+        self._reconciler: asyncio.Task[None] | None = None
+        self._serving: frozenset[tuple[str, str, str]] = frozenset()
 
     # -- start and stop --
 
+    def load(self) -> None:
+        """Read and check the YAML; LoadError (naming each file and field) if it can't run."""
+        self.loaded = load(self.paths, self.plugins, os.environ)
+
     async def start(self) -> None:
-        """Load and start everything; raises LoadError (nothing started) on bad YAML."""
-        plugins = load(self.paths, self.plugins, dict(os.environ))
-        self._mtimes = self._snapshot()
-        started = [self._new_instance(p) for p in plugins]
-        for instance in started:
-            # Registered before launch: one that fails to start is shown as
-            # degraded and restarted with back-off, like any crash.
-            self.instances[instance.plugin.key] = instance
-        await asyncio.gather(*(self._launch(i) for i in started))
-        self.publish()
+        """Start every plugin that passes its gates (after `load`)."""
+        await self._reconcile()
+        self._reconciler = asyncio.create_task(self._reconcile_forever(), name="reconcile")
+
+    async def settled(self) -> None:
+        """Until every plugin that may run has served or failed once."""
+        while True:
+            waiting = [i for i in self.instances.values() if not i.settled.is_set()]
+            if not waiting:
+                return
+            await asyncio.wait({asyncio.ensure_future(i.settled.wait()) for i in waiting})
 
     async def stop(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciler
         await asyncio.gather(*(self._stop(i) for i in self.instances.values()))
         self.instances.clear()
         self.publish()
+        for plugin_log in self._logs.values():
+            plugin_log.close()
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
     # -- the routing table --
 
     def publish(self) -> None:
         routes = []
         for instance in self.instances.values():
-            resource = instance.plugin.resource
-            body = resource.model_dump(by_alias=True, mode="json")
+            body = instance.plugin.resource.model_dump(by_alias=True, mode="json")
             body["metadata"]["namespace"] = instance.plugin.namespace
-            serving = instance.state is State.SERVING and instance.address
-            routes.append(
-                PluginRoute.from_resource(
-                    body,
-                    [instance.address] if serving else [],
-                    [] if serving or not instance.address else [instance.address],
-                )
-            )
+            if instance.reported:
+                body["status"] = {"plugin": instance.reported}
+            serving = instance.state is State.SERVING
+            ready = [instance.address] if serving else []
+            not_ready = [instance.address] if instance.address and not serving else []
+            routes.append(PluginRoute.from_resource(body, ready, not_ready))
         self.discovery.publish(routes)
+        serving_now = frozenset(k for k, i in self.instances.items() if i.state is State.SERVING)
+        if serving_now != self._serving:
+            self._serving = serving_now
+            self._wake.set()  # a dependency may have become Ready, or stopped being
         self.on_change()
 
-    # -- one plugin process --
+    def _changed(self, instance: Instance) -> None:
+        if self.instances.get(instance.plugin.key) is instance:
+            self.publish()
 
-    def _new_instance(self, plugin: LocalPlugin) -> Instance:
-        self._generation += 1
-        workdir = (
-            self.state_dir / "plugins" / f"{plugin.namespace}-{plugin.name}-{self._generation}"
+    # -- what should run --
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), RECHECK_SECONDS)
+            self._wake.clear()
+            try:
+                await self._reconcile()
+            except Exception:
+                log.exception("Could not bring the plugins in line with the YAML")
+
+    async def _reconcile(self) -> None:
+        """Make what runs match the loaded YAML and the gates."""
+        serving = {k for k, i in self.instances.items() if i.state is State.SERVING}
+        wanted = {plugin.key: plugin for plugin in self.loaded.plugins}
+        for key, plugin in wanted.items():
+            result = evaluate(plugin.resource, self.policy, observed(plugin, self.loaded, serving))
+            current = self.instances.get(key)
+            if not result.passed:
+                await self._block(key, plugin, result, current)
+            elif current is None or current.state is State.BLOCKED:
+                self._install(self._launch(plugin, result))
+            elif current.plugin != plugin and current.failed_edit != plugin:
+                await self._replace(current, self._launch(plugin, result))
+            else:
+                current.gates = result
+        for key in set(self.instances) - set(wanted):
+            gone = self.instances.pop(key)
+            self.publish()
+            await asyncio.sleep(DRAIN_SECONDS if gone.state is State.SERVING else 0)
+            await self._stop(gone)
+            log.info("Stopped %s: its resource is gone from the YAML", gone.label)
+        self.publish()
+
+    async def _block(
+        self,
+        key: tuple[str, str, str],
+        plugin: LocalPlugin,
+        result: GateResult,
+        current: Instance | None,
+    ) -> None:
+        blocking = result.blocking
+        assert blocking is not None
+        if current is not None and current.state is State.BLOCKED and current.plugin == plugin:
+            if current.blocking != blocking:
+                current.gates = result
+                log.warning("The %s does not run: %s", current.label, blocking.message)
+            return
+        instance = Instance(plugin, self._workdir(plugin), result, state=State.BLOCKED)
+        instance.settled.set()
+        self.instances[key] = instance
+        self.publish()
+        log.warning(
+            "The %s does not run: %s (%s)", instance.label, blocking.message, blocking.reason
         )
-        secrets = workdir / "secrets"
-        secrets.mkdir(parents=True, exist_ok=True)
-        for key, value in plugin.secrets.items():
-            path = secrets / key
-            path.write_text(value)
-            path.chmod(0o600)
-        (workdir / "config.json").write_text(json.dumps(plugin.resource.spec.config))
-        return Instance(plugin, workdir)
+        if current is not None:
+            await self._stop(current)
 
-    async def _launch(self, instance: Instance) -> bool:
-        """Start the process and wait until it serves; False if it did not."""
-        instance.state, instance.address = State.STARTING, ""
-        instance.serving.clear()
-        termination = instance.workdir / "termination-log"
-        termination.write_text("")
-        env = {
-            **os.environ,
-            "SWITCHBOARD_PLUGIN_HOST": "127.0.0.1",
-            "SWITCHBOARD_PLUGIN_PORT": "0",
-            "SWITCHBOARD_PLUGIN_CONFIG": str(instance.workdir / "config.json"),
-            "SWITCHBOARD_PLUGIN_SECRETS_DIR": str(instance.workdir / "secrets"),
-            "SWITCHBOARD_TERMINATION_LOG": str(termination),
-            "SWITCHBOARD_TENANT": instance.plugin.namespace,
-        }
+    def _install(self, instance: Instance) -> None:
+        self.instances[instance.plugin.key] = instance
+        self.publish()
+
+    async def _replace(self, old: Instance, fresh: Instance) -> None:
+        """Move to `fresh` without a failed request: only once it serves, then drain `old`."""
+        if old.state is not State.SERVING:
+            await self._stop(old)  # a broken process is no fallback
+            self._install(fresh)
+            log.info("Reloaded %s", fresh.label)
+            return
+        await fresh.settled.wait()
+        if fresh.state is not State.SERVING:
+            await self._stop(fresh)
+            old.failed_edit = fresh.plugin
+            old.reload_error = (
+                f"The edited resource did not start ({fresh.last_error}); "
+                "the previous version keeps serving."
+            )
+            log.error(
+                "The edited %s did not start (%s); kept the old one", old.label, fresh.last_error
+            )
+            self._changed(old)
+            return
+        self._install(fresh)  # new requests go to the new process from here on
+        await asyncio.sleep(DRAIN_SECONDS)  # requests that chose the old one reach it
+        await self._stop(old)  # SIGTERM: it finishes what it has in flight
+        log.info("Reloaded %s", fresh.label)
+
+    def reload(self) -> None:
+        """Read the YAML again; what changed is applied next. Bad YAML keeps what runs."""
+        try:
+            loaded = load(self.paths, self.plugins, os.environ)
+        except LoadError as error:
+            self.load_error = str(error)
+            log.error("Kept the running plugins; the YAML has errors:\n%s", error)
+            self.on_change()
+            return
+        self.load_error = ""
+        for instance in self.instances.values():
+            instance.failed_edit = None
+        self.loaded = loaded
+        self._wake.set()
+
+    # -- one process --
+
+    def _workdir(self, plugin: LocalPlugin) -> Path:
+        self._generation += 1
+        return self.runtime_dir / f"{plugin.namespace}-{plugin.name}-{self._generation}"
+
+    def _launch(self, plugin: LocalPlugin, result: GateResult) -> Instance:
+        instance = Instance(plugin, self._workdir(plugin), result)
+        instance.task = asyncio.create_task(self._supervise(instance), name=instance.label)
+        return instance
+
+    def _log(self, plugin: LocalPlugin) -> PluginLog:
+        if plugin.key not in self._logs:
+            self._logs[plugin.key] = PluginLog(
+                log_path(self.state_dir, plugin.namespace, plugin.name)
+            )
+        return self._logs[plugin.key]
+
+    async def _supervise(self, instance: Instance) -> None:
+        """Run, watch and restart one generation until it is stopped."""
+        try:
+            while not instance.stopping:
+                code = await self._run_once(instance)
+                if instance.stopping:
+                    return
+                instance.settled.set()
+                if code in NOT_RESTARTED:
+                    instance.state = State.FAILED
+                    self._changed(instance)
+                    log.error(
+                        "The %s cannot start: %s; fix the YAML (it reloads by itself)",
+                        instance.label,
+                        instance.last_error,
+                    )
+                    return
+                if time.monotonic() - instance.started_at >= HEALTHY_RESET:
+                    instance.restarts = 0
+                delay = backoff_delay(instance.restarts)
+                instance.restarts += 1
+                instance.state = State.DEGRADED
+                instance.next_restart = time.time() + delay
+                self._changed(instance)
+                log.info(
+                    "Restarting %s in %.0fs (restart %d)", instance.label, delay, instance.restarts
+                )
+                await asyncio.sleep(delay)
+                instance.next_restart = None
+        finally:
+            instance.settled.set()
+
+    def _prepare(self, instance: Instance) -> None:
+        """The files a pod would have mounted: config, secrets (0600), a private /tmp."""
+        workdir = instance.workdir
+        secrets = workdir / "secrets"
+        (workdir / "tmp").mkdir(parents=True, mode=0o700, exist_ok=True)
+        secrets.mkdir(mode=0o700, exist_ok=True)
+        for key, value in instance.plugin.secrets.items():
+            path = secrets / key
+            path.touch(mode=0o600)
+            path.write_text(value)
+        (workdir / "config.json").write_text(json.dumps(instance.plugin.resource.spec.config))
+        (workdir / "termination-log").write_text("")
+
+    async def _run_once(self, instance: Instance) -> int | None:
+        """Start the process, wait until it serves, then until it ends; its exit code."""
+        instance.state, instance.port, instance.reported = State.STARTING, free_port(), {}
+        self._changed(instance)
+        self._prepare(instance)
+        plugin_log = self._log(instance.plugin)
         instance.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -167,94 +549,101 @@ class Supervisor:
             "plugin",
             "serve",
             str(instance.plugin.plugin_dir),
-            env=env,
+            env=plugin_environment(
+                os.environ, instance.plugin, port=instance.port, workdir=instance.workdir
+            ),
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with(os.getpid()),
         )
         instance.started_at = time.monotonic()
-        monitor = asyncio.create_task(self._monitor(instance), name=instance.label)
-        instance.monitor = monitor
-        serving = asyncio.create_task(instance.serving.wait())
-        await asyncio.wait(
-            {serving, monitor}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+        reader = asyncio.create_task(self._read_output(instance, plugin_log))
+        hung = False
+        if await self._until_serving(instance):
+            instance.state = State.SERVING
+            instance.settled.set()
+            self._changed(instance)
+            log.info("Started %s at %s (pid %s)", instance.label, instance.address, instance.pid)
+        elif instance.process.returncode is None and not instance.stopping:
+            hung = True
+            self._kill(instance)
+        code = await instance.process.wait()
+        await reader
+        self._kill(instance)  # whatever it started itself goes with it
+        shutil.rmtree(instance.workdir / "secrets", ignore_errors=True)
+        if instance.stopping:
+            return code
+        instance.last_error = exit_reason(
+            code,
+            _read_text(instance.workdir / "termination-log"),
+            self.start_timeout if hung else None,
         )
-        if not serving.done():
-            serving.cancel()
-            instance.last_error = instance.last_error or "did not start serving in time"
-            return False
-        log.info("Started %s at %s (pid %s)", instance.label, instance.address, instance.pid)
-        return True
+        log.warning("The %s exited (code %s): %s", instance.label, code, instance.last_error)
+        return code
 
-    async def _monitor(self, instance: Instance) -> None:
+    async def _until_serving(self, instance: Instance) -> bool:
+        """True once the health service says SERVING; False if it exits or the time is up."""
+        from switchboard.sdk import PluginClient
+
         process = instance.process
         assert process is not None
-        assert process.stderr is not None
-        async for raw in process.stderr:
-            line = raw.decode(errors="replace").strip()
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            message = str(record.get("msg", ""))
-            if message == "Listening for calls":
-                instance.address = f"127.0.0.1:{record['port']}"
-            elif message == "Activated the plugin" and instance.address:
-                instance.state = State.SERVING
-                instance.serving.set()
-                if (
-                    instance.plugin.key in self.instances
-                    and self.instances[instance.plugin.key] is instance
-                ):
-                    self.publish()
-            if record.get("level") in ("error", "critical", "warning"):
-                instance.last_error = message
-        code = await process.wait()
-        if instance.stopping:
-            return
-        reason = (instance.workdir / "termination-log").read_text().strip()
-        instance.last_error = reason or instance.last_error or f"exited with code {code}"
-        instance.state = State.DEGRADED
-        instance.serving.clear()
-        log.warning("The %s exited (code %s): %s", instance.label, code, instance.last_error)
-        if self.instances.get(instance.plugin.key) is instance:
-            self.publish()
-            instance.restart = asyncio.create_task(
-                self._restart(instance), name=f"restart {instance.label}"
-            )
+        deadline = time.monotonic() + self.start_timeout
+        async with PluginClient(instance.address, timeout=1.0) as client:
+            while process.returncode is None and not instance.stopping:
+                with contextlib.suppress(Exception):
+                    if await client.health() == "SERVING":
+                        instance.reported = await _reported(client)
+                        return True
+                if time.monotonic() >= deadline:
+                    return False
+                await asyncio.sleep(0.1)
+        return False
 
-    async def _restart(self, instance: Instance) -> None:
-        served = time.monotonic() - instance.started_at
-        if served >= HEALTHY_RESET:
-            instance.restarts = 0
-        delay = min(BACKOFF_FIRST * 2**instance.restarts, BACKOFF_MAX)
-        instance.restarts += 1
-        log.info("Restarting %s in %.0fs (restart %d)", instance.label, delay, instance.restarts)
-        await asyncio.sleep(delay)
-        if self.instances.get(instance.plugin.key) is not instance or instance.stopping:
-            return
-        await self._launch(instance)
+    async def _read_output(self, instance: Instance, plugin_log: PluginLog) -> None:
+        process = instance.process
+        assert process is not None
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            plugin_log.write(line)
+            summary = error_summary(line)
+            if summary:
+                instance.last_error = summary
+            if self.echo is not None:
+                self.echo(instance.plugin.name, render_record(line))
+
+    def _kill(self, instance: Instance) -> None:
+        """SIGKILL the plugin's process group (the plugin and anything it started)."""
+        if instance.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(instance.process.pid, signal.SIGKILL)
 
     async def _stop(self, instance: Instance) -> None:
         instance.stopping = True
-        instance.state = State.STOPPED
-        if instance.restart is not None:
-            instance.restart.cancel()
+        was = instance.state
+        instance.state = State.STOPPED if was is not State.BLOCKED else was
         process = instance.process
-        if process is None or process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), STOP_GRACE + 5)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-        if instance.monitor is not None:
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), STOP_GRACE + 2)
+            except TimeoutError:
+                self._kill(instance)
+        if instance.task is not None:
+            instance.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await instance.monitor
+                await instance.task
+        if process is not None:
+            if process.returncode is None:
+                self._kill(instance)
+                await process.wait()
+            self._kill(instance)
+        shutil.rmtree(instance.workdir, ignore_errors=True)
 
-    # -- reload --
+    # -- reload on change --
 
     def _snapshot(self) -> dict[Path, float]:
         mtimes: dict[Path, float] = {}
@@ -265,65 +654,109 @@ class Supervisor:
                     mtimes[file] = file.stat().st_mtime
         return mtimes
 
-    async def watch(self, interval: float = 0.5) -> None:
+    async def watch(self) -> None:
         """Reload whenever a YAML file changes, appears or disappears."""
-        while True:
-            await asyncio.sleep(interval)
-            snapshot = self._snapshot()
-            if snapshot != self._mtimes:
-                self._mtimes = snapshot
-                await self.reload()
+        from watchfiles import awatch
 
-    async def reload(self) -> None:
+        logging.getLogger("watchfiles").setLevel(logging.WARNING)  # one line per change is noise
+        last = self._snapshot()
+        changed = asyncio.Event()
+
+        directories = [path.resolve() for path in self.paths if path.is_dir()]
+        files = {path.resolve() for path in self.paths if not path.is_dir()}
+
+        def relevant(_change: Any, path: str) -> bool:
+            """A named file, or a YAML file in a named folder (not the logs written next to it)."""
+            candidate = Path(path).resolve()
+            return candidate in files or (
+                candidate.suffix in (".yaml", ".yml")
+                and any(candidate.is_relative_to(folder) for folder in directories)
+            )
+
+        async def follow(folders: set[Path], recursive: bool) -> None:
+            async for _changes in awatch(
+                *folders, debounce=300, recursive=recursive, watch_filter=relevant
+            ):
+                changed.set()
+
+        # Folders named on the command line are watched whole; a named file by its folder
+        # alone (it may sit in a big tree, and editors replace files rather than write them).
+        watchers = [
+            asyncio.create_task(follow(folders, recursive))
+            for folders, recursive in (
+                ({p for p in self.paths if p.is_dir()}, True),
+                ({p.parent for p in self.paths if not p.is_dir()}, False),
+            )
+            if folders
+        ]
         try:
-            wanted = {p.key: p for p in load(self.paths, self.plugins, dict(os.environ))}
-        except LoadError as error:
-            self.load_error = str(error)
-            log.error("Kept the running plugins; the YAML has errors:\n%s", error)
-            self.on_change()
-            return
-        self.load_error = ""
-        replaced: list[tuple[Instance, Instance]] = []
-        for key, plugin in wanted.items():
-            current = self.instances.get(key)
-            if current is not None and current.plugin == plugin:
-                continue  # unchanged: its process is left alone
-            fresh = self._new_instance(plugin)
-            if not await self._launch(fresh):
-                log.error(
-                    "The new %s did not start (%s); kept the old one", fresh.label, fresh.last_error
-                )
-                await self._stop(fresh)
-                continue
-            self.instances[key] = fresh
-            if current is not None:
-                replaced.append((current, fresh))
-            self.publish()  # traffic moves to the new process before the old one stops
-        for key in set(self.instances) - set(wanted):
-            gone = self.instances.pop(key)
-            self.publish()
-            replaced.append((gone, gone))
-        for old, _new in replaced:
-            await self._stop(old)
-            log.info("Reloaded %s", old.label)
-        self.on_change()
+            while True:
+                await changed.wait()
+                changed.clear()
+                current = self._snapshot()
+                if current != last:
+                    last = current
+                    self.reload()
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+
+    # -- what `switchboard status` shows --
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """What the status view shows, one row per plugin."""
+        """One row per resource."""
         rows = []
         for instance in sorted(self.instances.values(), key=lambda i: i.plugin.key):
             spec = instance.plugin.resource.spec
+            blocking = instance.blocking
             rows.append(
                 {
                     "plugin": f"{instance.plugin.namespace}/{instance.plugin.name}",
                     "kind": instance.plugin.resource.kind,
                     "route": getattr(spec, "channel_type", None) or getattr(spec, "vendor", ""),
-                    "priority": getattr(spec, "priority", ""),
+                    "priority": getattr(spec, "priority", None),
                     "state": instance.state.value,
-                    "endpoint": instance.address,
+                    "reason": blocking.reason if blocking else "",
+                    "message": blocking.message if blocking else "",
+                    "endpoint": instance.address if instance.state is State.SERVING else "",
                     "pid": instance.pid,
                     "restarts": instance.restarts,
-                    "last_error": instance.last_error,
+                    "nextRestartAt": instance.next_restart,
+                    "lastError": instance.reload_error or instance.last_error,
+                    "gates": [
+                        {
+                            "type": str(gate.type),
+                            "ok": gate.ok,
+                            "reason": str(gate.reason),
+                            "message": gate.message,
+                        }
+                        for gate in instance.gates.gates
+                    ],
+                    "log": str(log_path(self.state_dir, *instance.plugin.key[1:])),
                 }
             )
         return rows
+
+
+async def _reported(client: Any) -> dict[str, Any]:
+    """The running plugin's own report (Describe), as the operator puts it in status.plugin."""
+    try:
+        reply = await client.describe()
+    except Exception:
+        return {}
+    return {
+        "name": reply.name,
+        "version": reply.version,
+        "capabilities": list(reply.capabilities),
+        "operations": [op.name for op in reply.operations],
+        "operationPermissions": {
+            op.name: op.permission for op in reply.operations if op.permission
+        },
+    }
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""

@@ -1,145 +1,284 @@
 """`switchboard up`: plugins as child processes, the router in front, a live view.
 
-Writes `<state dir>/local.json` (router URL, API key, namespace) so that
-`switchboard send`, `invoke` and `status` find the local router by themselves,
-and prints the environment variables the Python client reads.
+Order of start, so that a failure leaves nothing behind: take the state
+folder's lock (one `up` per folder), read the YAML (nothing starts if it is
+wrong), bind the router (a port in use stops here, before any plugin
+starts), start the plugins, announce the router (`local.json`) and, with
+`-- COMMAND`, run the application once the plugins settled, with
+`SWITCHBOARD_URL` and `SWITCHBOARD_TOKEN` set. Everything stops when the
+application exits, on Ctrl-C or on SIGTERM; the exit code is the
+application's, else 0.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import collections
+import contextlib
+import errno
 import logging
-import secrets
+import os
 import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from switchboard.ledger import LedgerError
+from switchboard.local import state
 from switchboard.local.loader import LoadError
-from switchboard.local.supervisor import Supervisor
+from switchboard.local.supervisor import START_TIMEOUT, Supervisor, die_with
+from switchboard.local.view import live_view
+from switchboard.logs import JsonFormatter
 from switchboard.router.app import Router
 from switchboard.router.auth import ApiKey, ApiKeyAuthority
 from switchboard.router.discovery import StaticDiscovery
 from switchboard.router.settings import RouterSettings
+from switchboard.telemetry import configure_tracing, shutdown_tracing
 
 log = logging.getLogger("switchboard.local")
-STATE_FILE = "local.json"
-LEDGER_FILE = "ledger.db"
+
+#: `switchboard up` could not start: bad YAML, the state folder or the port in use.
+NOT_STARTED = 2
+#: `switchboard up -- COMMAND` could not run COMMAND (as a shell says it).
+COMMAND_NOT_RUN = 127
+#: Events kept for the live view.
+RECENT_EVENTS = 6
+APP_STOP_GRACE = 10.0
 
 
-def _table(supervisor: Supervisor, url: str) -> Table:
-    table = Table(title=f"Switchboard local mode: router at {url}", expand=True)
-    for column in (
-        "plugin",
-        "kind",
-        "route",
-        "priority",
-        "state",
-        "endpoint",
-        "restarts",
-        "last error",
-    ):
-        table.add_column(column)
-    styles = {"serving": "green", "starting": "yellow", "degraded": "red", "stopped": "dim"}
-    for row in supervisor.snapshot():
-        table.add_row(
-            row["plugin"],
-            row["kind"],
-            str(row["route"]),
-            str(row["priority"]),
-            f"[{styles.get(row['state'], '')}]{row['state']}[/]",
-            row["endpoint"],
-            str(row["restarts"]),
-            row["last_error"][:60],
-        )
-    if supervisor.load_error:
-        table.caption = f"[red]YAML not applied: {supervisor.load_error.splitlines()[0]}[/]"
-    return table
+@dataclass
+class UpOptions:
+    paths: list[Path]
+    plugins: list[Path]
+    state_dir: Path
+    port: int = 8080
+    grpc_port: int = 9090
+    live: bool = False
+    start_timeout: float = START_TIMEOUT
+    command: list[str] = field(default_factory=list)
+    namespace: str = "default"
 
 
-async def run_up(
-    paths: list[Path], plugins: list[Path], state_dir: Path, port: int, grpc_port: int, live: bool
-) -> int:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    api_key = secrets.token_urlsafe(24)
-    keys_file = state_dir / "api-keys.yaml"
-    keys_file.write_text(json.dumps({"keys": [{"name": "local", "key": api_key}]}))
-    keys_file.chmod(0o600)
+class _Events(logging.Handler):
+    """The latest local-mode log messages, for the live view."""
+
+    def __init__(self, keep: int = RECENT_EVENTS) -> None:
+        super().__init__(logging.INFO)
+        self.recent: collections.deque[str] = collections.deque(maxlen=keep)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        self.recent.append(f"{stamp} {record.getMessage().splitlines()[0]}")
+
+
+def _plugin_echo(console: Console) -> Callable[[str, str], None]:
+    """Print a plugin's log line with its name in front, as `docker compose` does."""
+    width = [12]
+
+    def echo(name: str, text: str) -> None:
+        width[0] = max(width[0], len(name))
+        console.print(f"{name:<{width[0]}} | {text}", highlight=False, markup=False, soft_wrap=True)
+
+    return echo
+
+
+def _port_in_use(error: OSError, port: int) -> str:
+    return (
+        f"Port {port} on 127.0.0.1 is in use, so the router cannot listen there. Is another "
+        "`switchboard up` (or `make demo`) running? `switchboard status` shows it. Stop it, "
+        "or pass --port (and --grpc-port) for this one."
+        if error.errno == errno.EADDRINUSE
+        else f"The router could not listen on port {port}: {error}"
+    )
+
+
+async def run_up(options: UpOptions) -> int:
+    console = Console(stderr=True)
+    try:
+        with state.exclusive(options.state_dir):
+            return await _run(options, console)
+    except state.StateError as error:
+        console.print(f"[red]Nothing was started:[/] {error}", highlight=False)
+        return NOT_STARTED
+
+
+async def _run(options: UpOptions, console: Console) -> int:
+    state_dir = options.state_dir
+    try:
+        tracing = configure_tracing("switchboard-local")
+    except ValueError as error:
+        console.print(f"[red]Nothing was started:[/] {error}", highlight=False)
+        return NOT_STARTED
+    events = _Events()
+    view: Live | None = None
+    url = ""
     discovery = StaticDiscovery()
+
+    def changed() -> None:
+        rows = supervisor.snapshot()
+        document = {
+            "url": url,
+            "pid": os.getpid(),
+            "stateDir": str(state_dir.resolve()),
+            "loadError": supervisor.load_error,
+            "plugins": rows,
+            "updatedAt": time.time(),
+        }
+        with contextlib.suppress(OSError):
+            state.write_status(state_dir, document)
+        if view is not None:
+            view.update(live_view(rows, url, supervisor.load_error, events.recent))
+
+    echo = None if options.live else _plugin_echo(console)
+    supervisor = Supervisor(
+        options.paths,
+        options.plugins,
+        state_dir,
+        discovery,
+        changed,
+        runtime_dir=state.fresh_runtime_dir(state_dir),  # a crashed run's secrets go here
+        start_timeout=options.start_timeout,
+        echo=echo,
+    )
+    try:
+        supervisor.load()
+    except LoadError as error:
+        console.print(f"[red]Nothing was started:[/]\n{error}", highlight=False, markup=True)
+        shutdown_tracing(tracing)
+        return NOT_STARTED
+    token = state.api_key(state_dir)
     # The ledger is a file next to the state: what was accepted survives a restart.
     settings = RouterSettings(
         backend="static",
         host="127.0.0.1",
-        http_port=port,
-        grpc_port=grpc_port,
-        ledger_url=f"sqlite+aiosqlite:///{state_dir.resolve() / LEDGER_FILE}",
+        http_port=options.port,
+        grpc_port=options.grpc_port,
+        ledger_url=f"sqlite+aiosqlite:///{state_dir.resolve() / state.LEDGER_FILE}",
     )
-    router = Router(settings, discovery, ApiKeyAuthority([ApiKey("local", api_key)]))
-    console = Console(stderr=True)
-    view: Live | None = None
-    url = ""
-
-    def refresh() -> None:
-        if view is not None:
-            view.update(_table(supervisor, url))
-
-    supervisor = Supervisor(paths, plugins, state_dir, discovery, refresh)
-    try:
-        await supervisor.start()
-    except LoadError as error:
-        console.print(f"[red]Nothing was started:[/]\n{error}", highlight=False)
-        return 2
+    router = Router(settings, discovery, ApiKeyAuthority([ApiKey(state.LOCAL_KEY_NAME, token)]))
     try:
         await router.start()
-    except LedgerError as error:
-        await supervisor.stop()
-        console.print(f"[red]The router did not start:[/] {error}", highlight=False)
-        return 2
+    except (OSError, LedgerError) as error:
+        await router.stop(grace=0)
+        message = _port_in_use(error, options.port) if isinstance(error, OSError) else str(error)
+        console.print(f"[red]Nothing was started:[/] {message}", highlight=False)
+        shutdown_tracing(tracing)
+        return NOT_STARTED
     url = f"http://127.0.0.1:{router.http_port}"
-    # Plugins give providers this address for delivery receipts.
-    router.settings.public_url = url
-    state = {"url": url, "token": api_key, "namespace": "default"}
-    state_path = state_dir / STATE_FILE
-    state_path.write_text(json.dumps(state))
-    state_path.chmod(0o600)
-    log.info("Router listening at %s", url)
-    console.print(
-        f"Router at {url}.\n"
-        "  Try:              switchboard send sms +15551234567 'Hello'\n"
-        '  Python client:    eval "$(switchboard env)"\n'
-        "  Ctrl-C stops everything.",
-        highlight=False,
-    )
+    router.settings.public_url = url  # plugins give providers this address for receipts
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    watcher = asyncio.create_task(supervisor.watch(), name="watch YAML")
+    app: asyncio.subprocess.Process | None = None
+    watcher: asyncio.Task[None] | None = None
     try:
-        if live:
-            with Live(_table(supervisor, url), console=console, refresh_per_second=4) as view:
-                await stop.wait()
+        state.write_router(state.LocalRouter(state_dir, url, token, options.namespace, os.getpid()))
+        log.info("Router listening at %s", url)
+        if options.live:
+            _log_to_file(state_dir, events)
+            view = Live(
+                live_view([], url, "", events.recent),
+                console=console,
+                refresh_per_second=4,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            view.start()
+        elif not options.command:
+            console.print(
+                f"Router at {url}. In another terminal:\n"
+                "  .venv/bin/switchboard status\n"
+                "  .venv/bin/switchboard send sms +15551234567 'Hello'\n"
+                '  eval "$(.venv/bin/switchboard env)"   # for your own code\n'
+                "Ctrl-C stops everything.",
+                highlight=False,
+            )
+        await supervisor.start()
+        watcher = asyncio.create_task(supervisor.watch(), name="watch YAML")
+        settled = asyncio.create_task(supervisor.settled())
+        await asyncio.wait(
+            {settled, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if settled.done():
+            log.info("Plugins settled: %s", _counts(supervisor.snapshot()))
+        if options.command and not stop.is_set():
+            try:
+                app = await _start_app(options.command, url, token)
+            except OSError as error:
+                log.error("Could not run %s: %s", options.command[0], error)
+                return COMMAND_NOT_RUN
+            log.info("Started %s (pid %s)", " ".join(options.command), app.pid)
+            await asyncio.wait(
+                {asyncio.ensure_future(app.wait()), asyncio.ensure_future(stop.wait())},
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         else:
             await stop.wait()
     finally:
-        view = None
-        watcher.cancel()
+        if view is not None:
+            view.stop()
+        if app is not None:
+            await _stop_app(app)
+        if watcher is not None:
+            watcher.cancel()
         await supervisor.stop()
         await router.stop()
-        state_path.unlink(missing_ok=True)
+        state.forget_router(state_dir, os.getpid())
         log.info("Stopped every plugin and the router")
+        shutdown_tracing(tracing)
+    if app is not None and app.returncode is not None:
+        return app.returncode if app.returncode >= 0 else 128 - app.returncode
     return 0
 
 
+def _counts(rows: list[dict[str, Any]]) -> str:
+    by_state = collections.Counter(str(row["state"]) for row in rows)
+    return ", ".join(f"{count} {name}" for name, count in sorted(by_state.items())) or "none"
+
+
+def _log_to_file(state_dir: Path, events: _Events) -> None:
+    """With the live view on screen, log records go to a file and the view, never the screen."""
+    folder = state_dir / state.LOGS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(folder / "switchboard.log", encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler, events]
+
+
+async def _start_app(command: list[str], url: str, token: str) -> asyncio.subprocess.Process:
+    environment = {
+        **os.environ,
+        "SWITCHBOARD_URL": url,
+        "SWITCHBOARD_TOKEN": token,
+    }
+    # The application keeps the terminal (same process group: Ctrl-C reaches it too)
+    # and gets SIGTERM if local mode dies without stopping it.
+    return await asyncio.create_subprocess_exec(
+        *command, env=environment, preexec_fn=die_with(os.getpid(), signal.SIGTERM)
+    )
+
+
+async def _stop_app(app: asyncio.subprocess.Process) -> None:
+    if app.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            app.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(app.wait(), APP_STOP_GRACE)
+        except TimeoutError:
+            app.kill()
+            await app.wait()
+
+
 def read_state(state_dir: Path) -> dict[str, Any]:
-    """The running local router's URL and key, if `switchboard up` runs here."""
-    path = state_dir / STATE_FILE
-    if not path.is_file():
+    """The running local router's URL and key, if `switchboard up` runs with `state_dir`."""
+    router = state.read_router(state_dir)
+    if router is None:
         return {}
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
+    return {"url": router.url, "token": router.token, "namespace": router.namespace}

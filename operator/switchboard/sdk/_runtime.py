@@ -53,6 +53,7 @@ from switchboard.sdk._plugin import Plugin
 from switchboard.sdk._service import SERVICE_NAME, Generation, PluginServicer
 from switchboard.sdk._settings import RuntimeSettings
 from switchboard.sdk.manifest import PluginPackageError
+from switchboard.telemetry import configure_tracing, shutdown_tracing
 
 logger = logging.getLogger("switchboard.sdk.runtime")
 
@@ -377,7 +378,18 @@ def run(plugin_dir: str | os.PathLike[str], settings: RuntimeSettings | None = N
     except PluginPackageError as error:
         return _fail(ExitCode.PACKAGE_INVALID, f"Plugin package is invalid: {error}", settings)
     log_formatter.plugin = loaded.manifest.plugin_id
-    return asyncio.run(_serve_until_signalled(loaded, settings, redactor))
+    try:
+        # OTEL_* variables decide where spans go; the provider calls a plugin
+        # makes over httpx become client spans of the same trace.
+        tracing = configure_tracing(
+            f"switchboard-plugin-{loaded.manifest.plugin_id}", instrument_httpx=True
+        )
+    except ValueError as error:
+        return _fail(ExitCode.CONFIG_REJECTED, f"Configuration rejected: {error}", settings)
+    try:
+        return asyncio.run(_serve_until_signalled(loaded, settings, redactor))
+    finally:
+        shutdown_tracing(tracing)
 
 
 async def _serve_until_signalled(
