@@ -52,6 +52,10 @@ ENV PATH=/opt/switchboard/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     TMPDIR=/tmp
+# A name for uid 65532, as distroless images have: code that asks for the
+# user's name (getpass.getuser(), e.g. kopf's peering identity) fails without one.
+RUN echo "nonroot:x:65532:65532:nonroot:/tmp:/usr/sbin/nologin" >> /etc/passwd \
+    && echo "nonroot:x:65532:" >> /etc/group
 # 65532 is the conventional "nonroot" uid/gid (distroless); numeric so that
 # runAsNonRoot can be verified by the kubelet without /etc/passwd.
 USER 65532:65532
