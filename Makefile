@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev lock test lint typecheck unit crds proto clean control-plane demo system-deps images
+.PHONY: dev lock test lint typecheck unit crds proto clean control-plane demo system-deps images node real-node
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,18 @@ system-deps:
 images: dev system-deps
 	$(BIN)/python hack/images.py
 
+# The real node of tests/realnode (kubelet, containerd, CNI plugins, pause
+# image), built from Go modules and cached by version like the control plane.
+node: control-plane system-deps
+	bash hack/build-node.sh
+
+# What the real-node tier runs, built before the tests when this machine can
+# run it (root, overlayfs); elsewhere the tier is skipped and says why.
+real-node: dev control-plane system-deps
+	@if [ "$$(id -u)" = 0 ] && grep -qw overlay /proc/filesystems; then \
+	  bash hack/build-node.sh >/dev/null && $(BIN)/python hack/images.py; \
+	else echo "real-node: not root or no overlayfs here: tests/realnode will be skipped"; fi
+
 # The local demo: email, a webhook and SMS failover, no cluster and no accounts.
 demo: dev
 	bash hack/demo.sh
@@ -65,7 +77,7 @@ typecheck: dev
 crds: dev
 	$(BIN)/switchboard crds --check --reference docs/crd-reference.md
 
-test: dev control-plane system-deps lint typecheck crds chart
+test: dev control-plane system-deps lint typecheck crds chart real-node
 	$(BIN)/python -m pytest -q
 
 clean:
