@@ -235,8 +235,13 @@ async def test_finished_messages_are_purged_after_retention_and_unfinished_never
 async def test_opening_twice_migrates_once_and_a_newer_schema_is_refused(ledger_url: str) -> None:
     first = await Ledger.open(ledger_url)
     second = await Ledger.open(ledger_url)  # already at head: nothing to do
-    async with first.engine.begin() as conn:
-        await conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    bump = sa.text("UPDATE alembic_version SET version_num = '9999'")
+    if isinstance(first.engine, sa.Engine):  # SQLite runs synchronously
+        with first.engine.begin() as sync:
+            sync.execute(bump)
+    else:
+        async with first.engine.begin() as conn:
+            await conn.execute(bump)
     await first.close()
     await second.close()
 

@@ -7,6 +7,13 @@ Alembic migrations before anything else, so a router never serves with an
 outdated schema; two replicas starting together take turns (an advisory lock
 on PostgreSQL, an immediate transaction on SQLite).
 
+SQLite runs in the event loop's own thread, synchronously: a write to a
+local file in WAL mode takes microseconds, less than handing it to a thread
+and back (a driver thread per statement cost tens of milliseconds under
+load). PostgreSQL uses its asyncio driver. Concurrent writes are grouped
+into one transaction (`_write`): a burst of accepted messages costs one
+commit, not one each.
+
 Who may work on a message is decided in the database: a router sending a
 message holds a lease on its row (``lease_owner``, ``lease_until``), and a
 write that finishes a round names its owner, so a router whose lease ran
@@ -27,19 +34,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from sqlalchemy import Connection, and_, delete, event, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import (
     DBAPIError,
     IntegrityError,
@@ -61,12 +87,106 @@ from switchboard.ledger.schema import (
 from switchboard.ledger.states import FINAL, State, can_move
 
 MIGRATIONS: Final = Path(__file__).parent / "migrations"
+#: Built once: an insert with its values given as parameters compiles once and is cached.
+_INSERT_MESSAGE: Final = insert(messages)
 #: pg_advisory_xact_lock key that serialises migrations ("ledger" in ASCII).
 _MIGRATION_LOCK: Final = 0x6C6564676572
 #: A ledger that lives as long as the process (tests, a router without a database).
 MEMORY: Final = "sqlite+aiosqlite:///:memory:"
 #: The engines the ledger speaks, by URL scheme.
 SUPPORTED_URLS: Final = ("sqlite+aiosqlite://", "postgresql+psycopg://")
+
+
+class _Inline:
+    """A synchronous connection (SQLite) behind the ledger's asynchronous interface."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return self.connection.execute(statement, parameters)
+
+    async def run_sync(self, work: Callable[[Connection], Any]) -> Any:
+        return work(self.connection)
+
+
+Conn = AsyncConnection | _Inline
+_T = TypeVar("_T")
+
+
+class _GroupWriter:
+    """Runs concurrent write jobs together, several in one transaction (group commit).
+
+    A job is ``async (connection) -> result`` and must leave no partial effect
+    when it raises: a batch whose job raises is rolled back and each of its
+    jobs is run again in a transaction of its own, so one job's error reaches
+    only its caller. ``lanes`` batches run at once (connections in use).
+    """
+
+    def __init__(
+        self,
+        connect: Callable[..., contextlib.AbstractAsyncContextManager[Conn]],
+        lanes: int,
+        batch: int = 200,
+    ) -> None:
+        self._connect, self._batch = connect, batch
+        self._queue: list[tuple[Callable[[Conn], Awaitable[Any]], asyncio.Future[Any]]] = []
+        self._lanes = asyncio.Semaphore(lanes)
+        self._flushers: set[asyncio.Task[None]] = set()
+
+    async def run(self, job: Callable[[Conn], Awaitable[_T]]) -> _T:
+        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._queue.append((job, future))
+        if not self._lanes.locked():
+            task = asyncio.create_task(self._flush())
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
+        return await future
+
+    async def stop(self) -> None:
+        if self._flushers:
+            await asyncio.wait(self._flushers)
+
+    async def _flush(self) -> None:
+        async with self._lanes:
+            while self._queue:
+                batch, self._queue = self._queue[: self._batch], self._queue[self._batch :]
+                try:
+                    async with self._connect(write=True) as conn:
+                        results = [await job(conn) for job, _ in batch]
+                except BaseException as error:
+                    if len(batch) == 1:
+                        _settle(batch[0][1], error=error)
+                    else:
+                        await self._one_by_one(batch)
+                    if isinstance(error, asyncio.CancelledError):
+                        raise
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    _settle(future, result=result)
+
+    async def _one_by_one(
+        self, batch: list[tuple[Callable[[Conn], Awaitable[Any]], asyncio.Future[Any]]]
+    ) -> None:
+        for job, future in batch:
+            try:
+                async with self._connect(write=True) as conn:
+                    result = await job(conn)
+            except Exception as error:
+                _settle(future, error=error)
+            else:
+                _settle(future, result=result)
+
+
+def _settle(
+    future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None
+) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 class LedgerError(Exception):
@@ -225,7 +345,7 @@ class Ledger:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        engine: AsyncEngine | Engine,
         *,
         store_content: bool = False,
         clock: Callable[[], float] = time.time,
@@ -234,8 +354,7 @@ class Ledger:
         self.store_content = store_content
         self.clock = clock
         self.is_postgres = engine.dialect.name == "postgresql"
-        # SQLite has one connection here (one writer at a time anyway): callers take turns.
-        self._turns = asyncio.Lock() if not self.is_postgres else contextlib.nullcontext()
+        self._writes = _GroupWriter(self._connect, lanes=4 if self.is_postgres else 1)
 
     # -- lifecycle --
 
@@ -254,25 +373,28 @@ class Ledger:
         ``LedgerMigrationError`` when the schema cannot be migrated.
         """
         check_url(url)
-        if url == MEMORY:
-            engine = create_async_engine(url, poolclass=StaticPool)
-            _serialise_sqlite(engine, sqlite_synchronous)
-        elif url.startswith("sqlite"):
-            engine = create_async_engine(url, pool_size=1, max_overflow=0)
+        engine: AsyncEngine | Engine
+        if url.startswith("sqlite"):
+            # One connection, used in the loop's thread (see the module docstring).
+            engine = create_engine(
+                url.replace("sqlite+aiosqlite:", "sqlite:", 1),
+                poolclass=StaticPool,
+                connect_args={"check_same_thread": False},
+            )
             _serialise_sqlite(engine, sqlite_synchronous)
         else:
-            engine = create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+            engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
         ledger = cls(engine, store_content=store_content, clock=clock)
         try:
             await ledger.migrate()
         except BaseException:
-            await engine.dispose()
+            await ledger.close()
             raise
         return ledger
 
     async def migrate(self) -> None:
         try:
-            async with self.engine.begin() as conn:
+            async with self._connect(write=True, translate=False) as conn:
                 if self.is_postgres:
                     await conn.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
@@ -297,7 +419,11 @@ class Ledger:
             ) from None
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self._writes.stop()
+        if isinstance(self.engine, Engine):
+            self.engine.dispose()
+        else:
+            await self.engine.dispose()
 
     async def ping(self) -> None:
         """Raise ``LedgerUnavailable`` unless the database answers."""
@@ -337,24 +463,29 @@ class Ledger:
             "lease_owner": owner,
             "lease_until": now + lease_seconds if owner else None,
         }
+        key = new.idempotency_key
+        states = [State.ACCEPTED, State.SENDING] if owner else [State.ACCEPTED]
+
+        async def job(conn: Conn) -> tuple[str, Any]:
+            if key is not None:
+                existing = await self._by_key(conn, new.tenant, key)
+                if existing is not None:
+                    if existing.payload_hash != digest:
+                        return "conflict", existing.id
+                    return "existing", await self._record(conn, existing.id)
+            await conn.execute(_INSERT_MESSAGE, [row])
+            await self._events(conn, [(row, state, None) for state in states], now)
+            return "created", _record(row)
+
         for _ in range(2):  # a racing replica may insert the same key in between
             try:
-                async with self._connect(write=True) as conn:
-                    if new.idempotency_key is not None:
-                        existing = await self._by_key(conn, new.tenant, new.idempotency_key)
-                        if existing is not None:
-                            if existing.payload_hash != digest:
-                                raise IdempotencyConflict(new.idempotency_key, existing.id)
-                            record = await self._record(conn, existing.id)
-                            assert record is not None
-                            return record, False
-                    await conn.execute(insert(messages).values(row))
-                    await self._event(conn, row, State.ACCEPTED, None, now)
-                    if owner:
-                        await self._event(conn, row, State.SENDING, None, now)
-                    return _record(row), True
+                kind, found = await self._writes.run(job)
             except IntegrityError:
                 continue
+            if kind == "conflict":
+                assert key is not None
+                raise IdempotencyConflict(key, found)
+            return found, kind == "created"
         raise LedgerUnavailable("Could not record the message: its idempotency key kept clashing")
 
     async def reclaim(
@@ -366,7 +497,8 @@ class Ledger:
         another router holds it or its state does not allow sending again.
         """
         now = self.clock()
-        async with self._connect(write=True) as conn:
+
+        async def job(conn: Conn) -> MessageRecord | None:
             current = await self._record(conn, message_id)
             if current is None or not can_move(current.state, State.SENDING):
                 return None
@@ -390,41 +522,41 @@ class Ledger:
             )
             if result.rowcount != 1:
                 return None
-            await self._event(conn, _row_of(current), State.SENDING, "sent again", now)
+            await self._events(conn, [(_row_of(current), State.SENDING, "sent again")], now)
             return await self._record(conn, message_id)
 
-    async def finish_round(self, message_id: str, owner: str, finish: Finish) -> bool:
-        """Record a round's attempts and where the message stands, if ``owner`` still holds it."""
+        return await self._writes.run(job)
+
+    async def finish_round(
+        self, message_id: str, owner: str, finish: Finish
+    ) -> MessageRecord | None:
+        """Record a round's attempts and where the message stands, if ``owner`` still holds
+        it: the message as it is now, or None when another router took it over."""
         now = self.clock()
-        async with self._connect(write=True) as conn:
-            values: dict[str, Any] = {
-                "state": finish.state,
-                "updated_at": now,
-                "lease_owner": None,
-                "lease_until": None,
-                "next_attempt_at": finish.next_attempt_at,
-                "error_code": finish.error_code,
-                "error": finish.error,
-                "possible_duplicate": messages.c.possible_duplicate | finish.possible_duplicate,
-            }
-            if finish.plugin is not None:
-                values["plugin"] = finish.plugin
-            if finish.provider_message_id is not None:
-                values["provider_message_id"] = finish.provider_message_id
-            if finish.state is not State.ACCEPTED and not (
-                finish.keep_payload or self.store_content
-            ):
-                values["payload"] = None
-            result = await conn.execute(
-                update(messages)
-                .where(messages.c.id == message_id, messages.c.lease_owner == owner)
-                .values(values)
-                .returning(messages.c.tenant, messages.c.channel, messages.c.rounds)
-            )
+
+        clear_payload = finish.state is not State.ACCEPTED and not (
+            finish.keep_payload or self.store_content
+        )
+        parameters = {
+            "b_id": message_id,
+            "b_owner": owner,
+            "state": finish.state,
+            "updated_at": now,
+            "next_attempt_at": finish.next_attempt_at,
+            "error_code": finish.error_code,
+            "error": finish.error,
+            "b_duplicate": finish.possible_duplicate,
+            "plugin": finish.plugin,
+            "provider_message_id": finish.provider_message_id,
+        }
+
+        async def job(conn: Conn) -> MessageRecord | None:
+            result = await conn.execute(_finish_statement(clear_payload), parameters)
             found = result.first()
             if found is None:
-                return False
-            tenant, channel, round_ = found
+                return None
+            record = _record(found._mapping)
+            round_ = record.rounds
             if finish.attempts:
                 await conn.execute(
                     insert(attempts),
@@ -447,14 +579,12 @@ class Ledger:
                 await self._remember_provider_ids(
                     conn, finish.plugin, finish.provider_ids, message_id
                 )
-            await self._event(
-                conn,
-                {"id": message_id, "tenant": tenant, "channel": channel},
-                finish.state,
-                finish.detail or finish.error,
-                now,
+            await self._events(
+                conn, [(_row_of(record), finish.state, finish.detail or finish.error)], now
             )
-            return True
+            return record
+
+        return await self._writes.run(job)
 
     # -- asynchronous work --
 
@@ -474,30 +604,39 @@ class Ledger:
         )
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True)
-        async with self._connect(write=True) as conn:
-            found = (await conn.execute(query)).all()
-            claimed = []
-            for message_id, state in found:
-                result = await conn.execute(
-                    update(messages)
-                    .where(messages.c.id == message_id, due)
-                    .values(
-                        state=State.SENDING,
-                        lease_owner=owner,
-                        lease_until=now + lease_seconds,
-                        rounds=messages.c.rounds + 1,
-                        updated_at=now,
-                    )
+
+        async def job(conn: Conn) -> list[MessageRecord]:
+            before = dict((await conn.execute(query)).all())
+            if not before:
+                return []
+            rows = await conn.execute(
+                update(messages)
+                .where(messages.c.id.in_(list(before)), due)
+                .values(
+                    state=State.SENDING,
+                    lease_owner=owner,
+                    lease_until=now + lease_seconds,
+                    rounds=messages.c.rounds + 1,
+                    updated_at=now,
                 )
-                if result.rowcount != 1:
-                    continue
-                record = await self._record(conn, message_id)
-                assert record is not None
-                recovered = state == State.SENDING
-                if state == State.ACCEPTED:
-                    await self._event(conn, _row_of(record), State.SENDING, None, now)
-                claimed.append(replace(record, recovered=recovered))
-            return claimed
+                .returning(*messages.c)
+            )
+            claimed = [_record(row._mapping) for row in rows]
+            await self._events(
+                conn,
+                [
+                    (_row_of(record), State.SENDING, None)
+                    for record in claimed
+                    if before[record.id] == State.ACCEPTED
+                ],
+                now,
+            )
+            # Found mid-send: the router that held it stopped before it finished.
+            return [
+                replace(record, recovered=before[record.id] == State.SENDING) for record in claimed
+            ]
+
+        return await self._writes.run(job)
 
     async def next_due(self) -> float | None:
         """When the next accepted message is due (epoch seconds), if any."""
@@ -522,7 +661,8 @@ class Ledger:
         "delivered").
         """
         now = self.clock()
-        async with self._connect(write=True) as conn:
+
+        async def job(conn: Conn) -> tuple[str, MessageRecord | None]:
             message_id = (
                 await conn.execute(
                     select(provider_ids.c.message_id).where(
@@ -544,7 +684,7 @@ class Ledger:
                 await conn.execute(
                     update(messages).where(messages.c.id == record.id).values(values)
                 )
-                await self._event(conn, _row_of(record), state, error or "receipt", now)
+                await self._events(conn, [(_row_of(record), state, error or "receipt")], now)
             await conn.execute(
                 insert(receipts).values(
                     plugin=plugin,
@@ -559,6 +699,8 @@ class Ledger:
             if record is not None and outcome == "applied":
                 record = await self._record(conn, record.id)
             return outcome, record
+
+        return await self._writes.run(job)
 
     # -- reading --
 
@@ -634,7 +776,8 @@ class Ledger:
         """Append audit events, in one transaction."""
         if not events:
             return
-        async with self._connect(write=True) as conn:
+
+        async def job(conn: Conn) -> None:
             await conn.execute(
                 insert(audit),
                 [
@@ -651,6 +794,8 @@ class Ledger:
                     for event in events
                 ],
             )
+
+        await self._writes.run(job)
 
     async def audit_trail(
         self, tenant: str, *, since: float | None = None, limit: int = 100
@@ -681,7 +826,8 @@ class Ledger:
     async def purge(self, finished_before: float) -> int:
         """Delete messages that reached a final state, and audit events, older than
         ``finished_before``; how many messages went."""
-        async with self._connect(write=True) as conn:
+
+        async def job(conn: Conn) -> int:
             await conn.execute(delete(audit).where(audit.c.at < finished_before))
             old = select(messages.c.id).where(
                 messages.c.state.in_(list(FINAL)), messages.c.updated_at < finished_before
@@ -695,21 +841,33 @@ class Ledger:
             await conn.execute(delete(messages).where(messages.c.id.in_(ids)))
             return len(ids)
 
+        return await self._writes.run(job)
+
     # -- internals --
 
     @contextlib.asynccontextmanager
-    async def _connect(self, write: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def _connect(
+        self, write: bool = False, *, translate: bool = True
+    ) -> AsyncIterator[AsyncConnection | _Inline]:
+        """A connection (in a transaction when ``write``); a lost database is
+        ``LedgerUnavailable`` unless ``translate`` is off."""
         try:
-            async with self._turns, self.engine.begin() if write else self.engine.connect() as conn:
-                yield conn
+            if isinstance(self.engine, Engine):
+                with self.engine.begin() if write else self.engine.connect() as sync:
+                    yield _Inline(sync)
+            else:
+                async with self.engine.begin() if write else self.engine.connect() as conn:
+                    yield conn
         except (IntegrityError, LedgerError):
             raise
         except (DBAPIError, OSError, TimeoutError) as error:
+            if not translate:
+                raise
             raise LedgerUnavailable(
                 f"The ledger database is unavailable: {_one_line(error)}"
             ) from error
 
-    async def _by_key(self, conn: AsyncConnection, tenant: str, key: str) -> Any:
+    async def _by_key(self, conn: Conn, tenant: str, key: str) -> Any:
         result = await conn.execute(
             select(messages.c.id, messages.c.payload_hash).where(
                 messages.c.tenant == tenant, messages.c.idempotency_key == key
@@ -718,7 +876,7 @@ class Ledger:
         return result.first()
 
     async def _record(
-        self, conn: AsyncConnection, message_id: str, *, with_attempts: bool = False
+        self, conn: Conn, message_id: str, *, with_attempts: bool = False
     ) -> MessageRecord | None:
         row = (await conn.execute(select(messages).where(messages.c.id == message_id))).first()
         if row is None:
@@ -744,36 +902,67 @@ class Ledger:
         return _record(row._mapping, found)
 
     async def _remember_provider_ids(
-        self, conn: AsyncConnection, plugin: str, ids: Iterable[str], message_id: str
+        self, conn: Conn, plugin: str, ids: Iterable[str], message_id: str
     ) -> None:
-        for provider_id in dict.fromkeys(i for i in ids if i):
-            known = await conn.execute(
-                select(provider_ids.c.message_id).where(
-                    provider_ids.c.plugin == plugin,
-                    provider_ids.c.provider_message_id == provider_id,
-                )
-            )
-            if known.first() is None:
-                await conn.execute(
-                    insert(provider_ids).values(
-                        plugin=plugin, provider_message_id=provider_id, message_id=message_id
-                    )
-                )
+        rows = [
+            {"plugin": plugin, "provider_message_id": provider_id, "message_id": message_id}
+            for provider_id in dict.fromkeys(i for i in ids if i)
+        ]
+        if not rows:
+            return
+        dialect_insert = postgresql_insert if self.is_postgres else sqlite_insert
+        # A provider that reuses an id keeps pointing at the first message.
+        await conn.execute(dialect_insert(provider_ids).on_conflict_do_nothing(), rows)
 
     @staticmethod
-    async def _event(
-        conn: AsyncConnection, row: Mapping[str, Any], state: State, detail: str | None, at: float
+    async def _events(
+        conn: Conn,
+        changes: Sequence[tuple[Mapping[str, Any], State, str | None]],
+        at: float,
     ) -> None:
+        """Append state changes (message row, new state, detail) in one statement."""
+        if not changes:
+            return
         await conn.execute(
-            insert(events).values(
-                message_id=row["id"],
-                tenant=row["tenant"],
-                channel=row["channel"],
-                state=state,
-                detail=(detail or None) and detail[:1000],
-                at=at,
-            )
+            insert(events),
+            [
+                {
+                    "message_id": row["id"],
+                    "tenant": row["tenant"],
+                    "channel": row["channel"],
+                    "state": state,
+                    "detail": (detail or None) and detail[:1000],
+                    "at": at,
+                }
+                for row, state, detail in changes
+            ],
         )
+
+
+@functools.cache
+def _finish_statement(clear_payload: bool) -> Any:
+    """The update that ends a round, built once per shape so it compiles once."""
+    values: dict[str, Any] = {
+        name: bindparam(name)
+        for name in ("state", "updated_at", "next_attempt_at", "error_code", "error")
+    }
+    values.update(
+        lease_owner=None,
+        lease_until=None,
+        possible_duplicate=or_(messages.c.possible_duplicate, bindparam("b_duplicate")),
+        plugin=func.coalesce(bindparam("plugin", type_=String), messages.c.plugin),
+        provider_message_id=func.coalesce(
+            bindparam("provider_message_id", type_=String), messages.c.provider_message_id
+        ),
+    )
+    if clear_payload:
+        values["payload"] = null()
+    return (
+        update(messages)
+        .where(messages.c.id == bindparam("b_id"), messages.c.lease_owner == bindparam("b_owner"))
+        .values(values)
+        .returning(*messages.c)
+    )
 
 
 def _upgrade(connection: Connection) -> None:
@@ -783,24 +972,26 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
-def _serialise_sqlite(engine: AsyncEngine, synchronous: str) -> None:
+def _serialise_sqlite(engine: Engine, synchronous: str) -> None:
     """SQLite for several writers (router tasks, a second process): WAL, a busy timeout,
     and write transactions that take the lock when they begin, never half-way."""
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy issues BEGIN itself
         cursor = dbapi_connection.cursor()
         for pragma in (
             "PRAGMA journal_mode=WAL",
             f"PRAGMA synchronous={synchronous}",
-            "PRAGMA busy_timeout=10000",
+            # Another process holding the lock (a second router on one file)
+            # blocks this one at most this long.
+            "PRAGMA busy_timeout=5000",
             "PRAGMA foreign_keys=ON",
         ):
             cursor.execute(pragma)
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 

@@ -308,13 +308,14 @@ class Delivery:
         finish = self._finish_of(record, routed, error)
         if resent:
             finish = replace(finish, possible_duplicate=True)
-        if not await self.ledger.finish_round(record.id, self.owner, finish):
+        stored = await self.ledger.finish_round(record.id, self.owner, finish)
+        if stored is None:
             log.warning(
                 "Lost the lease on a message before recording its round",
                 extra={"message_id": record.id},
             )
+            stored = await self.ledger.get(record.id)
         self.metrics.messages.labels(record.channel, finish.state).inc()
-        stored = await self.ledger.get(record.id)
         return Outcome(stored or record, routed, error)
 
     def _finish_of(
