@@ -370,6 +370,35 @@ async def test_a_failed_delivery_receipt_sends_it_again_through_the_next_plugin(
     assert [d["content"] for d in secondary.deliveries()] == ["important"]
 
 
+async def test_a_failed_delivery_receipt_can_fall_back_to_another_channel(
+    start_provider: Any, start_router: Any
+) -> None:
+    whatsapp, sms = start_provider("whatsapp", "sms-backup")
+    router = await start_router()
+    router.publish(
+        whatsapp.route(route_key="whatsapp", fallback_window_seconds=60.0, fallback_channel="sms"),
+        sms.route(route_key="sms"),
+    )
+    client = router.client()
+    sent = await client.send_message("whatsapp", "+15551234567", "your parcel is here")
+    body, headers = _signed({"id": sent.provider_message_id, "status": "failed"})
+
+    async with httpx.AsyncClient() as http:
+        await http.post(
+            f"{router.url}/v1/receipts/{TENANT}/whatsapp", content=body, headers=headers
+        )
+    final = await client.get_message(sent.id)
+    for _ in range(100):
+        if final.plugin == f"{TENANT}/sms-backup":
+            break
+        await asyncio.sleep(0.1)
+        final = await client.get_message(sent.id)
+
+    assert final.channel == "whatsapp" and final.state == "sent"
+    assert final.plugin == f"{TENANT}/sms-backup"
+    assert [d["content"] for d in sms.deliveries()] == ["your parcel is here"]
+
+
 async def test_state_changes_stream_as_server_sent_events(
     start_provider: Any, start_router: Any
 ) -> None:
