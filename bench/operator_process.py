@@ -12,9 +12,13 @@ from __future__ import annotations
 import sys
 
 import switchboard.cli  # noqa: F401  (what the command has loaded when it runs the operator)
-from switchboard.controller.main import describe_over_grpc, run
-from switchboard.controller.settings import OperatorSettings
-from switchboard.logs import configure_logging
+from switchboard.controller import keep_kubernetes_client_out
+
+keep_kubernetes_client_out()  # as the command does, before kopf is imported
+
+from switchboard.controller.main import describe_over_grpc, run  # noqa: E402
+from switchboard.controller.settings import OperatorSettings  # noqa: E402
+from switchboard.logs import configure_logging  # noqa: E402
 
 
 def loopback(address: str) -> bool:

@@ -221,11 +221,12 @@ class Operator:
             addresses.append(host)
         try:
             addresses += await self.kube.api_server_addresses()
-        except ApiError as error:
+        except Exception as error:  # forbidden, or the API server is not there yet
+            reason = error.status.message if isinstance(error, ApiError) else str(error)
             log.warning(
                 "Could not read the API server's endpoints (%s); plugin NetworkPolicies "
                 "exclude only SWITCHBOARD_API_SERVER_CIDRS",
-                error.status.message,
+                reason,
             )
         return self.settings.model_copy(update={"api_server_cidrs": api_server_cidrs(addresses)})
 
@@ -285,8 +286,8 @@ class Operator:
             await asyncio.sleep(self.settings.resync_seconds)
             try:
                 keys = await self.reconciler.all_keys()
-            except ApiError as error:
-                log.warning("The resync could not list resources: %s", error.status.message)
+            except Exception as error:  # the loop must outlive any one failure
+                log.warning("The resync could not list resources: %s", error)
                 continue
             for key in keys:
                 self.request(key)
