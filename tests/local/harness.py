@@ -25,8 +25,15 @@ HANG_SMS = Path(__file__).parent / "plugins" / "hang_sms"
 
 
 def isolated_env(workdir: Path, **extra: str) -> dict[str, str]:
-    """The test's environment, with local mode's per-user state inside `workdir`."""
-    return {**os.environ, "XDG_STATE_HOME": str(workdir / ".xdg-state"), **extra}
+    """The test's environment, with local mode's per-user state inside `workdir`.
+
+    `SWITCHBOARD_UNDER_TEST=DIR` runs the processes a test starts on the
+    `switchboard` package in DIR (say, an older checkout's `operator/`), to see
+    a test fail on the code before a fix.
+    """
+    under_test = os.environ.get("SWITCHBOARD_UNDER_TEST")
+    code = {"PYTHONPATH": under_test} if under_test else {}
+    return {**os.environ, **code, "XDG_STATE_HOME": str(workdir / ".xdg-state"), **extra}
 
 
 def flaky(name: str, priority: int, state_dir: Path, **config: Any) -> dict[str, Any]:

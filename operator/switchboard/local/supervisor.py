@@ -24,7 +24,8 @@ What keeps a plugin honest while files and processes change:
   `STOP_GRACE`.
 - *Death of local mode itself*: each plugin runs in a process group of its
   own and gets SIGKILL from the kernel when `switchboard up` dies, however it
-  dies (Linux `PR_SET_PDEATHSIG`), so no plugin outlives it.
+  dies (`SWITCHBOARD_PARENT_PID`: the runtime asks Linux for `PR_SET_PDEATHSIG`),
+  so no plugin outlives it.
 
 Secrets live in a private in-memory folder (`state.runtime_dir`) only while
 their process runs.
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -98,6 +98,7 @@ def plugin_environment(
     *,
     port: int,
     workdir: Path,
+    parent: int,
     shutdown_grace: float = STOP_GRACE,
 ) -> dict[str, str]:
     """The whole environment of one plugin process: what a pod would have, nothing more.
@@ -130,6 +131,8 @@ def plugin_environment(
             "SWITCHBOARD_SHUTDOWN_GRACE_SECONDS": f"{shutdown_grace:g}",
             "SWITCHBOARD_TENANT": plugin.namespace,
             "SWITCHBOARD_RESOURCE": f"{kind}/{plugin.name}",
+            # The plugin ends when local mode does, however local mode ends.
+            "SWITCHBOARD_PARENT_PID": str(parent),
         }
     )
     env.setdefault("SWITCHBOARD_PLUGIN_LOG_LEVEL", "INFO")
@@ -213,23 +216,17 @@ def log_path(state_dir: Path, namespace: str, name: str) -> Path:
 
 # --- processes that die with local mode --------------------------------------------------
 
-_PR_SET_PDEATHSIG: Final = 1
-_libc: Any = None
-if sys.platform == "linux":
-    with contextlib.suppress(OSError):
-        _libc = ctypes.CDLL(None, use_errno=True)
 
+def die_with_us(command: list[str], signum: signal.Signals = signal.SIGTERM) -> list[str]:
+    """`command`, made to get `signum` when local mode dies (`setpriv --pdeathsig`, Linux).
 
-def die_with(parent: int, signum: int = signal.SIGKILL) -> Callable[[], None]:
-    """A `preexec_fn`: the child gets `signum` when `parent` dies, however it dies."""
-
-    def arrange() -> None:
-        if _libc is not None:
-            _libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the line above took effect
-            os.kill(os.getpid(), signum)
-
-    return arrange
+    An exec wrapper rather than a `preexec_fn`: Python code run between fork and
+    exec in a process with gRPC threads can crash the child.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return command
+    return [setpriv, f"--pdeathsig={signum.name.removeprefix('SIG')}", "--", *command]
 
 
 def free_port() -> int:
@@ -550,13 +547,16 @@ class Supervisor:
             "serve",
             str(instance.plugin.plugin_dir),
             env=plugin_environment(
-                os.environ, instance.plugin, port=instance.port, workdir=instance.workdir
+                os.environ,
+                instance.plugin,
+                port=instance.port,
+                workdir=instance.workdir,
+                parent=os.getpid(),
             ),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with(os.getpid()),
         )
         instance.started_at = time.monotonic()
         reader = asyncio.create_task(self._read_output(instance, plugin_log))
@@ -611,6 +611,8 @@ class Supervisor:
             summary = error_summary(line)
             if summary:
                 instance.last_error = summary
+                if self.instances.get(instance.plugin.key) is instance:
+                    self.on_change()  # the status view shows it; the routes did not change
             if self.echo is not None:
                 self.echo(instance.plugin.name, render_record(line))
 

@@ -31,7 +31,7 @@ from rich.live import Live
 from switchboard.ledger import LedgerError
 from switchboard.local import state
 from switchboard.local.loader import LoadError
-from switchboard.local.supervisor import START_TIMEOUT, Supervisor, die_with
+from switchboard.local.supervisor import START_TIMEOUT, Supervisor, die_with_us
 from switchboard.local.view import live_view
 from switchboard.logs import JsonFormatter
 from switchboard.router.app import Router
@@ -260,9 +260,7 @@ async def _start_app(command: list[str], url: str, token: str) -> asyncio.subpro
     }
     # The application keeps the terminal (same process group: Ctrl-C reaches it too)
     # and gets SIGTERM if local mode dies without stopping it.
-    return await asyncio.create_subprocess_exec(
-        *command, env=environment, preexec_fn=die_with(os.getpid(), signal.SIGTERM)
-    )
+    return await asyncio.create_subprocess_exec(*die_with_us(command), env=environment)
 
 
 async def _stop_app(app: asyncio.subprocess.Process) -> None:

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Mapping
 from enum import IntEnum
 from pathlib import Path
@@ -57,6 +59,8 @@ from switchboard.telemetry import configure_tracing, shutdown_tracing
 
 logger = logging.getLogger("switchboard.sdk.runtime")
 
+#: prctl(2) option: the signal this process gets when its parent dies.
+_PR_SET_PDEATHSIG: Final = 1
 #: Kubernetes keeps at most 4096 bytes of a termination message.
 _TERMINATION_MESSAGE_LIMIT: Final = 4000
 _ALL_INTERFACES: Final = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104 - only compared
@@ -371,6 +375,8 @@ def run(plugin_dir: str | os.PathLike[str], settings: RuntimeSettings | None = N
     Returns the process exit code (``ExitCode``).
     """
     settings = settings or RuntimeSettings()
+    if not _die_with_parent(os.environ.get("SWITCHBOARD_PARENT_PID", "")):
+        return ExitCode.STOPPED  # the process that started it is already gone
     redactor = Redactor()
     log_formatter = configure_logging(Path(plugin_dir).name, redactor, settings.log_level)
     try:
@@ -435,6 +441,22 @@ async def _serve_until_signalled(
     logger.info("Received a stop signal")
     await server.stop()
     return ExitCode.STOPPED
+
+
+def _die_with_parent(parent: str) -> bool:
+    """With `SWITCHBOARD_PARENT_PID` (local mode), end with that process however it ends.
+
+    Linux delivers SIGKILL when the parent dies (``PR_SET_PDEATHSIG``); set here,
+    in the plugin itself, because code run between fork and exec in a parent
+    with gRPC threads can crash the child. False when the parent is gone already.
+    """
+    if not parent.isdigit():
+        return True
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    return os.getppid() == int(parent)
 
 
 def _health_name(serving: bool) -> str:
