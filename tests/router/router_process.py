@@ -58,15 +58,19 @@ class RouterProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        # Generous: a loaded 2-core machine takes a while to import everything.
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"the router did not start:\n{self.log.read_text()[-3000:]}")
+        raise AssertionError(
+            f"the router did not start (exit code {self.process.poll()}):\n"
+            f"{self.log.read_text()[-3000:]}"
+        )
 
     def kill(self) -> None:
         assert self.process is not None
