@@ -131,6 +131,7 @@ def test_validate_reports_every_disagreement_with_the_fix(tmp_path: Path) -> Non
         ("channel_type: sms", "channel_type: email"),
         ("capabilities: [send, delivery_receipts]", "capabilities: [send, attachments]"),
         ("operations: [shout]", "operations: [archive]"),
+        ("operation_permissions: {shout: messages.shout}", "operation_permissions: {}"),
     )
 
     result = CliRunner().invoke(main, ["plugin", "validate", str(plugin_dir)])
