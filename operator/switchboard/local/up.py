@@ -115,6 +115,8 @@ async def _run(options: UpOptions, console: Console) -> int:
         console.print(f"[red]Nothing was started:[/] {error}", highlight=False)
         return NOT_STARTED
     events = _Events()
+    if options.live:
+        _log_to_file(state_dir, events)  # from the first record on: the view owns the screen
     view: Live | None = None
     url = ""
     discovery = StaticDiscovery()
@@ -181,7 +183,6 @@ async def _run(options: UpOptions, console: Console) -> int:
         state.write_router(state.LocalRouter(state_dir, url, token, options.namespace, os.getpid()))
         log.info("Router listening at %s", url)
         if options.live:
-            _log_to_file(state_dir, events)
             view = Live(
                 live_view([], url, "", events.recent),
                 console=console,

@@ -7,6 +7,7 @@ rather than wrapped.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+_FAILED_CALL = re.compile(r"^Failed (\w+) call: ")
 STYLES = {
     "serving": "green",
     "starting": "yellow",
@@ -33,11 +35,12 @@ def detail(row: Mapping[str, Any], now: float | None = None) -> str:
     if state == "serving":
         extra = f" ({row['lastError']})" if row.get("lastError") else ""
         return f"{row.get('endpoint', '')}{extra}"
-    text = str(row.get("lastError") or "")
+    # "Failed Send call: RETRYABLE ..." reads as "Send: RETRYABLE ..." where space is short.
+    text = _FAILED_CALL.sub(r"\1: ", str(row.get("lastError") or ""))
     restart_at = row.get("nextRestartAt")
     if state == "degraded" and restart_at:
         seconds = max(0, round(float(restart_at) - (now or time.time())))
-        text = f"{text}; restart in {seconds}s" if text else f"restart in {seconds}s"
+        text = f"restart {row.get('restarts', 0)} in {seconds}s: {text}".rstrip(": ")
     return text
 
 
@@ -47,13 +50,12 @@ def route_text(row: Mapping[str, Any]) -> str:
 
 
 def plugins_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> Table:
-    """One line per plugin: name, route, state, restarts and the detail, cut to fit."""
+    """One line per plugin: name, route, state and the detail, cut to fit."""
     table = Table(title=title or None, title_justify="left", box=None, pad_edge=False, expand=True)
-    table.add_column("PLUGIN", no_wrap=True, overflow="ellipsis", max_width=28)
-    table.add_column("ROUTE", no_wrap=True, overflow="ellipsis", max_width=14)
+    table.add_column("PLUGIN", no_wrap=True, overflow="ellipsis", max_width=24)
+    table.add_column("ROUTE", no_wrap=True, overflow="ellipsis", max_width=10)
     table.add_column("STATE", no_wrap=True, min_width=8)
-    table.add_column("RESTARTS", no_wrap=True, justify="right")
-    table.add_column("DETAIL", no_wrap=True, overflow="ellipsis", ratio=1, min_width=10)
+    table.add_column("DETAIL", no_wrap=True, overflow="ellipsis", ratio=1)
     now = time.time()
     for row in rows:
         state = str(row.get("state", ""))
@@ -61,7 +63,6 @@ def plugins_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> Table:
             str(row.get("plugin", "")),
             route_text(row),
             Text(state, style=STYLES.get(state, "")),
-            str(row.get("restarts", 0)),
             detail(row, now),
         )
     return table
