@@ -11,6 +11,10 @@
   - `GET /` lists everything that arrived.
 
     .venv/bin/python examples/local/sink.py [--outbox examples/local/outbox]
+
+Files are numbered on from the highest number already in the outbox: a new
+run adds to what the last one delivered. A port already in use (a demo
+running) ends it at once with exit code 2 and says so.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import contextlib
 import itertools
 import json
 import signal
+import socket
+import sys
 import uuid
 from email import message_from_bytes
 from email.policy import default as email_policy
@@ -31,16 +37,22 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 
 SMTP_PORT, HTTP_PORT = 2525, 8025
-_numbers = itertools.count(1)
+
+
+def next_number(directory: Path) -> int:
+    """The number after the highest one in the outbox, so a new run never overwrites."""
+    numbers = [int(p.name.split("-", 1)[0]) for p in directory.glob("[0-9]*-*")]
+    return max(numbers, default=0) + 1
 
 
 class Outbox:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
+        self._numbers = itertools.count(next_number(directory))
 
     def save(self, kind: str, suffix: str, data: bytes, summary: str) -> None:
-        path = self.directory / f"{next(_numbers):04d}-{kind}.{suffix}"
+        path = self.directory / f"{next(self._numbers):04d}-{kind}.{suffix}"
         path.write_bytes(data)
         print(f"[sink] {kind}: {summary}  ->  {path}", flush=True)
 
@@ -119,7 +131,30 @@ def http_app(outbox: Outbox) -> web.Application:
     return app
 
 
-async def main(outbox_dir: Path, smtp_port: int, http_port: int) -> None:
+def ports_in_use(*ports: int) -> list[int]:
+    """Which of `ports` something already listens on at 127.0.0.1."""
+    taken = []
+    for port in ports:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                taken.append(port)
+    return taken
+
+
+async def main(outbox_dir: Path, smtp_port: int, http_port: int) -> int:
+    taken = ports_in_use(smtp_port, http_port)
+    if taken:
+        print(
+            f"[sink] Port {', '.join(map(str, taken))} on 127.0.0.1 is in use: is the demo "
+            "already running (make demo runs once per machine)? Stop it first, or pass "
+            "--smtp-port and --http-port.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
     outbox = Outbox(outbox_dir)
     smtp = Controller(SmtpHandler(outbox), hostname="127.0.0.1", port=smtp_port)
     smtp.start()
@@ -141,6 +176,7 @@ async def main(outbox_dir: Path, smtp_port: int, http_port: int) -> None:
         smtp.stop()
         with contextlib.suppress(Exception):
             await runner.cleanup()
+    return 0
 
 
 if __name__ == "__main__":
@@ -151,4 +187,4 @@ if __name__ == "__main__":
     parser.add_argument("--smtp-port", type=int, default=SMTP_PORT)
     parser.add_argument("--http-port", type=int, default=HTTP_PORT)
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.outbox, arguments.smtp_port, arguments.http_port))
+    sys.exit(asyncio.run(main(arguments.outbox, arguments.smtp_port, arguments.http_port)))

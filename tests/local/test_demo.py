@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import smtplib
+import socket
 import subprocess
 import sys
 from email import message_from_bytes
@@ -90,3 +92,47 @@ def test_demo_delivers_email_webhook_and_sms_with_failover(tmp_path: Path) -> No
         sink.wait(10)
         if sink.stdout is not None:
             sink.stdout.close()
+
+
+def _sink(outbox: Path, smtp_port: int, http_port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(DEMO / "sink.py"),
+            f"--outbox={outbox}",
+            f"--smtp-port={smtp_port}",
+            f"--http-port={http_port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_the_sink_keeps_the_last_runs_outbox_and_refuses_a_second_copy(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    smtp_port, http_port = free_port(), free_port()
+    for run in ("first", "second"):
+        sink = _sink(outbox, smtp_port, http_port)
+        try:
+            wait_for(lambda: _listening(smtp_port), 30, what="the sink's SMTP server")
+            with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
+                smtp.sendmail("demo@example.com", ["you@example.com"], f"Subject: {run}\n\nhi")
+            wait_for(lambda r=run: any(r in p.read_text() for p in outbox.glob("*")), 10)
+            if run == "second":
+                twin = _sink(outbox, smtp_port, http_port)
+                _, err = twin.communicate(timeout=60)
+                assert twin.returncode == 2
+                assert f"Port {smtp_port}, {http_port} on 127.0.0.1 is in use" in err
+                assert "Traceback" not in err
+        finally:
+            sink.terminate()
+            sink.communicate(timeout=30)
+    saved = sorted(outbox.glob("*"))
+    assert [p.name for p in saved] == ["0001-email.eml", "0002-email.eml"]
+    assert "Subject: first" in saved[0].read_text()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
