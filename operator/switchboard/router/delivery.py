@@ -486,11 +486,11 @@ class Delivery:
         route = self.table.plugin(tenant, plugin)
         if route is None:
             raise DispatchError(
-                404, "NO_PLUGIN", f"No CommunicationPlugin {plugin!r} in namespace {tenant!r}."
+                "NO_PLUGIN", f"No CommunicationPlugin {plugin!r} in namespace {tenant!r}."
             )
         endpoints = [e for e in route.endpoints if self.dispatcher.pool.eligible(e)]
         if not endpoints:
-            raise DispatchError(503, "NO_ENDPOINT", f"No ready endpoint of {route.id}.")
+            raise DispatchError("NO_ENDPOINT", f"No ready endpoint of {route.id}.")
         client = self.dispatcher.pool.client(endpoints[0])
         reply = await client.handle_receipt(
             method, url, headers, body, timeout=self.settings.deadline_seconds

@@ -20,8 +20,8 @@ declare every capability it needs (attachments, templates, ...).
 
 Errors:
 
-    DispatchError       the request could not be served; `status` is the HTTP
-                        status, `code` a stable machine-readable word
+    DispatchError       the request could not be served; `code` is a stable
+                        machine-readable word (the API turns it into a status)
 """
 
 from __future__ import annotations
@@ -66,13 +66,26 @@ R = TypeVar("R")
 log = logging.getLogger("switchboard.router")
 
 
+#: What an attempt can end with.
+OUTCOMES = (
+    "success",
+    "invalid_input",
+    "permanent",
+    "unauthenticated",
+    "configuration",
+    "retryable",
+    "unknown_outcome",
+    "timeout",
+    "unavailable",
+)
+
+
 @dataclass(frozen=True)
 class Attempt:
     plugin: str
     endpoint: str
     outcome: str
-    """`success`, `invalid_input`, `permanent`, `unauthenticated`, `configuration`,
-    `retryable`, `unknown_outcome`, `timeout` or `unavailable`."""
+    """One of `OUTCOMES`."""
     duration_ms: float
     message: str = ""
     retry_after_seconds: float | None = None
@@ -121,16 +134,17 @@ class Routed:
 
 
 class DispatchError(Exception):
+    """A request no plugin served; ``code`` says why (the API maps it to a status)."""
+
     def __init__(
         self,
-        status: int,
         code: str,
         message: str,
         attempts: list[Attempt] | None = None,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.code, self.message = code, message
         self.attempts = attempts or []
         self.retry_after = retry_after
 
@@ -209,7 +223,6 @@ class Dispatcher:
         routes = [r for r in self.table().channel(tenant, channel) if r.id not in exclude]
         if not routes:
             raise DispatchError(
-                404,
                 "NO_PLUGIN",
                 f"No CommunicationPlugin serves channel {channel!r} in namespace {tenant!r}.",
             )
@@ -218,7 +231,6 @@ class Dispatcher:
         if not capable:
             missing = ", ".join(sorted(needs))
             raise DispatchError(
-                422,
                 "NO_CAPABLE_PLUGIN",
                 f"No plugin of channel {channel!r} in namespace {tenant!r} declares {missing}, "
                 f"which this message needs; skipped: {', '.join(r.id for r in routes)}.",
@@ -268,7 +280,6 @@ class Dispatcher:
         route = self.table().integration(tenant, integration)
         if route is None:
             raise DispatchError(
-                404,
                 "NO_PLUGIN",
                 f"No VendorIntegration {integration!r} in namespace {tenant!r}.",
             )
@@ -321,7 +332,6 @@ class Dispatcher:
                     remaining = deadline - self.clock()
                     if remaining <= 0:
                         raise DispatchError(
-                            504,
                             "DEADLINE_EXCEEDED",
                             f"No plugin answered within {self.settings.deadline_seconds}s.",
                             attempts,
@@ -357,7 +367,6 @@ class Dispatcher:
                             if isinstance(error, InvalidInput | PermanentError):
                                 self.pool.record_success(endpoint)  # the plugin itself is fine
                                 raise DispatchError(
-                                    422 if isinstance(error, InvalidInput) else 502,
                                     error.error_class.value,
                                     error.message,
                                     attempts,
@@ -366,7 +375,6 @@ class Dispatcher:
                                 self.metrics.ejections.labels(route.id).inc()
                             if at_most_once and outcome in MAYBE_SENT:
                                 raise DispatchError(
-                                    502,
                                     "UNKNOWN_OUTCOME",
                                     f"{route.id} may have delivered the message "
                                     "(its answer never came); the channel is AtMostOnce, "
@@ -388,14 +396,12 @@ class Dispatcher:
                     return routed
         if not attempts:
             raise DispatchError(
-                503,
                 "NO_ENDPOINT",
                 f"No ready endpoint for {key!r}: every plugin is unready, ejected or held back.",
                 attempts,
                 retry_after,
             )
         raise DispatchError(
-            503,
             "UNAVAILABLE",
             f"Every plugin for {key!r} failed; see attempts.",
             attempts,

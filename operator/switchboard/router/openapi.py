@@ -10,7 +10,7 @@ from functools import cache
 from typing import Any
 
 from switchboard import __version__
-from switchboard.router.service import InvokeBody, SendMessageBody
+from switchboard.router.service import AttemptView, InvokeBody, SendMessageBody
 
 _ERROR: dict[str, Any] = {
     "type": "object",
@@ -34,31 +34,6 @@ _ERROR: dict[str, Any] = {
                 "retryAfterSeconds": {"type": "number"},
             },
         }
-    },
-}
-_ATTEMPT: dict[str, Any] = {
-    "type": "object",
-    "required": ["plugin", "endpoint", "outcome", "durationMs"],
-    "properties": {
-        "plugin": {"type": "string", "description": "namespace/name of the plugin resource."},
-        "endpoint": {"type": "string", "description": "host:port of the plugin pod."},
-        "outcome": {
-            "type": "string",
-            "enum": [
-                "success",
-                "invalid_input",
-                "permanent",
-                "unauthenticated",
-                "configuration",
-                "retryable",
-                "unknown_outcome",
-                "timeout",
-                "unavailable",
-            ],
-        },
-        "durationMs": {"type": "number"},
-        "message": {"type": "string"},
-        "retryAfterSeconds": {"type": "number"},
     },
 }
 _ROUTED: dict[str, Any] = {
@@ -241,7 +216,7 @@ def openapi_document() -> dict[str, Any]:
                     ],
                 },
                 "Invoked": invoked,
-                "Attempt": _ATTEMPT,
+                **_schemas(Attempt=AttemptView),
                 "Error": _ERROR,
             },
         },

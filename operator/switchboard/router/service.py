@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Awaitable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from opentelemetry import trace
 from pydantic import (
@@ -43,7 +43,14 @@ from switchboard.ledger import (
 from switchboard.router.audit import Auditor
 from switchboard.router.auth import AuthError, Authority, Caller
 from switchboard.router.delivery import Delivery, Outcome, ReplayRefused
-from switchboard.router.dispatch import Attempt, Dispatcher, DispatchError, Outgoing, Routed
+from switchboard.router.dispatch import (
+    OUTCOMES,
+    Attempt,
+    Dispatcher,
+    DispatchError,
+    Outgoing,
+    Routed,
+)
 from switchboard.router.endpoints import EndpointPool
 from switchboard.router.metrics import RouterMetrics
 from switchboard.router.table import PluginRoute, RoutingTable
@@ -234,18 +241,51 @@ class ApiError(Exception):
         return {"error": error}
 
 
+#: The HTTP status of a request that ended with an error code (the dispatcher's,
+#: or a message's recorded one); any other code is 503.
+HTTP_STATUS_OF_CODE = {
+    "INVALID_INPUT": 422,
+    "NO_CAPABLE_PLUGIN": 422,
+    "NO_PLUGIN": 404,
+    "PERMANENT": 502,
+    "UNAUTHENTICATED": 502,
+    "UNKNOWN_OUTCOME": 502,
+    "DEADLINE_EXCEEDED": 504,
+    "EXPIRED": 504,
+}
+
+
+def http_status(code: str) -> int:
+    return HTTP_STATUS_OF_CODE.get(code, 503)
+
+
+class AttemptView(_Body):
+    """One attempt on a plugin, as every answer reports it (HTTP, gRPC, OpenAPI)."""
+
+    plugin: str
+    """namespace/name of the plugin resource."""
+    endpoint: str
+    """host:port of the plugin pod."""
+    outcome: Literal[OUTCOMES]  # type: ignore[valid-type]
+    """How the attempt ended."""
+    duration_ms: float
+    """How long it took, in milliseconds."""
+    message: str | None = None
+    """The plugin's or the router's words, when it failed."""
+    retry_after_seconds: float | None = None
+    """When the plugin asked to be left alone this long."""
+
+
 def attempt_json(attempt: Attempt) -> dict[str, Any]:
-    data = {
-        "plugin": attempt.plugin,
-        "endpoint": attempt.endpoint,
-        "outcome": attempt.outcome,
-        "durationMs": attempt.duration_ms,
-    }
-    if attempt.message:
-        data["message"] = attempt.message
-    if attempt.retry_after_seconds is not None:
-        data["retryAfterSeconds"] = attempt.retry_after_seconds
-    return data
+    view = AttemptView(
+        plugin=attempt.plugin,
+        endpoint=attempt.endpoint,
+        outcome=attempt.outcome,
+        duration_ms=attempt.duration_ms,
+        message=attempt.message or None,
+        retry_after_seconds=attempt.retry_after_seconds,
+    )
+    return view.model_dump(by_alias=True, exclude_none=True)
 
 
 def _field_errors(error: ValidationError) -> list[dict[str, str]]:
@@ -691,25 +731,12 @@ def _invoked(tenant: str, routed: Routed) -> dict[str, Any]:
 
 def _from_dispatch(error: DispatchError) -> ApiError:
     return ApiError(
-        error.status,
+        http_status(error.code),
         error.code,
         error.message,
         attempts=error.attempts,
         retry_after=error.retry_after,
     )
-
-
-#: HTTP status of a message that ended failed, by its error code.
-_FAILED_STATUS = {
-    "INVALID_INPUT": 422,
-    "NO_CAPABLE_PLUGIN": 422,
-    "NO_PLUGIN": 404,
-    "PERMANENT": 502,
-    "UNAUTHENTICATED": 502,
-    "UNKNOWN_OUTCOME": 502,
-    "DEADLINE_EXCEEDED": 504,
-    "EXPIRED": 504,
-}
 
 
 def sent_answer(outcome: Outcome, wait: bool) -> dict[str, Any]:
@@ -742,7 +769,7 @@ def sent_answer(outcome: Outcome, wait: bool) -> dict[str, Any]:
         return {"status": "accepted", **common}
     code = record.error_code or ("UNKNOWN_OUTCOME" if record.state is State.UNKNOWN else "FAILED")
     message = record.error or f"The message is {record.state.value}."
-    status = outcome.error.status if outcome.error is not None else _FAILED_STATUS.get(code, 503)
+    status = http_status(outcome.error.code if outcome.error is not None else code)
     return {
         "status": "error",
         **common,
