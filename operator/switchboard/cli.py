@@ -346,7 +346,10 @@ def _client(
     """A client of the named router, else of the local one; StateError if there is none."""
     from switchboard.client import Switchboard
     from switchboard.local.state import find_router
+    from switchboard.telemetry import configure_tracing
 
+    # With OTEL_* set, the trace starts here; spans leave when the process exits.
+    _tracing("switchboard-cli", configure_tracing)
     if not url:
         local = find_router(Path.cwd(), state_dir)
         url, token = local.url, token or local.token

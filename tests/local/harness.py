@@ -102,11 +102,12 @@ class LocalMode:
         *args: str,
         env: dict[str, str] | None = None,
         port: str = "0",
+        grpc_port: str = "-1",
     ) -> None:
         self.workdir = workdir
         self.env = env or isolated_env(workdir)
         self.process = subprocess.Popen(
-            [SWITCHBOARD, "up", *args, "--port", port, "--grpc-port", "-1", "--no-live"],
+            [SWITCHBOARD, "up", *args, "--port", port, "--grpc-port", grpc_port, "--no-live"],
             cwd=workdir,
             env=self.env,
             stdin=subprocess.DEVNULL,
