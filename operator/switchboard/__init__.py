@@ -31,7 +31,18 @@ if TYPE_CHECKING:
         system_status,
     )
 
-__version__ = "0.1.0"
+def _installed_version() -> str:
+    # pyproject.toml is the one place the version is written; the package
+    # reads it back from its installed metadata.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("switchboard")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "0+unknown"
+
+
+__version__ = _installed_version()
 
 __all__ = [
     "AsyncSwitchboard",
