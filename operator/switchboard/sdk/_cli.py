@@ -7,6 +7,7 @@ so the container entry point (``serve``), CI (``validate``) and authors
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -107,6 +108,19 @@ def create(
     except (ValueError, FileExistsError) as error:
         raise click.UsageError(str(error)) from None
     click.echo(f"Created {target}. Next:")
-    click.echo(f"  switchboard plugin validate {target}")
-    click.echo(f"  python -m pytest {target}")
+    click.echo(f"  {_as_typed(Path(sys.argv[0]))} plugin validate {target}")
+    click.echo(f"  {_as_typed(Path(sys.executable))} -m pytest {target}")
     click.echo(f"  docker build -t {name}:0.1.0 {target}")
+
+
+def _as_typed(program: Path) -> str:
+    """How to call `program` from here: its bare name if that is what the shell finds,
+    else its path (relative below this folder), so a hint works in a shell with no
+    virtualenv activated."""
+    found = shutil.which(program.name)
+    if found is not None and Path(found).resolve() == program.resolve():
+        return program.name
+    absolute = program.absolute()
+    if absolute.is_relative_to(Path.cwd()):
+        return str(absolute.relative_to(Path.cwd()))
+    return str(absolute)
