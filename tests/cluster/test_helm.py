@@ -441,7 +441,7 @@ def test_the_ledger_renders_for_each_database_and_refuses_what_cannot_work(
     router = find(default, "Deployment", "router")
     env = {e["name"]: e for e in router["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert router["spec"]["replicas"] == 1, "a SQLite ledger lives in one pod"
-    assert env["SWITCHBOARD_ROUTER_LEDGER_URL"]["value"].startswith("sqlite+aiosqlite:////")
+    assert env["SWITCHBOARD_ROUTER_LEDGER_URL"]["value"].startswith("sqlite:////")
     assert env["SWITCHBOARD_ROUTER_INSTANCE"]["valueFrom"]["fieldRef"]["fieldPath"] == (
         "metadata.name"
     )

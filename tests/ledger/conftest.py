@@ -28,7 +28,7 @@ def ledger_url(
     request: pytest.FixtureRequest, tmp_path: Path, ledger_postgres: PostgresServer
 ) -> Iterator[str]:
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
         return
     name = f"ledger_{uuid.uuid4().hex[:10]}"
     url = ledger_postgres.create_database(name)

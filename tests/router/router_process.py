@@ -42,7 +42,7 @@ class RouterProcess:
             "SWITCHBOARD_ROUTER_GRPC_PORT": "-1",
             "SWITCHBOARD_ROUTER_API_KEYS_FILE": str(keys),
             "SWITCHBOARD_ROUTER_STATIC_FILE": str(routes_file),
-            "SWITCHBOARD_ROUTER_LEDGER_URL": f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}",
+            "SWITCHBOARD_ROUTER_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
             "SWITCHBOARD_ROUTER_DEADLINE_SECONDS": "5",
             "SWITCHBOARD_ROUTER_LEASE_MARGIN_SECONDS": "1",
             "SWITCHBOARD_ROUTER_RETRY_BASE_SECONDS": "0.2",

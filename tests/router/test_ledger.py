@@ -32,7 +32,7 @@ SMS = ("sms", "+15551234567")
 
 
 def _sqlite(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
 
 
 async def test_a_sent_message_can_be_looked_up_with_its_attempts_and_history(

@@ -92,9 +92,10 @@ _INSERT_MESSAGE: Final = insert(messages)
 #: pg_advisory_xact_lock key that serialises migrations ("ledger" in ASCII).
 _MIGRATION_LOCK: Final = 0x6C6564676572
 #: A ledger that lives as long as the process (tests, a router without a database).
-MEMORY: Final = "sqlite+aiosqlite:///:memory:"
+MEMORY: Final = "sqlite:///:memory:"
 #: The engines the ledger speaks, by URL scheme.
-SUPPORTED_URLS: Final = ("sqlite+aiosqlite://", "postgresql+psycopg://")
+#: `sqlite+aiosqlite:` is accepted too (it was the documented form), and run the same way.
+SUPPORTED_URLS: Final = ("sqlite:///", "sqlite+aiosqlite:///", "postgresql+psycopg://")
 
 
 class _Inline:
@@ -334,7 +335,7 @@ def check_url(url: str) -> str:
     """``url`` if the ledger can use it, else a ValueError that says which forms it takes."""
     if not url.startswith(SUPPORTED_URLS):
         raise ValueError(
-            "the ledger URL must start with sqlite+aiosqlite:/// (a file) or "
+            "the ledger URL must start with sqlite:/// (a file) or "
             "postgresql+psycopg:// (a server)"
         )
     return url

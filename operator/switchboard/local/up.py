@@ -160,7 +160,7 @@ async def _run(options: UpOptions, console: Console) -> int:
         host="127.0.0.1",
         http_port=options.port,
         grpc_port=options.grpc_port,
-        ledger_url=f"sqlite+aiosqlite:///{state_dir.resolve() / state.LEDGER_FILE}",
+        ledger_url=f"sqlite:///{state_dir.resolve() / state.LEDGER_FILE}",
     )
     router = Router(settings, discovery, ApiKeyAuthority([ApiKey(state.LOCAL_KEY_NAME, token)]))
     try:

@@ -67,7 +67,7 @@ class RouterSettings(BaseSettings):
     """Static backend: JSON routing table written by local mode; reloaded when it changes."""
     ledger_url: str | None = None
     """The delivery ledger's database: `postgresql+psycopg://user@host/db` (shared by
-    every replica) or `sqlite+aiosqlite:///path/ledger.db` (one router). Unset: an
+    every replica) or `sqlite:///path/ledger.db` (one router). Unset: an
     in-memory SQLite database, lost when the router stops (a warning says so)."""
     ledger_store_content: bool = False
     """Keep message content in the ledger after a message is sent (off: content is
