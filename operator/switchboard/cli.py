@@ -493,6 +493,18 @@ def invoke(
     )
 
 
+def router_state(entry: dict[str, Any], local_state: str | None) -> str:
+    """A plugin's state as the router sees it, refined by what local mode knows."""
+    endpoints = entry["endpoints"]
+    if entry["healthy"]:
+        return local_state or "serving"
+    if endpoints["ejected"]:
+        return "ejected"  # it serves, but failed too often: the router skips it for a while
+    if local_state and local_state != "serving":
+        return local_state
+    return "not ready" if entry.get("enabled", True) else "disabled"
+
+
 def _status_rows(document: dict[str, Any], local: dict[str, Any] | None) -> list[dict[str, Any]]:
     """One row per plugin: the router's view, with local mode's state where it has one."""
     namespace = document["namespace"]
@@ -506,7 +518,6 @@ def _status_rows(document: dict[str, Any], local: dict[str, Any] | None) -> list
         route = next(
             (c for c, ps in document["channels"].items() if entry in ps), entry.get("vendor", "")
         )
-        serving = "serving" if entry["healthy"] else "down"
         rows.append(
             {
                 **here,
@@ -514,7 +525,7 @@ def _status_rows(document: dict[str, Any], local: dict[str, Any] | None) -> list
                 "kind": kind,
                 "route": route,
                 "priority": entry.get("priority"),
-                "state": here.get("state", serving),
+                "state": router_state(entry, here.get("state")),
                 "healthy": entry["healthy"],
                 "endpoint": ", ".join(entry["endpoints"]["ready"]),
                 "errorRate": entry["recentErrorRate"],
