@@ -69,7 +69,8 @@ def test_a_fresh_clone_runs_the_readme_and_the_seeds(tmp_path: Path) -> None:
         )
     assert problems == []
     assert "Loaded plugins: 4" in checks["seeds"], checks["seeds"]
-    assert "Healthy plugins: 4" in checks["seeds"]
+    # The demo's Twilio answers 503: after repeated failures the router ejects it.
+    assert "Healthy plugins: 3" in checks["seeds"]
     assert (
         "Refused: INVALID_INPUT: recipient: '+1234567890' is not a valid phone number: "
         "too short for a +1 number" in checks["seeds"]
@@ -78,4 +79,6 @@ def test_a_fresh_clone_runs_the_readme_and_the_seeds(tmp_path: Path) -> None:
     assert not second.startswith("exit 0"), second
     assert "is in use" in second or "already runs" in second, second
     assert "Traceback" not in second
-    assert "4 of 4 plugins serving" in checks["status after"]  # the first demo is untouched
+    after = checks["status after"]  # the first demo is untouched
+    assert "3 of 4 plugins serving" in after, after
+    assert any(x.startswith("default/twilio") and " ejected " in x for x in after.splitlines())
