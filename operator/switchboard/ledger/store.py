@@ -335,8 +335,7 @@ def check_url(url: str) -> str:
     """``url`` if the ledger can use it, else a ValueError that says which forms it takes."""
     if not url.startswith(SUPPORTED_URLS):
         raise ValueError(
-            "the ledger URL must start with sqlite:/// (a file) or "
-            "postgresql+psycopg:// (a server)"
+            "the ledger URL must start with sqlite:/// (a file) or postgresql+psycopg:// (a server)"
         )
     return url
 
@@ -356,6 +355,9 @@ class Ledger:
         self.clock = clock
         self.is_postgres = engine.dialect.name == "postgresql"
         self._writes = _GroupWriter(self._connect, lanes=4 if self.is_postgres else 1)
+        self._unkeyed: list[
+            tuple[dict[str, Any], list[State], float, asyncio.Future[MessageRecord]]
+        ] = []
 
     # -- lifecycle --
 
@@ -466,6 +468,8 @@ class Ledger:
         }
         key = new.idempotency_key
         states = [State.ACCEPTED, State.SENDING] if owner else [State.ACCEPTED]
+        if key is None:
+            return await self._insert_unkeyed(row, states, now), True
 
         async def job(conn: Conn) -> tuple[str, Any]:
             if key is not None:
@@ -488,6 +492,50 @@ class Ledger:
                 raise IdempotencyConflict(key, found)
             return found, kind == "created"
         raise LedgerUnavailable("Could not record the message: its idempotency key kept clashing")
+
+    async def _insert_unkeyed(
+        self, row: dict[str, Any], states: list[State], now: float
+    ) -> MessageRecord:
+        """Insert a message without an idempotency key, together with every other
+        one waiting to be written: one multi-row insert per batch, not one each."""
+        future: asyncio.Future[MessageRecord] = asyncio.get_running_loop().create_future()
+        self._unkeyed.append((row, states, now, future))
+        if len(self._unkeyed) == 1:
+            asyncio.get_running_loop().create_task(self._flush_unkeyed())
+        return await future
+
+    async def _flush_unkeyed(self) -> None:
+        taken: list[tuple[dict[str, Any], list[State], float, asyncio.Future[MessageRecord]]] = []
+
+        async def job(conn: Conn) -> None:
+            if not taken:  # when the transaction starts: whatever queued meanwhile joins it
+                taken.extend(self._unkeyed)
+                self._unkeyed.clear()
+            if not taken:
+                return
+            await conn.execute(_INSERT_MESSAGE, [row for row, _, _, _ in taken])
+            for at in sorted({now for _, _, now, _ in taken}):
+                changes = [
+                    (row, state, None)
+                    for row, states, now, _ in taken
+                    if now == at
+                    for state in states
+                ]
+                await self._events(conn, changes, at)
+
+        try:
+            await self._writes.run(job)
+        except BaseException as error:  # every caller hears of it; nobody awaits this task
+            if not taken:  # failed before the job ran (no connection): fail the queue too
+                taken.extend(self._unkeyed)
+                self._unkeyed.clear()
+            for _, _, _, future in taken:
+                _settle(future, error=error)
+            if isinstance(error, asyncio.CancelledError):
+                raise
+            return
+        for row, _, _, future in taken:
+            _settle(future, result=_record(row))
 
     async def reclaim(
         self, message_id: str, owner: str, lease_seconds: float, *, possible_duplicate: bool = False
