@@ -5,6 +5,7 @@ second `make demo` while the first runs.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -69,8 +70,8 @@ def test_a_fresh_clone_runs_the_readme_and_the_seeds(tmp_path: Path) -> None:
         )
     assert problems == []
     assert "Loaded plugins: 4" in checks["seeds"], checks["seeds"]
-    # The demo's Twilio answers 503: after repeated failures the router ejects it.
-    assert "Healthy plugins: 3" in checks["seeds"]
+    # The demo's Twilio answers 503: after repeated failures the router ejects it for a while.
+    assert re.search(r"Healthy plugins: [34]\n", checks["seeds"])
     assert (
         "Refused: INVALID_INPUT: recipient: '+1234567890' is not a valid phone number: "
         "too short for a +1 number" in checks["seeds"]
@@ -80,5 +81,11 @@ def test_a_fresh_clone_runs_the_readme_and_the_seeds(tmp_path: Path) -> None:
     assert "is in use" in second or "already runs" in second, second
     assert "Traceback" not in second
     after = checks["status after"]  # the first demo is untouched
-    assert "3 of 4 plugins serving" in after, after
-    assert any(x.startswith("default/twilio") and " ejected " in x for x in after.splitlines())
+    assert re.search(r"[34] of 4 plugins serving", after), after
+    states = {line.split()[0]: line.split()[2] for line in after.splitlines()[2:]}
+    assert states["default/twilio"] in ("serving", "ejected"), after
+    assert {k: v for k, v in states.items() if k != "default/twilio"} == {
+        "default/email": "serving",
+        "default/webhook": "serving",
+        "default/vonage": "serving",
+    }
