@@ -117,7 +117,6 @@ TIER_IMAGES = (
     "plugin-twilio-sms",
     "plugin-vonage-sms",
     "plugin-generic-webhook",
-    "plugin-voltha",
 )
 
 
@@ -388,6 +387,8 @@ def kubelet_config(workdir: Path, client_ca: Path, cgroup: str) -> dict[str, Any
         # No cluster DNS and no host resolvers handed to pods.
         "resolvConf": "",
         "staticPodPath": "",
+        # Containers' logs stay readable from the host (the kubelet's /var/log is private).
+        "podLogsDir": str(workdir / "pod-logs"),
         "evictionHard": {
             "memory.available": "100Mi",
             "nodefs.available": "1%",
@@ -730,3 +731,16 @@ def running_real_cluster(bin_dir: Path, workdir: Path) -> Iterator[RealCluster]:
         cgroup.remove()
         netns.delete()
         kernel.restore()
+        left = leftovers(netns, cgroup, kernel)
+        if left:
+            raise RuntimeError(f"the real node left behind: {', '.join(left)}")
+
+
+def leftovers(netns: NetworkNamespace, cgroup: NodeCgroup, kernel: KernelSettings) -> list[str]:
+    """What of the tier is still on the host: should be nothing."""
+    left = [f"network namespace {netns.name}"] if Path(f"/run/netns/{netns.name}").exists() else []
+    left += [f"cgroup {path}" for path in cgroup.paths() if path.exists()]
+    for name, value in kernel.saved.items():
+        if (Path("/proc/sys") / name).read_text().strip() != value:
+            left.append(f"kernel setting {name}")
+    return left
