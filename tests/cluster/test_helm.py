@@ -344,6 +344,7 @@ def test_default_render_is_accepted_by_the_api_server(
         "ClusterRoleBinding",
         "CustomResourceDefinition",
         "Deployment",
+        "Lease",  # the operator's, so that `helm uninstall` removes it
         "Pod",  # the `helm test` hook
         "Role",
         "RoleBinding",
@@ -387,6 +388,7 @@ def test_non_default_render_is_accepted_by_the_api_server(
         "Deployment",
         "Deployment",
         "HorizontalPodAutoscaler",
+        "Lease",  # the operator's, so that `helm uninstall` removes it
         "NetworkPolicy",
         "NetworkPolicy",
         "PodDisruptionBudget",
