@@ -395,6 +395,9 @@ def main() -> None:
                 built.append(image.name)
             for tag in image.tags:
                 parent_ids[tag] = image_id(tag) or ""
+    if built:
+        # Replaced images and build stages would pile up build after build.
+        run("podman", "image", "prune", "--force", capture=True)
     all_images = selected(images(python_image), args.names)
     refs = [image.ref for image in all_images]
     if not args.no_archive:
