@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         system_status,
     )
 
+
 def _installed_version() -> str:
     # pyproject.toml is the one place the version is written; the package
     # reads it back from its installed metadata.

@@ -145,7 +145,7 @@ async def test_retry_after_holds_a_plugin_back(start_provider: Any, start_router
 
 
 async def test_consecutive_failures_eject_an_endpoint_until_it_recovers(
-    start_provider: Any, start_router: Any
+    start_provider: Any, start_router: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     primary, secondary = start_provider("primary", "secondary")
     primary.set("retryable")
@@ -157,6 +157,10 @@ async def test_consecutive_failures_eject_an_endpoint_until_it_recovers(
         assert [a.outcome for a in result.attempts] == ["retryable", "success"]
     ejected = await client.send_message("sms", "+15551234567", "x")
     assert [a.plugin for a in ejected.attempts] == [f"{TENANT}/secondary"]
+    assert any(
+        r.getMessage().startswith(f"Ejected the endpoint of {TENANT}/primary at {primary.address}")
+        for r in caplog.records
+    )
     status = await client.system_status()
     entry = next(p for p in status["channels"]["sms"] if p["name"] == "primary")
     assert entry["endpoints"]["ejected"] == [primary.address]

@@ -185,3 +185,18 @@ def test_environment_presets_set_replicas_and_a_budget() -> None:
     assert builders.pod_disruption_budget(production, SETTINGS) is not None
     assert builders.replicas(_vi(replicas=1, environment="production"), SETTINGS) == 1
     assert builders.pod_disruption_budget(_cp(), SETTINGS) is None
+
+
+def test_every_variable_the_deployment_sets_for_the_runtime_is_one_it_reads() -> None:
+    from switchboard.sdk._settings import RuntimeSettings
+
+    deployment = builders.deployment(_vi(environment="development"), SETTINGS, builders.Inputs())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    read = {str(field.validation_alias) for field in RuntimeSettings.model_fields.values()}
+
+    # Identity for the plugin's own use (documented), not runtime settings.
+    identity = {"SWITCHBOARD_TENANT", "SWITCHBOARD_RESOURCE"}
+    ours = {name for name in env if name.startswith("SWITCHBOARD_")} - identity
+    assert ours <= read, ours - read
+    assert env["SWITCHBOARD_PLUGIN_LOG_LEVEL"] == "DEBUG"  # the development preset

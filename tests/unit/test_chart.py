@@ -105,7 +105,7 @@ def test_rbac_grants_no_escalation_verbs() -> None:
 
 
 def test_templates_are_named_component_kind() -> None:
-    components = {"operator", "router", "crds"}
+    components = {"operator", "router", "ledger", "crds"}
     for path in TEMPLATES.glob("*.yaml"):
         component, _, kind = path.stem.partition("-")
         assert component in components and kind, path.name

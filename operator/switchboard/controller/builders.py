@@ -229,7 +229,7 @@ def _env(resource: PluginResource, settings: OperatorSettings) -> list[dict[str,
         {"name": "SWITCHBOARD_PLUGIN_PORT", "value": str(constants.PLUGIN_GRPC_PORT)},
         {"name": "SWITCHBOARD_PLUGIN_CONFIG", "value": constants.PLUGIN_CONFIG_PATH},
         {"name": "SWITCHBOARD_PLUGIN_SECRETS_DIR", "value": constants.PLUGIN_SECRETS_DIR},
-        {"name": "SWITCHBOARD_LOG_LEVEL", "value": _log_level(resource, settings)},
+        {"name": "SWITCHBOARD_PLUGIN_LOG_LEVEL", "value": _log_level(resource, settings)},
         {"name": "SWITCHBOARD_TENANT", "value": resource.metadata.namespace or ""},
         {
             "name": "SWITCHBOARD_RESOURCE",

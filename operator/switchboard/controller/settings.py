@@ -28,7 +28,7 @@ class EnvironmentPreset(BaseModel):
     resources: dict[str, dict[str, str]]
     """Container resources when `spec.resources` is unset (requests and limits)."""
     log_level: str = "INFO"
-    """`SWITCHBOARD_LOG_LEVEL` given to the plugin."""
+    """`SWITCHBOARD_PLUGIN_LOG_LEVEL` given to the plugin."""
     require_digest: bool = False
     """Refuse images that are not pinned by digest (`@sha256:...`)."""
 
@@ -101,7 +101,7 @@ class OperatorSettings(BaseSettings):
     )
     """Container resources of a CommunicationPlugin whose spec sets none."""
     default_log_level: str = "INFO"
-    """`SWITCHBOARD_LOG_LEVEL` for CommunicationPlugins."""
+    """`SWITCHBOARD_PLUGIN_LOG_LEVEL` for CommunicationPlugins."""
     license_public_keys: list[str] = Field(default_factory=list)
     """Ed25519 public keys (base64, raw 32 bytes) that may sign licences."""
     license_grace_days: float = 7.0

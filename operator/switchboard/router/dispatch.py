@@ -371,7 +371,7 @@ class Dispatcher:
                                     error.message,
                                     attempts,
                                 ) from error
-                            if self.pool.record_failure(endpoint, started):
+                            if self.pool.record_failure(endpoint, started, route.id):
                                 self.metrics.ejections.labels(route.id).inc()
                             if at_most_once and outcome in MAYBE_SENT:
                                 raise DispatchError(

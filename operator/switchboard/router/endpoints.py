@@ -139,8 +139,9 @@ class EndpointPool:
         state.consecutive_failures = 0
         state.ejections = max(0, state.ejections - 1)
 
-    def record_failure(self, address: str, started: float | None = None) -> bool:
-        """Count a failed attempt that began at ``started``; True when it ejected the endpoint."""
+    def record_failure(self, address: str, started: float | None = None, plugin: str = "") -> bool:
+        """Count a failed attempt of ``plugin`` that began at ``started``; True when it
+        ejected the endpoint."""
         state = self.states.setdefault(address, EndpointState(address))
         state.failed += 1
         state.recent.append(False)
@@ -158,7 +159,13 @@ class EndpointPool:
         state.ejected_at = self.clock()
         state.ejected_until = state.ejected_at + seconds
         self.ejections_total += 1
-        log.warning("Ejected endpoint %s for %.1fs after repeated failures", address, seconds)
+        log.warning(
+            "Ejected the endpoint of %s at %s for %.1fs after repeated failures",
+            plugin or "a plugin",
+            address,
+            seconds,
+            extra={"plugin": plugin, "endpoint": address, "seconds": seconds},
+        )
         return True
 
     # -- health watch --
