@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev lock test lint typecheck unit crds proto clean control-plane demo system-deps images node real-node
+.PHONY: dev lock test lint typecheck unit crds proto clean control-plane demo system-deps kafka images node real-node
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ control-plane:
 # (they start their own server), iproute2 for the pod network namespaces, and
 # for the images and the real node podman, mmdebstrap, runc and iptables.
 SYSTEM_COMMANDS := ip podman mmdebstrap runc iptables
+# The VOLTHA event-bus tests' broker: Apache Kafka's jars from Maven Central
+# (needs mvn and Java 17), cached by version under ~/.cache/switchboard.
+kafka: dev
+	$(BIN)/python -m tests.vendor.kafka fetch
+
 system-deps:
 	@( ls /usr/lib/postgresql/*/bin/initdb && for c in $(SYSTEM_COMMANDS); do command -v $$c || exit 1; done ) \
 	  >/dev/null 2>&1 || \
@@ -77,7 +82,7 @@ typecheck: dev
 crds: dev
 	$(BIN)/switchboard crds --check --reference docs/crd-reference.md
 
-test: dev control-plane system-deps lint typecheck crds chart real-node
+test: dev control-plane system-deps kafka lint typecheck crds chart real-node
 	$(BIN)/python -m pytest -q
 
 clean:

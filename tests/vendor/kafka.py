@@ -58,8 +58,11 @@ def find_libs() -> Path | None:
 
 
 def fetch() -> Path:
-    """Download the broker's jars with Maven (run before the tests, not by them)."""
+    """Download the broker's jars with Maven (run before the tests, not by them); cached
+    by version, so a second fetch does nothing."""
     folder = libs_dir()
+    if any(folder.glob("kafka_2.13-*.jar")):
+        return folder
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as work:
         (Path(work) / "pom.xml").write_text(_POM)
