@@ -826,6 +826,44 @@ def _message_rows(found: list[Any]) -> None:
         click.echo("* possible duplicate: an earlier attempt may have delivered it too")
 
 
+@main.command()
+@click.option("--since", default=None, help="ISO 8601 time, e.g. 2026-01-31T12:00:00Z.")
+@click.option("--limit", type=int, default=None, help="At most this many (1-1000) [100].")
+@_output_options
+@_client_options
+def audit(
+    since: str | None,
+    limit: int | None,
+    output: str,
+    as_json: bool,
+    url: str | None,
+    token: str | None,
+    namespace: str | None,
+    state_dir: Path | None,
+) -> None:
+    """The audit trail: who sent, invoked, replayed or was refused what, and gate changes.
+
+    Newest first. No message content, recipient or secret is ever in it.
+    """
+    try:
+        with _client(url, token, namespace, state_dir) as client:
+            events = client.audit_trail(since=since, limit=limit)
+    except Exception as error:
+        _fail(error)
+
+    def table() -> None:
+        if not events:
+            click.echo("No audit events.")
+            return
+        rows = [
+            [e["at"], e["actor"], e["action"], e["target"], e["outcome"], e.get("messageId", "")]
+            for e in events
+        ]
+        click.echo(columns(["AT", "ACTOR", "ACTION", "TARGET", "OUTCOME", "MESSAGE"], rows))
+
+    _emit(events, _format(output, as_json), table)
+
+
 @messages.command("list")
 @click.option("--state", default=None, help="accepted, sending, sent, delivered, failed, ...")
 @click.option("--channel", default=None)

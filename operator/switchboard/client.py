@@ -652,6 +652,17 @@ class Switchboard:
         )
         return [MessageStatus.from_json(m) for m in data["messages"]]
 
+    def audit_trail(
+        self, *, namespace: str | None = None, since: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Who sent, invoked, replayed or was refused what, newest first (`GET /v1/audit`)."""
+        data = self._request(
+            "GET",
+            "/v1/audit",
+            params=_list_params(namespace or self.namespace, {"since": since, "limit": limit}),
+        )
+        return list(data["events"])
+
     def replay_message(self, message_id: str, *, namespace: str | None = None) -> SendResult:
         """Send a failed, unknown or expired message again (a new round of the same message)."""
         return _sent(

@@ -9,6 +9,7 @@ expired licence, a missing dependency do not run locally.
 from __future__ import annotations
 
 import datetime
+import json
 from pathlib import Path
 
 import yaml
@@ -148,5 +149,15 @@ def test_the_operators_gates_apply_with_the_operators_words(workdir: Path) -> No
         line = next(x for x in status.stdout.splitlines() if x.startswith("default/tagged"))
         assert "blocked" in line and "ImageRefused: The production environment" in line
         assert any("does not run: The production environment" in m for m in local.messages)
+        # Each verdict is in the audit trail, with who and why, and so is its change.
+        trail = json.loads(local.cli("audit", "-o", "json").stdout)
+        gates_seen = {
+            (e["target"], e["outcome"])
+            for e in trail
+            if e["action"] == "gate" and e["actor"] == "switchboard-up"
+        }
+        assert ("VendorIntegration/tagged", "ImageRefused") in gates_seen
+        assert ("VendorIntegration/unlicensed", "LicenseExpired") in gates_seen
+        assert ("VendorIntegration/dependent", "passed") in gates_seen
     finally:
         local.stop()

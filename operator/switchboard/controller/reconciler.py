@@ -42,6 +42,7 @@ from switchboard.controller.runtime import OK, RETRY, Key, Outcome
 from switchboard.controller.settings import OperatorSettings
 
 log = logging.getLogger("switchboard.operator")
+audit = logging.getLogger("switchboard.audit")
 
 MODELS = {model.kind_name: model for model in RESOURCE_MODELS}
 
@@ -224,6 +225,17 @@ class Reconciler:
             )
             log.info(
                 "Recorded %s event %s for %s: %s", event.type, event.reason, key, event.message
+            )
+            # The audit trail of a cluster: the log pipeline keeps it (no database here).
+            audit.info(
+                "Audited gate",
+                extra={
+                    "tenant": key.namespace,
+                    "actor": "switchboard-operator",
+                    "action": "gate",
+                    "target": f"{key.kind}/{key.name}",
+                    "outcome": event.reason,
+                },
             )
         if self.on_status is not None:
             self.on_status(key, update.status)

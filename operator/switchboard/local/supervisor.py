@@ -295,8 +295,11 @@ class Supervisor:
         start_timeout: float = START_TIMEOUT,
         echo: Callable[[str, str], None] | None = None,
         policy: GatePolicy | None = None,
+        on_gate: Callable[[LocalPlugin, GateResult], None] | None = None,
     ) -> None:
         self.paths, self.plugins, self.state_dir = paths, plugins, state_dir
+        #: Told when a resource's gates change verdict (the audit trail).
+        self.on_gate = on_gate
         self.discovery = discovery
         self.on_change = on_change
         self.runtime_dir = runtime_dir or state.fresh_runtime_dir(state_dir)
@@ -386,6 +389,10 @@ class Supervisor:
         for key, plugin in wanted.items():
             result = evaluate(plugin.resource, self.policy, observed(plugin, self.loaded, serving))
             current = self.instances.get(key)
+            if self.on_gate is not None and _verdict(current.gates if current else None) != (
+                _verdict(result)
+            ):
+                self.on_gate(plugin, result)
             if not result.passed:
                 await self._block(key, plugin, result, current)
             elif current is None or current.state is State.BLOCKED:
@@ -762,3 +769,10 @@ def _read_text(path: Path) -> str:
         return path.read_text().strip()
     except OSError:
         return ""
+
+
+def _verdict(result: GateResult | None) -> str | None:
+    """What changes count for the audit trail: passing, or the blocking reason."""
+    if result is None:
+        return None
+    return "passed" if result.blocking is None else str(result.blocking.reason)

@@ -28,9 +28,10 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
+from switchboard.controller.gates import GateResult
 from switchboard.ledger import LedgerError
 from switchboard.local import state
-from switchboard.local.loader import LoadError
+from switchboard.local.loader import LoadError, LocalPlugin
 from switchboard.local.supervisor import START_TIMEOUT, Supervisor, die_with_us
 from switchboard.local.view import live_view
 from switchboard.logs import JsonFormatter
@@ -137,6 +138,21 @@ async def _run(options: UpOptions, console: Console) -> int:
             view.update(live_view(rows, url, supervisor.load_error, events.recent))
 
     echo = None if options.live else _plugin_echo(console)
+    router: Router | None = None
+
+    def audit_gate(plugin: LocalPlugin, result: GateResult) -> None:
+        # Late bound: the router (and its audit trail) starts after the YAML is read.
+        blocking = result.blocking
+        if router is not None:
+            router.service.auditor.record(
+                plugin.namespace,
+                "switchboard-up",
+                "gate",
+                f"{plugin.resource.kind}/{plugin.resource.metadata.name}",
+                "passed" if blocking is None else str(blocking.reason),
+                detail=None if blocking is None else blocking.message,
+            )
+
     supervisor = Supervisor(
         options.paths,
         options.plugins,
@@ -146,6 +162,7 @@ async def _run(options: UpOptions, console: Console) -> int:
         runtime_dir=state.fresh_runtime_dir(state_dir),  # a crashed run's secrets go here
         start_timeout=options.start_timeout,
         echo=echo,
+        on_gate=audit_gate,
     )
     try:
         supervisor.load()
