@@ -195,7 +195,7 @@ class Operator:
         self.describer = describer
         self.metrics = metrics_.OperatorMetrics()
         self.health = metrics_.Health(stuck_after=max(3 * settings.resync_seconds, 60.0))
-        self.queue = WorkQueue(self._reconcile, self._report_failure)
+        self.queue = WorkQueue(self._reconcile, self._report_failure, workers=settings.workers)
         self.metrics.watch_queue(self.queue.depth, self.queue.oldest_seconds)
         self._kube: Kube | None = None
         self.reconciler: Reconciler | None = None

@@ -119,6 +119,9 @@ class OperatorSettings(BaseSettings):
     """Name of the leadership Lease."""
     identity: str = Field(default_factory=socket.gethostname)
     """This replica's name in the Lease; the pod name in Kubernetes."""
+    workers: int = Field(default=8, ge=1, le=64)
+    """Reconciles that run at once (asyncio tasks). They wait on the API server,
+    not on the CPU; more overlap its latency, at a little memory each."""
     describe_timeout_seconds: float = 3.0
     """Timeout of the Describe call the operator makes to a ready plugin."""
     metrics_host: str = "0.0.0.0"  # noqa: S104 - probes and scrapes come from outside the pod
