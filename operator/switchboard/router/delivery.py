@@ -184,6 +184,7 @@ class Delivery:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
         self._housekeeping: asyncio.Task[None] | None = None
 
     @property
@@ -201,6 +202,7 @@ class Delivery:
         # would leave the driver's thread answering a loop that is gone).
         self._stopping.set()
         self._wake.set()
+        self._slot_freed.set()
         for task in (self._loop, self._housekeeping):
             if task is not None:
                 await task
@@ -385,21 +387,22 @@ class Delivery:
 
     # -- workers --
 
-    async def _pause(self, seconds: float) -> None:
-        """Sleep ``seconds``, or less when the router stops or new work arrives."""
+    async def _pause(self, seconds: float, event: asyncio.Event | None = None) -> None:
+        """Sleep ``seconds``, or less when the router stops or ``event`` (new work) is set."""
+        event = event or self._wake
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            await asyncio.wait_for(event.wait(), timeout=seconds)
+        event.clear()
 
     async def _work(self) -> None:
         failures = 0
         while not self._stopping.is_set():
+            free = self.settings.delivery_workers - len(self._tasks)
+            if free <= 0:  # every worker busy: wait for one, not for the database
+                await self._pause(1.0, self._slot_freed)
+                continue
             try:
-                free = self.settings.delivery_workers - len(self._tasks)
-                claimed = (
-                    await self.ledger.claim_due(self.owner, free, self.lease_seconds)
-                    if free > 0
-                    else []
-                )
+                claimed = await self.ledger.claim_due(self.owner, free, self.lease_seconds)
                 failures = 0
             except LedgerError as error:
                 failures += 1
@@ -413,22 +416,27 @@ class Delivery:
             for record in claimed:
                 task = asyncio.create_task(self._deliver(record), name=f"deliver {record.id}")
                 self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                task.add_done_callback(self._round_done)
             if claimed and len(claimed) == free:
                 continue  # more may be due right now
             self._wake.clear()
             if not self._stopping.is_set():
                 await self._pause(await self._idle_seconds())
 
+    def _round_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._slot_freed.set()
+
     async def _idle_seconds(self) -> float:
-        """How long the workers may sleep: until the next due message, at most a second."""
+        """How long the workers may sleep: until the next due message, between 50 ms
+        (a due message another replica holds is not polled for in a tight loop) and 1 s."""
         try:
             due = await self.ledger.next_due()
         except LedgerError:
             return 1.0
         if due is None:
             return 1.0
-        return min(max(due - time.time(), 0.01), 1.0)
+        return min(max(due - time.time(), 0.05), 1.0)
 
     async def _deliver(self, record: MessageRecord) -> None:
         """Send a claimed message: one round, or a decision for one found mid-send."""
