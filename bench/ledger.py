@@ -373,20 +373,22 @@ async def kill_run(
     await router.ready()
     total, concurrency = 400, 40
     queue = list(range(total))
-    unknown = flagged = failed = 0
+    unknown: set[str] = set()
+    flagged = failed = 0
 
     async def worker() -> None:
-        nonlocal unknown, flagged, failed
+        nonlocal flagged, failed
         while queue:
             index = queue.pop(0)
             if index == total // 4:
                 os.kill(primary.pid, signal.SIGKILL)
+            key = f"{policy}-{index}"
             try:
-                reply = await router.send(index, key=f"{policy}-{index}")
+                reply = await router.send(index, key=key)
                 flagged += reply.possible_duplicate
             except grpc.aio.AioRpcError as error:
                 if "UNKNOWN_OUTCOME" in str(error.trailing_metadata()):
-                    unknown += 1
+                    unknown.add(key)
                 else:
                     failed += 1
 
@@ -398,11 +400,13 @@ async def kill_run(
         if (state / "deliveries.jsonl").exists()
         for line in (state / "deliveries.jsonl").read_text().splitlines()
     )
+    sent = {f"{policy}-{index}" for index in range(total)}
     return {
         "messages": total,
-        "reached_provider_twice": sum(1 for count in got.values() if count > 1),
-        "lost": total - len(got) - unknown,
-        "unknown_outcome": unknown,
+        "reached_provider_twice": sum(1 for key in sent if got[key] > 1),
+        # Neither at the provider nor reported in doubt.
+        "lost": len(sent - set(got) - unknown),
+        "unknown_outcome": len(unknown),
         "flagged_possible_duplicate": flagged,
         "other_failures": failed,
     }
