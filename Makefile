@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev lock test lint typecheck unit crds proto clean control-plane demo system-deps kafka images node real-node
+.PHONY: dev lock test lint typecheck unit crds proto clean control-plane demo system-deps kafka images node policy-controller real-node
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,9 @@ control-plane:
 
 # Debian packages the tests use: PostgreSQL for the analytics-events tests
 # (they start their own server), iproute2 for the pod network namespaces, and
-# for the images and the real node podman, mmdebstrap, runc and iptables.
-SYSTEM_COMMANDS := ip podman mmdebstrap runc iptables
+# for the images and the real node podman, mmdebstrap, runc, and iptables and
+# ipset (the node's kube-proxy rule and its NetworkPolicy enforcer).
+SYSTEM_COMMANDS := ip podman mmdebstrap runc iptables ipset
 # The VOLTHA event-bus tests' broker: Apache Kafka's jars from Maven Central
 # (needs mvn and Java 17), cached by version under ~/.cache/switchboard.
 kafka: dev
@@ -42,7 +43,7 @@ system-deps:
 	@( ls /usr/lib/postgresql/*/bin/initdb && for c in $(SYSTEM_COMMANDS); do command -v $$c || exit 1; done ) \
 	  >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq postgresql iproute2 podman mmdebstrap runc iptables >/dev/null; }
+	    apt-get install -y -qq postgresql iproute2 podman mmdebstrap runc iptables ipset >/dev/null; }
 
 # The Switchboard image, the plugin base image and every plugin image, built
 # with podman from the committed Dockerfiles (no Docker, no registry: a Debian
@@ -55,11 +56,17 @@ images: dev system-deps
 node: control-plane system-deps
 	bash hack/build-node.sh
 
+# The real node's NetworkPolicy enforcer: kube-router's policy controller,
+# built from its Go module and cached by version like the node.
+policy-controller: system-deps
+	bash hack/build-policy-controller.sh
+
 # What the real-node tier runs, built before the tests when this machine can
 # run it (root, overlayfs); elsewhere the tier is skipped and says why.
 real-node: dev control-plane system-deps
 	@if [ "$$(id -u)" = 0 ] && grep -qw overlay /proc/filesystems; then \
-	  bash hack/build-node.sh >/dev/null && $(BIN)/python hack/images.py; \
+	  bash hack/build-node.sh >/dev/null && bash hack/build-policy-controller.sh >/dev/null \
+	  && $(BIN)/python hack/images.py; \
 	else echo "real-node: not root or no overlayfs here: tests/realnode will be skipped"; fi
 
 # The local demo: email, a webhook and SMS failover, no cluster and no accounts.
