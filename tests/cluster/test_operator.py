@@ -627,3 +627,108 @@ def test_kubectl_get_wide_shows_why_a_resource_is_not_ready(cluster: Cluster) ->
     assert "Secret 'absent' does not exist" in row
     narrow = cluster.plane.kubectl("get", "communicationplugin", "sms", "-n", cluster.namespace)
     assert "STATUS" not in narrow.stdout.splitlines()[0].split(), "priority 1: only with -o wide"
+
+
+def test_a_failing_reconcile_is_retried_with_growing_delays_and_reported(
+    cluster: Cluster,
+) -> None:
+    # An admission policy refuses every status write of this one resource: each
+    # reconcile fails at its end, and nothing but back-off and Events can say so.
+    name = f"deny-status-{cluster.namespace}"
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [constants.GROUP],
+                        "apiVersions": ["*"],
+                        "operations": ["UPDATE"],
+                        "resources": ["communicationplugins/status"],
+                    }
+                ]
+            },
+            "validations": [
+                {
+                    "expression": "!has(object.metadata.labels) || "
+                    "!('test.switchboard.dev/deny-status' in object.metadata.labels)",
+                    "message": "status writes are refused by this test",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": cluster.namespace}
+                }
+            },
+        },
+    }
+    cluster.plane.apply(yaml.safe_dump_all([policy, binding]))
+    denied = {"test.switchboard.dev/deny-status": "true"}
+    try:
+        probe = _sms("probe")
+        probe["metadata"]["labels"] = denied
+        cluster.apply(probe)
+        wait_for(
+            lambda: (
+                cluster.plane.kubectl(
+                    "patch",
+                    "communicationplugin",
+                    "probe",
+                    "-n",
+                    cluster.namespace,
+                    "--subresource=status",
+                    "--type=merge",
+                    "--dry-run=server",
+                    "-p",
+                    '{"status": {"replicas": 7}}',
+                    check=False,
+                ).returncode
+                != 0
+            ),
+            timeout=30,
+            what="the test's admission policy to be in force",
+        )
+        stuck = _sms("stuck")
+        stuck["metadata"]["labels"] = denied
+        cluster.apply(stuck)
+
+        def failures() -> list[str]:
+            return sorted(
+                (
+                    e.message
+                    for e in cluster.core.list_namespaced_event(cluster.namespace).items
+                    if e.involved_object.name == "stuck" and e.reason == "ReconcileFailed"
+                ),
+                key=lambda m: float(m.rsplit("retrying in ", 1)[1].rstrip("s.")),
+            )
+
+        seen = wait_for(
+            lambda: (found := failures()) and len(found) >= 3 and found,
+            timeout=60,
+            what="three ReconcileFailed events",
+        )
+        assert all(
+            e.type == "Warning"
+            for e in cluster.core.list_namespaced_event(cluster.namespace).items
+            if e.reason == "ReconcileFailed"
+        )
+        assert "refused by this test" in seen[0]
+        delays = [float(m.rsplit("retrying in ", 1)[1].rstrip("s.")) for m in seen]
+        assert delays[:3] == [1.0, 2.0, 4.0], delays
+        assert cluster.deployment("CommunicationPlugin", "stuck") is not None
+    finally:
+        cluster.plane.kubectl("delete", "-f", "-", input=yaml.safe_dump_all([policy, binding]))
+    # Once the status can be written again, a retry makes it Ready.
+    cluster.wait_condition("CommunicationPlugin", "stuck", "Ready", "True", timeout=60)

@@ -286,30 +286,31 @@ class Reconciler:
     # -- when a reconcile fails --
 
     async def report_failure(self, key: Key, error: BaseException, retry_in: float) -> None:
-        """Degraded=True, reason ReconcileFailed, on the resource, and a Warning Event."""
+        """A Warning Event, and Degraded=True with reason ReconcileFailed on the resource.
+
+        The Event goes first: what failed may be the status write itself."""
         body = await self.kube.get_plugin(key.kind, key.namespace, key.name)
         if body is None:
             return
         text = api_message(error) if isinstance(error, ApiError) else str(error)
         message = f"The reconcile failed: {text[:500]}; retrying in {retry_in:.0f}s."
         previous = PluginStatus.model_validate(body.get("status") or {})
-        generation = int(body["metadata"].get("generation") or 0)
+        before = previous.condition(ConditionType.DEGRADED)
+        if before is None or before.reason != Reason.RECONCILE_FAILED:
+            await self.kube.post_event(
+                body, "Warning", Reason.RECONCILE_FAILED, message, "switchboard-operator"
+            )
         degraded = Condition(
             type=ConditionType.DEGRADED,
             status=ConditionStatus.TRUE,
             reason=Reason.RECONCILE_FAILED,
             message=message,
             last_transition_time=status_.now(),
-            observed_generation=generation,
+            observed_generation=int(body["metadata"].get("generation") or 0),
         )
-        before = previous.condition(ConditionType.DEGRADED)
         conditions = [c for c in previous.conditions if c.type != ConditionType.DEGRADED]
         updated = previous.model_copy(update={"conditions": [*conditions, degraded]})
         await self.kube.patch_status(key.kind, key.namespace, key.name, updated.to_wire())
-        if before is None or before.reason != Reason.RECONCILE_FAILED:
-            await self.kube.post_event(
-                body, "Warning", Reason.RECONCILE_FAILED, message, "switchboard-operator"
-            )
 
 
 def _is_ready(status: PluginStatus | None) -> bool:
