@@ -42,15 +42,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 from aiohttp import web
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from switchboard.plugin.v1 import plugin_pb2, plugin_pb2_grpc  # noqa: E402
 from switchboard.router.discovery import StaticDiscovery  # noqa: E402
 from switchboard.router.table import PluginRoute  # noqa: E402
 from switchboard.router.v1 import router_pb2, router_pb2_grpc  # noqa: E402
+from switchboard.sdk.providers import http_client  # noqa: E402
 from tests.router.conftest import FLAKY_SMS  # noqa: E402
 from tests.sdk.harness import PluginProcess, write_config  # noqa: E402
 from tests.vendor.postgres import PostgresServer, find_bindir  # noqa: E402
@@ -213,6 +216,56 @@ async def submit_all(router: Router, total: int, concurrency: int) -> None:
     await asyncio.gather(*(submit() for _ in range(concurrency)))
 
 
+async def bounded_rate(total: int, concurrency: int, call: Any) -> float:
+    """Calls per second of ``await call(index)`` for ``total`` calls, ``concurrency`` at a time."""
+    pending = list(range(total))
+
+    async def worker() -> None:
+        while pending:
+            await call(pending.pop())
+
+    started = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), 120)
+    return total / (time.perf_counter() - started)
+
+
+async def delivery_floors(
+    plugin_address: str, hook: str, total: int, concurrency: int
+) -> dict[str, float]:
+    """What bounds delivery below the router: the plugin itself, and its HTTP client.
+
+    ``plugin_direct``: the generic-webhook plugin's own Send, called straight
+    over gRPC (no router, no ledger). ``httpx_client``: the SDK's provider
+    client (``http_client``, httpx) posting to the same provider from this
+    process; ``aiohttp_client``: aiohttp's client doing the same, for scale.
+    """
+    floors: dict[str, float] = {}
+    async with grpc.aio.insecure_channel(plugin_address) as channel:
+        stub = plugin_pb2_grpc.PluginServiceStub(channel)
+
+        async def send(index: int) -> None:
+            request = plugin_pb2.SendRequest(recipient="bench", content=f"direct {index}")
+            await stub.Send(request, timeout=60)
+
+        floors["plugin_direct"] = await bounded_rate(total, concurrency, send)
+    async with http_client(timeout=60) as client:
+
+        async def post_httpx(index: int) -> None:
+            (await client.post(hook, json={"n": index})).raise_for_status()
+
+        floors["httpx_client"] = await bounded_rate(total, concurrency, post_httpx)
+    connector = aiohttp.TCPConnector(limit=512)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def post_aiohttp(index: int) -> None:
+            async with session.post(hook, json={"n": index}) as response:
+                response.raise_for_status()
+                await response.read()
+
+        floors["aiohttp_client"] = await bounded_rate(total, concurrency, post_aiohttp)
+    return {name: round(value, 1) for name, value in floors.items()}
+
+
 async def slow_provider(delay: float) -> tuple[web.AppRunner, str, list[int]]:
     """A provider answering every POST after ``delay`` seconds; counts what it got."""
     received: list[int] = []
@@ -285,6 +338,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await router.stop()
         routers.clear()
 
+        # The floor: the router before the ledger, synchronous sends to a plugin that
+        # answers at once. An asynchronous accept cannot be cheaper than the front door.
+        floor = Router(workdir, "floor", routes, {"PYTHONPATH": str(baseline_source)})
+        routers.append(floor)
+        await floor.ready()
+        results["front_door_floor_rps"] = round(
+            await rate(floor, args.seconds, args.concurrency), 1
+        )
+        await floor.stop()
+        routers.remove(floor)
+
         # Asynchronous sends durably accepted per second (workers off: the write rate).
         accepted = {}
         for engine, url in ledgers.items():
@@ -310,27 +374,43 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         plugins.append(webhook)
         webhook_address = webhook.wait_serving()
         delivered: dict[str, Any] = {}
-        for engine, url in ledgers.items():
+        fresh = {
+            "sqlite": f"sqlite:///{workdir / 'deliver.db'}",
+            "postgresql": postgres.create_database("deliver").replace(
+                "postgresql://", "postgresql+psycopg://"
+            ),
+        }
+        hook_route = [route("hook", webhook_address)]
+        for engine, url in fresh.items():
+            # The queue first (workers off), then a router that only delivers it.
+            filler = Router(
+                workdir,
+                f"fill-{engine}",
+                hook_route,
+                {"SWITCHBOARD_ROUTER_LEDGER_URL": url, "SWITCHBOARD_ROUTER_DELIVERY_WORKERS": "0"},
+            )
+            routers.append(filler)
+            await filler.ready()
+            await submit_all(filler, args.deliveries, args.concurrency)
+            await filler.stop()
+            routers.remove(filler)
+            before = len(received)
             router = Router(
                 workdir,
                 f"deliver-{engine}",
-                [route("hook", webhook_address)],
+                hook_route,
                 {
                     "SWITCHBOARD_ROUTER_LEDGER_URL": url,
                     "SWITCHBOARD_ROUTER_DELIVERY_WORKERS": str(args.workers),
                 },
             )
             routers.append(router)
-            await router.ready()
-            before = len(received)
-            total = args.deliveries
             started = time.perf_counter()
-            await submit_all(router, total, args.concurrency)
             for _ in range(2400):  # at most two minutes
-                if len(received) - before >= total:
+                if len(received) - before >= args.deliveries:
                     break
                 await asyncio.sleep(0.05)
-            elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - started  # includes the router's start
             delivered[engine] = round((len(received) - before) / elapsed, 1)
             await router.stop()
             routers.remove(router)
@@ -338,6 +418,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             **delivered,
             "workers": args.workers,
             "messages": args.deliveries,
+            "floors": await delivery_floors(webhook_address, hook, args.deliveries, args.workers),
         }
         await runner.cleanup()
 
