@@ -218,8 +218,17 @@ def test_ready_follows_the_pods(cluster: Cluster) -> None:
     cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "True")
     pod = cluster.pods("sms")[0].metadata.name
     cluster.set_pod_status(pod, {"conditions": [{"type": "Ready", "status": "False"}]})
-    ready = cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "False", "PodsNotReady")
-    assert "0/1 plugin pods ready" in ready["message"]
+    # The EndpointSlice may say so before the Deployment does ("1/1 plugin pods
+    # ready; waiting for their endpoints"); both are PodsNotReady. Wait for the pods.
+    wait_for(
+        lambda: (
+            "0/1 plugin pods ready"
+            in (cluster.condition("CommunicationPlugin", "sms", "Ready") or {}).get("message", "")
+        ),
+        what="Ready to say 0/1 plugin pods ready",
+    )
+    ready = cluster.condition("CommunicationPlugin", "sms", "Ready")
+    assert ready and (ready["status"], ready["reason"]) == ("False", "PodsNotReady")
     assert cluster.condition("CommunicationPlugin", "sms", "Degraded")["status"] == "True"  # type: ignore[index]
     cluster.set_pod_status(pod, {"conditions": [{"type": "Ready", "status": "True"}]})
     cluster.wait_condition("CommunicationPlugin", "sms", "Ready", "True")

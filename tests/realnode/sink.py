@@ -4,7 +4,8 @@
 (webhooks saved, Twilio down with 503, Vonage accepting). Here it listens on
 the CNI bridge's gateway address, inside the tier's network namespace, so the
 plugin pods reach it and nothing else can; deliveries land in an outbox
-directory the tests read.
+directory the tests read. It listens on SMTP's and HTTP's own ports (25, 80),
+which the plugins' NetworkPolicies allow at the examples' `standard` level.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from tests.support.controlplane import REPO_ROOT
 from tests.support.realnode import POD_GATEWAY
 
-SMTP_PORT, HTTP_PORT = 2525, 8025
+SMTP_PORT, HTTP_PORT = 25, 80
 
 
 def _demo_sink() -> ModuleType:
@@ -39,7 +40,7 @@ def _demo_sink() -> ModuleType:
 
 @dataclass
 class Sink:
-    """SMTP on POD_GATEWAY:2525 and HTTP on POD_GATEWAY:8025, in a thread of its own."""
+    """SMTP on POD_GATEWAY:25 and HTTP on POD_GATEWAY:80, in a thread of its own."""
 
     outbox: Path
     _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)

@@ -6,10 +6,12 @@ ServiceAccounts and reach the API server through the `kubernetes` Service
 address. Then `kubectl apply` of the examples (email, the SMS pair with its
 priorities, the signed webhook) with their Secrets, pointed at the demo's
 sink, which listens inside the tier's network namespace. Messages go through
-the router pod; the tests read what arrived at the sink.
+the router pod; the tests read what arrived at the sink. Every pod runs under
+the NetworkPolicies the chart and the operator write, enforced
+(test_network_policy.py shows what they keep out).
 
 The tests run in order: the rollouts and the pod kill come after the first
-deliveries, the uninstall last.
+deliveries; test_uninstall.py removes the release when the tier ends.
 """
 
 from __future__ import annotations
@@ -17,11 +19,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,78 +29,25 @@ import pytest
 import yaml
 
 from switchboard.api import constants
-from switchboard.client import Switchboard, SwitchboardError
-from tests.realnode.conftest import RELEASE, RELEASE_NAMESPACE, TENANT, Installed
-from tests.realnode.sink import HTTP_PORT, SMTP_PORT, Sink
+from switchboard.client import SwitchboardError
+from tests.realnode.tenant import (
+    EXAMPLE_CONFIG,
+    RELEASE,
+    RELEASE_NAMESPACE,
+    SECRETS,
+    TENANT,
+    Installed,
+    Tenant,
+    example,
+    get_json,
+    plugin_pods,
+    send_when_authorized,
+)
 from tests.support.controlplane import REPO_ROOT, ControlPlane
-from tests.support.realnode import NODE_NAME, POD_GATEWAY
+from tests.support.realnode import NODE_NAME
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.realnode, pytest.mark.timeout(1200)]
-
-EXAMPLES = REPO_ROOT / "examples"
-SINK = f"http://{POD_GATEWAY}:{HTTP_PORT}"
-SECRETS = {
-    "smtp-credentials": {"SMTP_PASSWORD": "not-used-by-the-sink"},
-    "twilio-credentials": {
-        "TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
-        "TWILIO_AUTH_TOKEN": "real-node-twilio-token",
-    },
-    "vonage-credentials": {
-        "VONAGE_API_KEY": "real-node-vonage-key",
-        "VONAGE_API_SECRET": "real-node-vonage-secret",
-    },
-    "webhook-signing": {"WEBHOOK_SIGNING_SECRET": "real-node-signing-secret-1"},
-}
-#: Each example, and what changes so that it delivers to the sink.
-EXAMPLE_CONFIG: dict[str, dict[str, Any]] = {
-    # The sink's SMTP server has neither TLS nor AUTH.
-    "smtp-email": {"host": POD_GATEWAY, "port": SMTP_PORT, "security": "none"},
-    # The sink answers Twilio with 503 (an outage): the router fails over.
-    "twilio-sms": {"base_url": f"{SINK}/twilio"},
-    "vonage-sms": {"base_url": f"{SINK}/vonage"},
-    "generic-webhook": {"url": f"{SINK}/webhook"},
-}
-SEND_RBAC = f"""
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: app, namespace: {TENANT}}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: switchboard-sender, namespace: {TENANT}}}
-rules:
-  - apiGroups: [switchboard.dev]
-    resources: [communicationplugins, vendorintegrations]
-    verbs: [send, invoke, list]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: app-sends, namespace: {TENANT}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: switchboard-sender}}
-subjects: [{{kind: ServiceAccount, name: app, namespace: {TENANT}}}]
-"""
-
-
-def example(name: str) -> dict[str, Any]:
-    """examples/NAME.yaml in the tenant namespace, delivering to the sink."""
-    resource = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
-    resource["metadata"]["namespace"] = TENANT
-    config = resource["spec"]["config"]
-    if name == "smtp-email":
-        config.pop("username")
-        config.pop("password")
-    config.update(EXAMPLE_CONFIG[name])
-    return resource
-
-
-def get_json(plane: ControlPlane, *args: str) -> Any:
-    return json.loads(plane.kubectl("get", *args, "-o", "json").stdout)
-
-
-def plugin_pods(plane: ControlPlane, name: str) -> list[dict[str, Any]]:
-    pods = get_json(plane, "pods", "-n", TENANT, "-l", f"{constants.LABEL_INSTANCE}={name}")
-    return [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
 
 
 def deployment_revisions(plane: ControlPlane) -> dict[str, str]:
@@ -129,25 +76,6 @@ def signature_ok(record: dict[str, Any], secret: str) -> bool:
         secret.encode(), f"{timestamp}.{record['raw']}".encode(), hashlib.sha256
     ).hexdigest()
     return bool(headers["x-switchboard-signature"] == f"sha256={expected}")
-
-
-@dataclass
-class Tenant:
-    """The examples applied in TENANT, the sink they deliver to, and a client of the router."""
-
-    installed: Installed
-    sink: Sink
-    router_url: str
-    token: str
-    #: Seconds from `kubectl apply` until every plugin was Ready.
-    apply_to_ready: float
-
-    @property
-    def plane(self) -> ControlPlane:
-        return self.installed.plane
-
-    def client(self) -> Switchboard:
-        return Switchboard(self.router_url, self.token, timeout=30)
 
 
 @dataclass
@@ -187,65 +115,6 @@ class Load:
         self._stop.set()
         assert self._thread is not None
         self._thread.join(timeout=60)
-
-
-@pytest.fixture(scope="module")
-def tenant(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenant]:
-    plane = installed.plane
-    sink = Sink(tmp_path_factory.mktemp("outbox"))
-    sink.start()
-    try:
-        for name, data in SECRETS.items():
-            literals = [f"--from-literal={k}={v}" for k, v in data.items()]
-            plane.kubectl("create", "secret", "generic", name, "-n", TENANT, *literals)
-        plane.kubectl("apply", "-f", "-", input=SEND_RBAC)
-        started = time.monotonic()
-        documents = [example(name) for name in EXAMPLE_CONFIG]
-        plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
-        plane.kubectl(
-            "wait",
-            "--for=condition=Ready",
-            "communicationplugins",
-            "--all",
-            "-n",
-            TENANT,
-            "--timeout=300s",
-            timeout=320,
-        )
-        apply_to_ready = time.monotonic() - started
-        router = get_json(
-            plane,
-            "pods",
-            "-n",
-            RELEASE_NAMESPACE,
-            "-l",
-            "app.kubernetes.io/component=router",
-        )["items"][0]
-        token = plane.kubectl("create", "token", "app", "-n", TENANT).stdout.strip()
-        yield Tenant(
-            installed=installed,
-            sink=sink,
-            router_url=f"http://{router['status']['podIP']}:8080",
-            token=token,
-            apply_to_ready=apply_to_ready,
-        )
-    finally:
-        sink.stop()
-
-
-def send_when_authorized(tenant: Tenant, *args: Any, **kwargs: Any) -> Any:
-    """The first send: the RoleBinding may still be on its way to the router's authorizer."""
-
-    def attempt() -> Any:
-        with tenant.client() as client:
-            try:
-                return client.send_message(*args, **kwargs)
-            except SwitchboardError as error:
-                if error.status in (401, 403):
-                    return None
-                raise
-
-    return wait_for(attempt, timeout=60, interval=1, what="an authorized send")
 
 
 # --- the tests, in order ------------------------------------------------------------------
@@ -515,41 +384,3 @@ def test_a_plugin_that_rejects_its_config_ends_config_valid_false_with_its_messa
     terminated = state.get("lastState", {}).get("terminated") or state["state"].get("terminated")
     assert terminated and "'Bad Header' is not a valid header name" in terminated["message"]
     plane.kubectl("delete", "communicationplugin", "rejected-webhook", "-n", TENANT)
-
-
-def test_helm_test_passes(installed: Installed) -> None:
-    # (No --logs: the test's objects are deleted as soon as it passes.)
-    result = installed.plane.helm(
-        "test", RELEASE, "-n", RELEASE_NAMESPACE, "--timeout", "180s", timeout=240
-    )
-    suites = re.findall(r"TEST SUITE:\s+(\S+).*?Phase:\s+(\w+)", result.stdout, re.S)
-    assert suites and all(phase == "Succeeded" for _, phase in suites), result.stdout
-
-
-def test_helm_uninstall_leaves_nothing_behind(installed: Installed, tenant: Tenant) -> None:
-    plane = installed.plane
-    plane.helm("uninstall", RELEASE, "-n", RELEASE_NAMESPACE, "--wait", "--timeout", "180s")
-    # The CRDs went with the release (crds.keep=false): every plugin resource, and so
-    # (by owner references) every Deployment, Service and ConfigMap the operator made.
-    assert "switchboard.dev" not in plane.kubectl("get", "crd", "-o", "name").stdout
-
-    def leftovers() -> list[str]:
-        found = []
-        kinds = "deployments,replicasets,pods,services,configmaps,networkpolicies,pdb"
-        for namespace in (RELEASE_NAMESPACE, TENANT):
-            listed = plane.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout.split()
-            found += [f"{namespace}: {n}" for n in listed if n != "configmap/kube-root-ca.crt"]
-        release_only = "serviceaccounts,roles,rolebindings,leases,secrets"
-        listed = plane.kubectl("get", release_only, "-n", RELEASE_NAMESPACE, "-o", "name")
-        found += [n for n in listed.stdout.split() if n != "serviceaccount/default"]
-        cluster_wide = plane.kubectl("get", "clusterroles,clusterrolebindings", "-o", "name")
-        # (The harness's own grants to the real node are not the release's.)
-        found += [
-            n for n in cluster_wide.stdout.split() if "switchboard" in n and "real-node" not in n
-        ]
-        return found
-
-    deadline = time.monotonic() + 180
-    while (left := leftovers()) and time.monotonic() < deadline:
-        time.sleep(2)
-    assert left == []

@@ -17,9 +17,17 @@ host's own network and nothing is left behind:
   sit on the CNI bridge below it with no default route. There is no interface
   to the host at all, so no packet of the tier can leave the namespace.
 * **the Service address of the API server**: there is no kube-proxy, so the
-  harness puts ``10.96.0.1`` on the node bridge, gives pods a route to it, and
-  forwards it to the API server (``tests.support.tcpforward``): in-cluster
-  clients find the API server as in any cluster.
+  harness does its one job here: a DNAT rule (iptables, in the namespace)
+  sends the ``kubernetes`` Service's ``10.96.0.1:443`` to the API server's
+  endpoint as pods see it, ``10.88.1.1:443`` on the node (a forwarder to the
+  API server on the namespace's loopback, ``tests.support.tcpforward``), and
+  pods get a route to ``10.96.0.1``: in-cluster clients find the API server
+  as in any cluster, and NetworkPolicies see its endpoint's address.
+* **NetworkPolicy**: kube-router's policy controller enforces them
+  (``tests.support.policycontroller``), with iptables and ipset in the
+  namespace; bridged pod-to-pod traffic goes through iptables because the
+  namespace's ``bridge-nf-call-iptables`` is on (the kernel's default for a
+  new namespace; checked, not changed).
 * **mounts**: containerd and the kubelet share one private mount namespace
   (``unshare --mount``), with their own ``/run``, ``/var/lib`` and ``/var/log``;
   the overlay, Secret and sandbox mounts they make vanish with it.
@@ -52,7 +60,8 @@ from typing import IO, Any
 
 import yaml
 
-from tests.support.controlplane import REPO_ROOT, ControlPlane, Pki
+from tests.support import policycontroller
+from tests.support.controlplane import REPO_ROOT, SERVICE_CIDR, ControlPlane, Pki
 
 BUILD_NODE = REPO_ROOT / "hack" / "build-node.sh"
 BUILD_IMAGES = REPO_ROOT / "hack" / "images.py"
@@ -62,8 +71,14 @@ POD_SUBNET = "10.88.0.0/24"
 POD_GATEWAY = "10.88.0.1"
 #: The node's own address, on a bridge without ports.
 NODE_ADDRESS = "10.88.1.1"
-#: The `kubernetes` Service's ClusterIP, made real inside the namespace.
+#: The `kubernetes` Service's ClusterIP, DNAT'ed to API_ENDPOINT inside the namespace.
 API_SERVICE_ADDRESS = "10.96.0.1"
+#: The API server's endpoint as pods reach it: the node address, port 443 (as behind
+#: a cloud's API load balancer), forwarded to the API server on the namespace's loopback.
+API_ENDPOINT_PORT = 443
+#: A link-local address on the node, where clouds serve instance metadata; pods get a
+#: route to it, so tests can show that plugin policies keep them away from it.
+LINK_LOCAL_ADDRESS = "169.254.169.254"
 POD_BRIDGE = "sbpods0"
 NODE_BRIDGE = "sbnode0"
 PAUSE_IMAGE = "localhost/switchboard/pause:1"
@@ -92,7 +107,17 @@ def unavailable_reason() -> str | None:
         return "the kernel has no overlay filesystem (containerd's snapshotter)"
     if not (CGROUP_ROOT / "cgroup.controllers").exists() and not _cgroup_v1_hierarchies():
         return "no cgroup hierarchy is mounted under /sys/fs/cgroup"
-    for tool in ("runc", "ip", "unshare", "nsenter", "podman", "mmdebstrap", "go"):
+    for tool in (
+        "runc",
+        "ip",
+        "unshare",
+        "nsenter",
+        "podman",
+        "mmdebstrap",
+        "go",
+        "iptables",
+        "ipset",
+    ):
         if not shutil.which(tool):
             return f"{tool} is not installed (make system-deps)"
     return None
@@ -117,6 +142,7 @@ TIER_IMAGES = (
     "plugin-twilio-sms",
     "plugin-vonage-sms",
     "plugin-generic-webhook",
+    "plugin-voltha",
 )
 
 
@@ -308,7 +334,10 @@ def cni_config(workdir: Path) -> dict[str, Any]:
                 "ipam": {
                     "type": "host-local",
                     "ranges": [[{"subnet": POD_SUBNET, "gateway": POD_GATEWAY}]],
-                    "routes": [{"dst": f"{API_SERVICE_ADDRESS}/32"}],
+                    "routes": [
+                        {"dst": f"{API_SERVICE_ADDRESS}/32"},
+                        {"dst": f"{LINK_LOCAL_ADDRESS}/32"},
+                    ],
                     "dataDir": str(workdir / "cni" / "ipam"),
                 },
             }
@@ -416,6 +445,8 @@ class RealNode:
     workdir: Path
     kubelet_pki: Path
     cgroup: NodeCgroup
+    #: kube-router, the NetworkPolicy enforcer (tests.support.policycontroller).
+    policy_controller: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, IO[bytes]] = field(default_factory=dict)
 
@@ -448,7 +479,7 @@ class RealNode:
                 sys.executable,
                 "-m",
                 "tests.support.tcpforward",
-                f"{API_SERVICE_ADDRESS}:443",
+                f"{NODE_ADDRESS}:{API_ENDPOINT_PORT}",
                 f"127.0.0.1:{self.plane.api_port}",
             ],
             cwd=REPO_ROOT,
@@ -518,6 +549,30 @@ class RealNode:
             in_cgroup=True,
         )
         self._wait(self._node_ready, deadline, f"node {NODE_NAME} Ready")
+        # The enforcer finds its node's address in the Node object, so it starts now,
+        # before any workload: every pod of the tier runs under NetworkPolicy.
+        started = time.monotonic()
+        for obj in policycontroller.rbac():
+            self.plane.apply(obj)
+        self._spawn(
+            "policy-controller",
+            [
+                *enter,
+                *policycontroller.command(
+                    self.policy_controller,
+                    self.plane.kubeconfig_for(policycontroller.USER, []),
+                    NODE_NAME,
+                    SERVICE_CIDR,
+                ),
+            ],
+            in_cgroup=True,
+        )
+        self._wait(
+            lambda: policycontroller.synced(self.workdir / "policy-controller.log"),
+            deadline,
+            "the NetworkPolicy controller's first sync",
+        )
+        self.policy_seconds = time.monotonic() - started
         # Real workloads go to the real node; kwok's nodes stay for pretend pods.
         for node in self.plane.kubectl(
             "get", "nodes", "-l", "type=kwok", "-o", "name"
@@ -551,8 +606,26 @@ class RealNode:
     def _network(self) -> None:
         _ip("link", "add", NODE_BRIDGE, "type", "bridge")
         _ip("addr", "add", f"{NODE_ADDRESS}/32", "dev", NODE_BRIDGE)
-        _ip("addr", "add", f"{API_SERVICE_ADDRESS}/32", "dev", NODE_BRIDGE)
+        _ip("addr", "add", f"{LINK_LOCAL_ADDRESS}/32", "dev", NODE_BRIDGE)
         _ip("link", "set", NODE_BRIDGE, "up")
+        # kube-proxy's one job here: the `kubernetes` Service to the API server's endpoint.
+        for chain in ("PREROUTING", "OUTPUT"):
+            _iptables(
+                "-t", "nat", "-A", chain, "-d", f"{API_SERVICE_ADDRESS}/32", "-p", "tcp",
+                "--dport", "443", "-j", "DNAT",
+                "--to-destination", f"{NODE_ADDRESS}:{API_ENDPOINT_PORT}",
+            )  # fmt: skip
+        # Pods on one bridge talk without routing: only with this on do their packets
+        # meet iptables, and so NetworkPolicy. Per namespace; on by default.
+        bridged = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        value = subprocess.run(
+            ["cat", str(bridged)], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if value != "1":
+            raise RealNodeUnavailable(
+                f"{bridged} is {value or 'missing'} in the tier's network namespace: bridged "
+                "pod traffic would bypass iptables, and so NetworkPolicy"
+            )
 
     def _spawn(
         self,
@@ -597,6 +670,10 @@ class RealNode:
             check=False,
         )
         return status.stdout.strip() == "True"
+
+
+def _iptables(*args: str) -> None:
+    subprocess.run(["iptables", "-w", "10", *args], check=True, capture_output=True, timeout=30)
 
 
 def _ok(probe: Any) -> bool:
@@ -687,6 +764,9 @@ def running_real_cluster(bin_dir: Path, workdir: Path) -> Iterator[RealCluster]:
     built_node = node_dir()
     timings["build node"] = time.monotonic() - started
     started = time.monotonic()
+    kube_router = policycontroller.binary()
+    timings["build policy controller"] = time.monotonic() - started
+    started = time.monotonic()
     images = image_archive()
     timings["build images"] = time.monotonic() - started
     remove_stale()
@@ -710,6 +790,7 @@ def running_real_cluster(bin_dir: Path, workdir: Path) -> Iterator[RealCluster]:
         workdir=workdir / "node",
         kubelet_pki=workdir / "kubelet-pki",
         cgroup=cgroup,
+        policy_controller=kube_router,
     )
     node.workdir.mkdir(parents=True, exist_ok=True)
     try:
@@ -722,6 +803,7 @@ def running_real_cluster(bin_dir: Path, workdir: Path) -> Iterator[RealCluster]:
                 node.start(images)
                 timings["start node"] = time.monotonic() - started
                 timings["import images"] = node.import_seconds
+                timings["policy controller first sync"] = node.policy_seconds
                 yield RealCluster(plane=plane, node=node, netns=netns, timings=timings)
             finally:
                 node.stop()

@@ -1,9 +1,9 @@
 """A TCP forwarder: ``python -m tests.support.tcpforward LISTEN_HOST:PORT TARGET_HOST:PORT``.
 
-The real node has no kube-proxy, so nothing turns the ``kubernetes`` Service
-address into the API server's. The harness puts that address on an interface
-of its network namespace and runs this forwarder there, listening on it and
-connecting to the API server on the namespace's loopback: in-cluster clients
+The real node's API server listens on its network namespace's loopback, which
+pods cannot reach. The harness runs this forwarder on the node's address,
+port 443, as the API server's endpoint for pods, and sends the ``kubernetes``
+Service address there with a DNAT rule (kube-proxy's job): in-cluster clients
 (the operator and router pods) then find the API server the way they do in
 any cluster, through ``KUBERNETES_SERVICE_HOST``/``_PORT``.
 """
