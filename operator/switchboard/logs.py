@@ -1,37 +1,26 @@
 """Log output of Switchboard's own processes (router, operator, local mode).
 
-Structured JSON lines for machines (a pod's log, a non-interactive run), a
-plain format for a person at a terminal. Messages never carry secrets or
-message bodies: the code logs names, counts and outcomes only. (Plugins log
-through the SDK, which also redacts the secret values it loaded.)
+Structured JSON lines for machines (a pod's log, a non-interactive run), in
+the format plugins log in (``switchboard.sdk._logging``: ``extra`` fields and
+trace ids included); a plain format for a person at a terminal. Messages never
+carry secrets or message bodies: the code logs names, counts and outcomes
+only. (Plugins also redact the secret values they loaded.)
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-import time
 
+from switchboard.sdk._logging import JsonLogFormatter
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+__all__ = ["JsonLogFormatter", "configure_logging"]
 
 
 def configure_logging(json_lines: bool = True, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter()
+        JsonLogFormatter()
         if json_lines
         else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     )

@@ -34,7 +34,7 @@ from switchboard.local import state
 from switchboard.local.loader import LoadError, LocalPlugin
 from switchboard.local.supervisor import START_TIMEOUT, Supervisor, die_with_us
 from switchboard.local.view import live_view
-from switchboard.logs import JsonFormatter
+from switchboard.logs import JsonLogFormatter
 from switchboard.router.app import Router
 from switchboard.router.auth import ApiKey, ApiKeyAuthority
 from switchboard.router.discovery import StaticDiscovery
@@ -265,7 +265,7 @@ def _log_to_file(state_dir: Path, events: _Events) -> None:
     folder = state_dir / state.LOGS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(folder / "switchboard.log", encoding="utf-8")
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonLogFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler, events]
 

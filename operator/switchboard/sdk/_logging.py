@@ -1,11 +1,13 @@
 """Structured JSON logs on stderr, with every loaded secret value replaced by ``***``.
 
-A plugin container's stderr is collected by the cluster's log pipeline, so
-each record is one JSON object: ``ts``, ``level``, ``msg``, ``plugin``,
-``logger``, the record's ``extra`` fields, the active trace and span ids, and
-the formatted exception if any. Redaction runs on the record's values before
-they are serialized, so a secret can't slip through as an escaped variant, and
-it covers third-party libraries too because the handler sits on the root logger.
+The one log format of every Switchboard process: plugins, the operator, the
+router and local mode. A container's stderr is collected by the cluster's log
+pipeline, so each record is one JSON object: ``ts``, ``level``, ``msg``,
+``plugin`` (in a plugin process), ``logger``, the record's ``extra`` fields,
+the active trace and span ids, and the formatted exception if any.
+Redaction runs on the record's values before they are serialized, so a secret
+can't slip through as an escaped variant, and it covers third-party libraries
+too because the handler sits on the root logger.
 """
 
 from __future__ import annotations
@@ -139,11 +141,12 @@ class RedactingFilter(logging.Filter):
 
 
 class JsonLogFormatter(logging.Formatter):
-    """Formats a record as one redacted JSON line."""
+    """Formats a record as one JSON line, redacted when given a ``Redactor``."""
 
-    def __init__(self, plugin: str, redactor: Redactor) -> None:
+    def __init__(self, plugin: str | None = None, redactor: Redactor | None = None) -> None:
         super().__init__()
-        #: The ``plugin`` field of every record: the plugin id once the manifest is read.
+        #: The ``plugin`` field of every record (none outside plugin processes): the
+        #: plugin id once the manifest is read.
         self.plugin = plugin
         self._redactor = redactor
 
@@ -152,7 +155,7 @@ class JsonLogFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "msg": record.getMessage(),
-            "plugin": self.plugin,
+            **({"plugin": self.plugin} if self.plugin is not None else {}),
             "logger": record.name,
         }
         for key, value in vars(record).items():
@@ -166,7 +169,10 @@ class JsonLogFormatter(logging.Formatter):
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             payload["error"] = record.exc_text
-        return json.dumps(self._redactor.redact_value(payload), ensure_ascii=False)
+        if self._redactor is not None:
+            payload = self._redactor.redact_value(payload)
+        # Whatever an `extra` field holds, the line is written (as its str() if need be).
+        return json.dumps(payload, ensure_ascii=False, default=str)
 
 
 def configure_logging(
