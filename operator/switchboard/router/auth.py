@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import yaml
 
@@ -55,24 +53,6 @@ class Authority(Protocol):
     async def allowed(
         self, caller: Caller, namespace: str, verb: str, resource: str, name: str = ""
     ) -> bool: ...
-
-
-class TtlCache:
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.seconds, self.clock = seconds, clock
-        self._items: dict[Any, tuple[float, Any]] = {}
-
-    def get(self, key: Any) -> Any:
-        hit = self._items.get(key)
-        if hit is None or hit[0] < self.clock():
-            self._items.pop(key, None)
-            return None
-        return hit[1]
-
-    def put(self, key: Any, value: Any) -> None:
-        if len(self._items) > 10_000:
-            self._items.clear()  # bounded: a burst of distinct tokens cannot grow it forever
-        self._items[key] = (self.clock() + self.seconds, value)
 
 
 @dataclass(frozen=True)

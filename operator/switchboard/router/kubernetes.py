@@ -17,18 +17,21 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from cachetools import TTLCache
 from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from switchboard.api import constants
-from switchboard.router.auth import SERVICE_ACCOUNT_PREFIX, AuthError, Caller, TtlCache
+from switchboard.router.auth import SERVICE_ACCOUNT_PREFIX, AuthError, Caller
 from switchboard.router.discovery import Discovery, routes_from
 
 log = logging.getLogger("switchboard.router")
 
 #: Seconds a watch request stays open before it is renewed.
 WATCH_SECONDS = 60
+#: Token reviews and access decisions kept (each for the cache's seconds).
+DECISION_CACHE_ENTRIES = 10_000
 
 
 class KubernetesDiscovery(Discovery):
@@ -163,7 +166,11 @@ class KubernetesAuthority:
     def __init__(self, api_client: k8s.ApiClient, cache_seconds: float) -> None:
         self.authn = k8s.AuthenticationV1Api(api_client)
         self.authz = k8s.AuthorizationV1Api(api_client)
-        self.cache = TtlCache(cache_seconds)
+        # Bounded: a burst of distinct tokens evicts the least recently used
+        # answers, never grows the router without limit.
+        self.cache: TTLCache[tuple[Any, ...], Any] = TTLCache(
+            maxsize=DECISION_CACHE_ENTRIES, ttl=cache_seconds
+        )
 
     async def authenticate(self, token: str) -> Caller:
         cached = self.cache.get(("token", token))
@@ -186,7 +193,7 @@ class KubernetesAuthority:
             extra=tuple((k, tuple(v)) for k, v in sorted((user.extra or {}).items())),
             home_namespace=home,
         )
-        self.cache.put(("token", token), caller)
+        self.cache["token", token] = caller
         return caller
 
     async def allowed(
@@ -213,5 +220,5 @@ class KubernetesAuthority:
         )
         result = await asyncio.to_thread(self.authz.create_subject_access_review, review)
         verdict = bool(result.status and result.status.allowed)
-        self.cache.put(key, verdict)
+        self.cache[key] = verdict
         return verdict
