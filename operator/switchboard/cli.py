@@ -1004,17 +1004,19 @@ def messages_watch(
     """
     import time
 
+    from switchboard.api.backoff import Backoff
     from switchboard.client import SwitchboardError
 
     fmt = _format(output, as_json)
     seen = 0
-    backoff = 0.5
+    backoff = Backoff(0.5, 10.0)
     try:
         with _client(url, token, namespace, state_dir) as client:
             while count is None or seen < count:
                 try:
                     for event in client.message_events(after=after):
-                        after, seen, backoff = event.seq, seen + 1, 0.5
+                        after, seen = event.seq, seen + 1
+                        backoff.reset()
                         if fmt == "json":
                             click.echo(json.dumps(dataclasses.asdict(event)))
                         elif fmt == "yaml":
@@ -1032,8 +1034,7 @@ def messages_watch(
                     if error.status != 0:
                         raise
                     click.echo(f"Lost the router ({error.message}); reconnecting.", err=True)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                time.sleep(backoff.next())
     except Exception as error:
         _fail(error)
     except KeyboardInterrupt:

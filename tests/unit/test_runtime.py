@@ -6,16 +6,9 @@ import asyncio
 
 import pytest
 
-from switchboard.controller.runtime import OK, RETRY, Key, Outcome, WorkQueue, backoff_seconds
+from switchboard.controller.runtime import OK, RETRY, Key, Outcome, WorkQueue
 
 KEY = Key("CommunicationPlugin", "t", "sms")
-
-
-def test_backoff_doubles_from_the_base_up_to_the_cap() -> None:
-    assert [backoff_seconds(n, 1, 300) for n in range(0, 5)] == [0, 1, 2, 4, 8]
-    assert backoff_seconds(9, 1, 300) == 256
-    assert backoff_seconds(10, 1, 300) == 300
-    assert backoff_seconds(10_000, 1, 300) == 300
 
 
 async def test_triggers_during_a_reconcile_fold_into_one_more_run() -> None:

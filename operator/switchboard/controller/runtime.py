@@ -29,6 +29,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from switchboard.api.backoff import backoff_seconds
+
 log = logging.getLogger("switchboard.operator")
 
 #: Reconciles that run at once. They wait on the API server, not on the CPU.
@@ -48,13 +50,6 @@ class Outcome:
 
 OK = Outcome()
 RETRY = Outcome(retry=True)
-
-
-def backoff_seconds(failures: int, base: float = BASE_BACKOFF, cap: float = MAX_BACKOFF) -> float:
-    """Delay before retry number `failures` (1, 2, ...): doubling from `base`, at most `cap`."""
-    if failures <= 0:
-        return 0.0
-    return float(min(cap, base * 2 ** min(failures - 1, 32)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +133,7 @@ class WorkQueue:
     def _retry_later(self, key: Key) -> float:
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
-        delay = backoff_seconds(failures, self.base_backoff, self.max_backoff)
+        delay = backoff_seconds(failures, base=self.base_backoff, cap=self.max_backoff)
         if (old := self._timers.pop(key, None)) is not None:
             old.cancel()
         self._timers[key] = asyncio.get_running_loop().call_later(delay, self._due, key)

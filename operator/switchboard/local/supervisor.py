@@ -49,6 +49,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from switchboard.api.backoff import backoff_seconds
 from switchboard.api.models import VendorIntegration
 from switchboard.controller.gates import Gate, GatePolicy, GateResult, evaluate
 from switchboard.controller.settings import OperatorSettings
@@ -85,11 +86,6 @@ class State(StrEnum):
     FAILED = "failed"
     """It rejected its config or its package: not restarted until the YAML changes."""
     STOPPED = "stopped"
-
-
-def backoff_delay(restarts: int) -> float:
-    """Seconds before restart number `restarts + 1`."""
-    return float(min(BACKOFF_FIRST * 2**restarts, BACKOFF_MAX))
 
 
 def plugin_environment(
@@ -514,7 +510,7 @@ class Supervisor:
                     return
                 if time.monotonic() - instance.started_at >= HEALTHY_RESET:
                     instance.restarts = 0
-                delay = backoff_delay(instance.restarts)
+                delay = backoff_seconds(instance.restarts + 1, base=BACKOFF_FIRST, cap=BACKOFF_MAX)
                 instance.restarts += 1
                 instance.state = State.DEGRADED
                 instance.next_restart = time.time() + delay

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from switchboard.api.backoff import backoff_seconds
 from switchboard.ledger import (
     AttemptRecord,
     Finish,
@@ -137,12 +138,6 @@ def from_payload(payload: Mapping[str, Any]) -> Outgoing:
         cc=tuple(payload.get("cc") or ()),
         bcc=tuple(payload.get("bcc") or ()),
     )
-
-
-def backoff_seconds(rounds: int, base: float, maximum: float, retry_after: float | None) -> float:
-    """Wait before round ``rounds + 1``: doubling from ``base``, capped, never under retry-after."""
-    wait: float = min(base * 2.0 ** max(rounds - 1, 0), maximum)
-    return max(wait, retry_after or 0.0)
 
 
 def _attempt_records(attempts: list[Attempt], routed: Routed | None) -> list[AttemptRecord]:
@@ -355,11 +350,14 @@ class Delivery:
                 keep_payload=error.code not in _FINAL_FAILURES,
             )
         now = time.time()
-        wait = backoff_seconds(
-            record.rounds,
-            self.settings.retry_base_seconds,
-            self.settings.retry_max_seconds,
-            error.retry_after,
+        # Never sooner than the provider's retry-after.
+        wait = max(
+            backoff_seconds(
+                max(record.rounds, 1),
+                base=self.settings.retry_base_seconds,
+                cap=self.settings.retry_max_seconds,
+            ),
+            error.retry_after or 0.0,
         )
         if record.deliver_by is not None and now + wait > record.deliver_by:
             return Finish(

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from switchboard.api.backoff import Backoff, backoff_seconds
 from switchboard.router.settings import RouterSettings
 from switchboard.sdk import PluginClient
 
@@ -152,9 +153,10 @@ class EndpointPool:
             return False
         state.consecutive_failures = 0
         state.ejections += 1
-        seconds = min(
-            self.settings.ejection_base_seconds * 2 ** (state.ejections - 1),
-            self.settings.ejection_max_seconds,
+        seconds = backoff_seconds(
+            state.ejections,
+            base=self.settings.ejection_base_seconds,
+            cap=self.settings.ejection_max_seconds,
         )
         state.ejected_at = self.clock()
         state.ejected_until = state.ejected_at + seconds
@@ -171,7 +173,7 @@ class EndpointPool:
     # -- health watch --
 
     async def _watch_health(self, address: str) -> None:
-        backoff = 0.1
+        backoff = Backoff(0.1, 5.0)
         while True:
             channel = grpc.aio.insecure_channel(address)
             try:
@@ -180,15 +182,14 @@ class EndpointPool:
                 async for reply in stream:
                     serving = reply.status == health_pb2.HealthCheckResponse.SERVING
                     self._set_serving(address, serving)
-                    backoff = 0.1
+                    backoff.reset()
             except grpc.aio.AioRpcError:
                 pass
             finally:
                 await channel.close()
             # The stream ended: the plugin stopped or died. Drain it until it answers again.
             self._set_serving(address, False)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            await asyncio.sleep(backoff.next())
 
     def _set_serving(self, address: str, serving: bool) -> None:
         state = self.states.get(address)

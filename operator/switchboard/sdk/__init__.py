@@ -20,6 +20,7 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from switchboard.api.backoff import Backoff
     from switchboard.api.models import IntegrationType
     from switchboard.sdk._client import PluginClient
     from switchboard.sdk._errors import (
@@ -59,6 +60,7 @@ if _typing.TYPE_CHECKING:
 __all__ = [
     "AnalyticsPlugin",
     "Attachment",
+    "Backoff",
     "ConfigError",
     "DeliveryState",
     "ErrorClass",
@@ -98,6 +100,7 @@ __all__ = [
 _HOME = {
     "AnalyticsPlugin": "switchboard.sdk._plugin",
     "Attachment": "switchboard.sdk._messages",
+    "Backoff": "switchboard.api.backoff",
     "ConfigError": "switchboard.sdk._errors",
     "DeliveryState": "switchboard.sdk._messages",
     "ErrorClass": "switchboard.sdk._errors",

@@ -18,6 +18,7 @@ from typing import Any
 
 from switchboard.sdk import (
     AnalyticsPlugin,
+    Backoff,
     ConfigError,
     PermanentError,
     RetryableError,
@@ -545,7 +546,7 @@ class AnalyticsEventsPlugin(AnalyticsPlugin):
     async def _open_store(self) -> EventStore:
         options = self.options
         deadline = asyncio.get_running_loop().time() + options.startup_timeout
-        delay = 0.2
+        backoff = Backoff(0.2, 5.0)
         while True:
             store = open_store(
                 options.database_url,
@@ -558,13 +559,13 @@ class AnalyticsEventsPlugin(AnalyticsPlugin):
                 await store.close()
                 raise ConfigError(f"config.database_url: {error}") from None
             except StorageUnavailable as error:
+                delay = backoff.next()
                 if asyncio.get_running_loop().time() + delay > deadline:
                     raise RuntimeError(
                         f"the database stayed unavailable for {options.startup_timeout:g}s: {error}"
                     ) from None
                 self.logger.warning("Waiting for the database", extra={"error": str(error)})
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
                 continue
             self.logger.info(
                 "Opened the event store",

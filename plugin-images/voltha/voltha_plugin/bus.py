@@ -29,8 +29,9 @@ from aiokafka.errors import KafkaError
 from google.protobuf.message import DecodeError
 from voltha_protos import events_pb2
 
+from switchboard.sdk import Backoff
+
 from .alarms import AlarmLog, entry
-from .monitor import Backoff
 
 DEFAULT_TOPIC: Final = "voltha.events"
 #: Device event names (without _RAISE_EVENT/_CLEAR_EVENT) by the severity of their raise.

@@ -19,26 +19,10 @@ import grpc
 from google.protobuf import empty_pb2
 from voltha_protos import device_pb2
 
-from switchboard.sdk import PluginError, RetryableError, Unauthenticated
+from switchboard.sdk import Backoff, PluginError, RetryableError, Unauthenticated
 
 from .alarms import AlarmLog, DeviceState, from_change_event, from_device_state
 from .connection import PROBE_TIMEOUT, VolthaConnection
-
-
-class Backoff:
-    """Exponential delays from ``initial`` up to ``maximum``; ``reset`` after a success."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self._initial = initial
-        self._maximum = max(initial, maximum)
-        self._next = initial
-
-    def next(self) -> float:
-        delay, self._next = self._next, min(self._next * 2, self._maximum)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self._initial
 
 
 class Monitor:
