@@ -228,8 +228,9 @@ async def test_send_request_over_loopback_tells_not_sent_from_maybe_sent() -> No
             await providers.send_request(client, "GET", "/", provider="Acme")
 
     async with (
-        HttpFake(lambda _: Reply(200, delay=2)) as slow,
-        providers.http_client(base_url=slow.url, timeout=0.1) as client,
+        # Long enough to connect on a busy machine; the answer takes longer still.
+        HttpFake(lambda _: Reply(200, delay=4)) as slow,
+        providers.http_client(base_url=slow.url, timeout=1.0) as client,
     ):
         with pytest.raises(OutcomeUnknown, match=r"Acme did not answer in time \(waiting for"):
             await providers.send_request(client, "POST", "/", provider="Acme", json={})
