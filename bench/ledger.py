@@ -39,6 +39,7 @@ import tarfile
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,54 @@ async def bounded_rate(total: int, concurrency: int, call: Any) -> float:
     return total / (time.perf_counter() - started)
 
 
+async def queued_delivery_rate(
+    workdir: Path,
+    hook_route: list[PluginRoute],
+    url: str,
+    delivered: Callable[[], int],
+    args: argparse.Namespace,
+    routers: list[Router],
+) -> float:
+    """Messages per second a router delivers from a queue filled beforehand.
+
+    The queue is filled by a router with its workers off; a second router on
+    the same ledger only delivers it. ``delivered()`` counts what reached the
+    provider; the clock includes the delivering router's start.
+    """
+    name = hook_route[0].name
+    filler = Router(
+        workdir,
+        f"fill-{name}",
+        hook_route,
+        {"SWITCHBOARD_ROUTER_LEDGER_URL": url, "SWITCHBOARD_ROUTER_DELIVERY_WORKERS": "0"},
+    )
+    routers.append(filler)
+    await filler.ready()
+    await submit_all(filler, args.deliveries, args.concurrency)
+    await filler.stop()
+    routers.remove(filler)
+    before = delivered()
+    router = Router(
+        workdir,
+        f"deliver-{name}",
+        hook_route,
+        {
+            "SWITCHBOARD_ROUTER_LEDGER_URL": url,
+            "SWITCHBOARD_ROUTER_DELIVERY_WORKERS": str(args.workers),
+        },
+    )
+    routers.append(router)
+    started = time.perf_counter()
+    for _ in range(2400):  # at most two minutes
+        if delivered() - before >= args.deliveries:
+            break
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    await router.stop()
+    routers.remove(router)
+    return (delivered() - before) / elapsed
+
+
 async def delivery_floors(
     plugin_address: str, hook: str, total: int, concurrency: int
 ) -> dict[str, float]:
@@ -373,51 +422,50 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         webhook = PluginProcess(WEBHOOK, {"SWITCHBOARD_PLUGIN_CONFIG": str(config)})
         plugins.append(webhook)
         webhook_address = webhook.wait_serving()
-        delivered: dict[str, Any] = {}
-        fresh = {
-            "sqlite": f"sqlite:///{workdir / 'deliver.db'}",
-            "postgresql": postgres.create_database("deliver").replace(
-                "postgresql://", "postgresql+psycopg://"
-            ),
+        databases = iter(range(1000))
+
+        def fresh(engine: str) -> str:
+            name = f"deliver{next(databases)}"
+            if engine == "sqlite":
+                return f"sqlite:///{workdir / name}.db"
+            return postgres.create_database(name).replace("postgresql://", "postgresql+psycopg://")
+
+        async def delivery_rate(
+            engine: str, plugin: PluginRoute, delivered: Callable[[], int]
+        ) -> float:
+            return await queued_delivery_rate(
+                workdir, [plugin], fresh(engine), delivered, args, routers
+            )
+
+        delivered = {
+            engine: round(
+                await delivery_rate(engine, route("hook", webhook_address), lambda: len(received)),
+                1,
+            )
+            for engine in ("sqlite", "postgresql")
         }
-        hook_route = [route("hook", webhook_address)]
-        for engine, url in fresh.items():
-            # The queue first (workers off), then a router that only delivers it.
-            filler = Router(
-                workdir,
-                f"fill-{engine}",
-                hook_route,
-                {"SWITCHBOARD_ROUTER_LEDGER_URL": url, "SWITCHBOARD_ROUTER_DELIVERY_WORKERS": "0"},
+        # The router's own ceiling: the same queue delivered to a plugin that answers at once.
+        instant, instant_state, instant_address = start_flaky(workdir, "instant")
+        plugins.append(instant)
+        instant_sink = instant_state / "deliveries.jsonl"
+
+        def instant_count() -> int:
+            if not instant_sink.exists():
+                return 0
+            with instant_sink.open("rb") as lines:
+                return sum(1 for _ in lines)
+
+        ceiling = {
+            engine: round(
+                await delivery_rate(engine, route("instant", instant_address), instant_count), 1
             )
-            routers.append(filler)
-            await filler.ready()
-            await submit_all(filler, args.deliveries, args.concurrency)
-            await filler.stop()
-            routers.remove(filler)
-            before = len(received)
-            router = Router(
-                workdir,
-                f"deliver-{engine}",
-                hook_route,
-                {
-                    "SWITCHBOARD_ROUTER_LEDGER_URL": url,
-                    "SWITCHBOARD_ROUTER_DELIVERY_WORKERS": str(args.workers),
-                },
-            )
-            routers.append(router)
-            started = time.perf_counter()
-            for _ in range(2400):  # at most two minutes
-                if len(received) - before >= args.deliveries:
-                    break
-                await asyncio.sleep(0.05)
-            elapsed = time.perf_counter() - started  # includes the router's start
-            delivered[engine] = round((len(received) - before) / elapsed, 1)
-            await router.stop()
-            routers.remove(router)
+            for engine in ("sqlite", "postgresql")
+        }
         results["delivered_per_second_200ms_provider"] = {
             **delivered,
             "workers": args.workers,
             "messages": args.deliveries,
+            "router_ceiling_instant_plugin": ceiling,
             "floors": await delivery_floors(webhook_address, hook, args.deliveries, args.workers),
         }
         await runner.cleanup()

@@ -68,15 +68,20 @@ MODULES = ("test_e2e.py", "test_network_policy.py", "test_voltha.py", "test_unin
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """This package's tests in the order of MODULES, in the places they were collected in."""
+    """This package's tests last in the session, in the order of MODULES.
+
+    Last, because the tier's thread enters its network namespace, and a network
+    namespace belongs to a thread: threads started meanwhile (gRPC's own, the
+    event loop's executor) stay in it after the tier. A test after the tier
+    could find its gRPC channel connecting from inside that namespace, where
+    127.0.0.1 is not the host's loopback.
+    """
     here = Path(__file__).parent
-    slots = [i for i, item in enumerate(items) if item.path.parent == here]
-    ordered = sorted(
-        (items[i] for i in slots),
+    tier = sorted(
+        (item for item in items if item.path.parent == here),
         key=lambda item: MODULES.index(item.path.name) if item.path.name in MODULES else -1,
     )
-    for slot, item in zip(slots, ordered, strict=True):
-        items[slot] = item
+    items[:] = [item for item in items if item.path.parent != here] + tier
 
 
 @pytest.fixture(scope="package")
