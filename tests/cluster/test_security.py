@@ -123,8 +123,14 @@ def grant_alice_authoring(plane: ControlPlane, namespace: str) -> None:
 
 
 @pytest.fixture
-def admission_policy(control_plane: ControlPlane, crds_installed: ControlPlane) -> Iterator[str]:
-    """The chart's ValidatingAdmissionPolicy and binding, as `helm template` renders them."""
+def admission_policy(
+    control_plane: ControlPlane, crds_installed: ControlPlane, namespace: str
+) -> Iterator[str]:
+    """The chart's ValidatingAdmissionPolicy and binding, as `helm template` renders them.
+
+    Removed afterwards, and waited for: the API server keeps enforcing a deleted
+    policy for moments, and the tests that follow run without one.
+    """
     release = f"vap-{uuid.uuid4().hex[:6]}"
     manifest = control_plane.helm("template", release, str(CHART), "--namespace", "sb").stdout
     policy = [o for o in objects(manifest) if o["kind"].startswith("ValidatingAdmissionPolicy")]
@@ -136,6 +142,13 @@ def admission_policy(control_plane: ControlPlane, crds_installed: ControlPlane) 
     control_plane.apply(text)
     yield policy[0]["metadata"]["name"]
     control_plane.kubectl("delete", "-f", "-", input=text)
+    grant_alice_authoring(control_plane, namespace)
+    escalating = _vi("probe", securityLevel="system")
+    wait_for(
+        lambda: as_alice(control_plane, namespace, escalating, dry_run=True).returncode == 0,
+        timeout=30,
+        what="the deleted admission policy to be out of force",
+    )
 
 
 def _vi(name: str, **spec: Any) -> dict[str, Any]:
