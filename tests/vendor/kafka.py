@@ -173,8 +173,16 @@ class KafkaBroker:
 
 
 def _cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, base64url without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, base64url without padding.
+
+    Never one that starts with "-": the storage tool would read it as an
+    option (Kafka's own Uuid.randomUuid draws again for the same reason; one
+    CI run in 64 failed on it).
+    """
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 if __name__ == "__main__":
