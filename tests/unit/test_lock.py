@@ -86,8 +86,9 @@ DEV = pins(REQUIREMENTS / "dev.txt")
 SERVER = pins(REQUIREMENTS / "switchboard.txt")
 #: The plugin base image: the project's own dependencies alone.
 BASE = pins(REQUIREMENTS / "plugin-base.txt")
-#: What only the operator, the router and local mode import.
-SERVER_ONLY = {"kopf", "kubernetes", "aiohttp", "rich", "cryptography", "prometheus-client"}
+#: What only the operator, the router and local mode import (aiohttp is both: the
+#: router's server, and the connection pool under every plugin's provider client).
+SERVER_ONLY = {"kopf", "kubernetes", "rich", "cryptography", "prometheus-client"}
 
 
 @pytest.mark.parametrize(
