@@ -2,28 +2,65 @@
 
 Structured JSON lines for machines (a pod's log, a non-interactive run), in
 the format plugins log in (``switchboard.sdk._logging``: ``extra`` fields and
-trace ids included); a plain format for a person at a terminal. Messages never
-carry secrets or message bodies: the code logs names, counts and outcomes
-only. (Plugins also redact the secret values they loaded.)
+trace ids included); a plain format for a person at a terminal, the same
+fields as `` key=value`` after the message. Messages are constant event
+names, their facts ``extra`` fields, and neither ever carries secrets or
+message bodies: the code logs names, counts and outcomes only. (Plugins also
+redact the secret values they loaded.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import re
 import sys
+from collections.abc import Mapping
+from typing import Any, Final
 
-from switchboard.sdk._logging import JsonLogFormatter
+from switchboard.sdk._logging import JsonLogFormatter, extra_fields
 
-__all__ = ["JsonLogFormatter", "configure_logging"]
+__all__ = [
+    "JsonLogFormatter",
+    "PlainLogFormatter",
+    "configure_logging",
+    "extra_fields",
+    "render_fields",
+]
+
+#: A value written bare; anything else (spaces, quotes, `=`, empty) is quoted.
+_BARE: Final = re.compile(r"[^\s\"'=]+")
+
+
+def render_fields(fields: Mapping[str, Any]) -> str:
+    """`` key=value`` for each field, for a person: strings bare, or quoted as JSON
+    strings when they hold a space, a quote, ``=`` or nothing; other values as JSON."""
+    return "".join(f" {key}={_render_value(value)}" for key, value in fields.items())
+
+
+def _render_value(value: Any) -> str:
+    if value is None or isinstance(value, bool | int | float | list | tuple | dict):
+        # A dict with tuple keys, say, is written as its text below.
+        with contextlib.suppress(TypeError, ValueError):
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = str(value)  # any other object as its text, as the JSON lines write it
+    return text if _BARE.fullmatch(text) else json.dumps(text, ensure_ascii=False)
+
+
+class PlainLogFormatter(logging.Formatter):
+    """``time LEVEL message key=value ...``: one line per record (a traceback follows it)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record) + render_fields(extra_fields(record))
 
 
 def configure_logging(json_lines: bool = True, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonLogFormatter()
-        if json_lines
-        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    )
+    handler.setFormatter(JsonLogFormatter() if json_lines else PlainLogFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -43,6 +43,7 @@ from switchboard.controller.kube import Kube
 from switchboard.controller.leader import LeaseElector
 from switchboard.controller.main import Operator
 from switchboard.controller.settings import OperatorSettings
+from switchboard.logs import extra_fields, render_fields
 from switchboard.router.settings import RouterSettings
 from tests.cluster.conftest import start_in_thread
 from tests.conftest import REPO_ROOT
@@ -699,7 +700,8 @@ class LogRecorder(logging.Handler):
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
+        # The facts (a 403's reason among them) are the record's fields, not its message.
+        text = record.getMessage() + render_fields(extra_fields(record))
         if record.exc_info and record.exc_info[1] is not None:
             text += f" {record.exc_info[1]!r}"
         self.lines.append(f"{record.name}: {text}")

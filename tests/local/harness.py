@@ -135,15 +135,26 @@ class LocalMode:
         return state.runtime_dir(self.state_dir, self.env)
 
     @property
-    def messages(self) -> list[str]:
-        """Local mode's own log messages (its JSON lines)."""
+    def records(self) -> list[dict[str, Any]]:
+        """Local mode's own log records (its JSON lines): `msg` and the fields."""
         out = []
         for line in list(self.lines):
             try:
-                out.append(json.loads(line)["msg"])
-            except (ValueError, KeyError, TypeError):
+                record = json.loads(line)
+            except ValueError:
                 continue
+            if isinstance(record, dict) and "msg" in record:
+                out.append(record)
         return out
+
+    def records_of(self, message: str, **fields: Any) -> list[dict[str, Any]]:
+        """The records with this message and these field values."""
+        return [
+            record
+            for record in self.records
+            if record["msg"] == message
+            and all(record.get(key) == value for key, value in fields.items())
+        ]
 
     def plugin_lines(self, name: str) -> list[str]:
         """What plugin `name` logged, as `switchboard up` showed it (`name | ...`)."""
@@ -160,10 +171,7 @@ class LocalMode:
     def wait_ready(self, timeout: float = 120) -> dict[str, Any]:
         """Until every plugin served or failed once; the router's URL and token."""
         wait_for(
-            lambda: (
-                any(m.startswith("Plugins settled") for m in self.messages)
-                or self.process.poll() is not None
-            ),
+            lambda: self.records_of("Plugins settled") or self.process.poll() is not None,
             timeout=timeout,
             what="the local plugins to settle",
         )
@@ -171,23 +179,23 @@ class LocalMode:
         found: dict[str, Any] = json.loads((self.state_dir / state.STATE_FILE).read_text())
         return found
 
-    def wait_message(self, prefix: str, timeout: float = 60, count: int = 1) -> str:
+    def wait_record(
+        self, message: str, timeout: float = 60, count: int = 1, **fields: Any
+    ) -> dict[str, Any]:
+        """The `count`th record with this message and these fields, once it was logged."""
+
+        def found() -> dict[str, Any] | None:
+            records = self.records_of(message, **fields)
+            return records[count - 1] if len(records) >= count else None
+
         return wait_for(
-            lambda: (
-                [m for m in self.messages if m.startswith(prefix)][count - 1]
-                if sum(1 for m in self.messages if m.startswith(prefix)) >= count
-                else None
-            ),
-            timeout,
-            what=f"{prefix!r} in the log of switchboard up",
+            found, timeout, what=f"{message!r} {fields or ''} in the log of switchboard up"
         )
 
     def pid_of(self, name: str) -> int:
-        started = [m for m in self.messages if m.startswith(f"Started plugin default/{name} ")]
-        started += [
-            m for m in self.messages if m.startswith(f"Started integration default/{name} ")
-        ]
-        return int(started[-1].rsplit("(pid ", 1)[1].rstrip(")"))
+        """The pid of the latest process of plugin (or integration) `default/name`."""
+        pid: int = self.records_of("Started a plugin", plugin=f"default/{name}")[-1]["pid"]
+        return pid
 
     def cli(self, *args: str, input: str | None = None, cwd: Path | None = None) -> Any:
         """`switchboard ARGS...` next to this local mode, as a user types it."""

@@ -76,7 +76,7 @@ def test_a_port_in_use_stops_the_start_with_its_reason_and_nothing_left_running(
     assert "--port" in local.output  # the fix
     assert "Traceback" not in local.output
     assert _plugin_pids(local) == []
-    assert not any(m.startswith("Started plugin") for m in local.messages)
+    assert local.records_of("Started a plugin") == []
 
 
 def test_secrets_live_in_memory_only_while_their_plugin_runs_and_a_crash_leaves_none(
@@ -184,7 +184,8 @@ def test_a_plugin_that_hangs_at_start_is_killed_restarted_and_reported(workdir: 
             assert client.send_message("sms", "+15551234567", "meanwhile").plugin == (
                 "default/backup"
             )
-        local.wait_message("The plugin default/stuck exited", timeout=60)
+        exited = local.wait_record("A plugin exited", timeout=60, plugin="default/stuck")
+        assert exited["error"] == "did not become ready within 20s; killed it"
         row = wait_for(
             lambda: (r := local.row("stuck"))["restarts"] >= 1 and r, 60, what="a restart"
         )
@@ -234,7 +235,7 @@ def test_reloading_the_only_plugin_of_a_channel_under_load_fails_no_request(
             edited = flaky("only", 1, state)
             edited["spec"]["config"]["provider"] = provider
             (workdir / "plugins.yaml").write_text(yaml.safe_dump(edited))
-            local.wait_message("Reloaded plugin default/only", timeout=90, count=number)
+            local.wait_record("Reloaded a plugin", timeout=90, count=number, plugin="default/only")
         before = sent[0]
         wait_for(lambda: sent[0] >= before + 50, 30, what="traffic after the last edit")
     finally:

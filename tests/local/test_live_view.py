@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
@@ -112,6 +113,11 @@ def test_nothing_but_the_view_reaches_the_terminal(tmp_path: Path) -> None:
     assert "| info" not in text  # no plugin line either
     assert "Listening for calls" not in text
     assert "INFO Router listening" not in text  # records go to the log file and the view
+    assert "Announced the local router url=http://127.0.0.1:" in text  # events show their fields
     logs = tmp_path / ".switchboard" / "logs"
-    assert "Router listening at" in (logs / "switchboard.log").read_text()
+    records = [json.loads(line) for line in (logs / "switchboard.log").read_text().splitlines()]
+    assert any(
+        r["msg"] == "Announced the local router" and r["url"].startswith("http://127.0.0.1:")
+        for r in records
+    )
     assert "Listening for calls" in (logs / "default-primary.log").read_text()

@@ -53,7 +53,8 @@ def test_status_says_when_the_yaml_was_not_applied(workdir: Path) -> None:
         local.wait_ready()
         wrong = flaky("primary", 0, state)  # priority starts at 1
         (workdir / "plugins.yaml").write_text(yaml.safe_dump(wrong))
-        local.wait_message("Kept the running plugins; the YAML has errors")
+        kept = local.wait_record("Kept the running plugins; the YAML has errors")
+        assert "plugins.yaml: CommunicationPlugin 'primary': spec.priority" in kept["error"]
         status = local.cli("status")
         assert "YAML not applied (the plugins above keep running): " in status.stdout
         assert "plugins.yaml: CommunicationPlugin 'primary': spec.priority" in status.stdout
@@ -148,7 +149,15 @@ def test_the_operators_gates_apply_with_the_operators_words(workdir: Path) -> No
         assert "2 of 5 plugins serving" in status.stdout
         line = next(x for x in status.stdout.splitlines() if x.startswith("default/tagged"))
         assert "blocked" in line and "ImageRefused: The production environment" in line
-        assert any("does not run: The production environment" in m for m in local.messages)
+        tagged = expected["tagged"]
+        assert local.records_of(
+            "A plugin does not run",
+            plugin="default/tagged",
+            kind="VendorIntegration",
+            gate=str(tagged.type),
+            reason=str(tagged.reason),
+            detail=tagged.message,
+        )
         # Each verdict is in the audit trail, with who and why, and so is its change.
         trail = json.loads(local.cli("audit", "-o", "json").stdout)
         gates_seen = {

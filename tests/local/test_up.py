@@ -78,7 +78,7 @@ def test_editing_one_plugin_under_load_fails_no_send_and_leaves_the_others_alone
         edited = flaky("alpha", 1, state)
         edited["spec"]["config"]["provider"] = "alpha-v2"
         (config / "a.yaml").write_text(yaml.safe_dump(edited))
-        wait_for(lambda: any(m == "Reloaded plugin default/alpha" for m in local.messages), 30)
+        local.wait_record("Reloaded a plugin", timeout=30, plugin="default/alpha")
         time.sleep(1)
         stop.set()
         sender.join(30)
@@ -110,15 +110,12 @@ def test_a_killed_plugin_is_restarted_and_the_next_priority_serves_meanwhile(
             meanwhile = client.send_message("sms", "+15551234567", "during the restart")
             assert meanwhile.plugin == "default/secondary"
             wait_for(
-                lambda: (
-                    sum(1 for m in local.messages if m.startswith("Started plugin default/primary"))
-                    == 2
-                ),
+                lambda: len(local.records_of("Started a plugin", plugin="default/primary")) == 2,
                 30,
                 what="the primary to be restarted",
             )
             assert local.pid_of("primary") != pid
-            assert any("exited (code -9)" in m for m in local.messages)
+            assert local.records_of("A plugin exited", plugin="default/primary", exit_code=-9)
             after = wait_for(
                 lambda: (
                     (r := client.send_message("sms", "+1555", "after")).plugin == "default/primary"
@@ -150,5 +147,5 @@ def test_invalid_yaml_names_the_file_and_field_and_starts_nothing(workdir: Path)
     assert result.returncode == 2
     assert "Nothing was started" in result.stderr
     assert "bad.yaml: CommunicationPlugin 'primary': spec.priority" in result.stderr
-    assert "Started plugin" not in result.stderr
+    assert "Started a plugin" not in result.stderr
     assert deliveries(state) == []

@@ -1,15 +1,28 @@
-"""The log lines of Switchboard's own processes: the plugins' format, fields kept."""
+"""The log lines of Switchboard's own processes: the plugins' format, fields kept.
+
+JSON lines for machines, a plain line with the same fields for a person at a
+terminal, and every log call of the code base an event: a constant message,
+its facts as `extra` fields.
+"""
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
+import re
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from switchboard.logs import configure_logging
+from switchboard.local.supervisor import render_record
+from switchboard.local.up import _Events
+from switchboard.logs import configure_logging, extra_fields, render_fields
+
+PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "switchboard"
 
 
 @pytest.fixture
@@ -29,11 +42,11 @@ def test_a_router_log_line_keeps_its_fields_and_the_trace_it_belongs_to(
 
     with tracer.start_as_current_span("send") as span:
         logging.getLogger("switchboard.router").warning(
-            "Ejected the endpoint of %s", "shop/sms", extra={"plugin": "shop/sms", "seconds": 2.5}
+            "Ejected an endpoint", extra={"plugin": "shop/sms", "seconds": 2.5}
         )
 
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
-    assert line["msg"] == "Ejected the endpoint of shop/sms"
+    assert line["msg"] == "Ejected an endpoint"
     assert (line["level"], line["logger"]) == ("warning", "switchboard.router")
     assert (line["plugin"], line["seconds"]) == ("shop/sms", 2.5)
     assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
@@ -48,3 +61,135 @@ def test_a_field_json_cannot_encode_is_written_as_text(
 
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["kinds"] == "{'Deployment'}"
+
+
+def _record(message: str = "Started a plugin", **fields: Any) -> logging.LogRecord:
+    return logging.getLogger("switchboard.local").makeRecord(
+        "switchboard.local", logging.INFO, __file__, 1, message, None, None, extra=fields
+    )
+
+
+def test_the_extra_fields_of_a_record_are_what_the_call_passed() -> None:
+    record = _record(plugin="default/sms", pid=4242)
+    logging.Formatter("%(asctime)s %(message)s").format(record)  # sets `message`, `asctime`
+
+    assert extra_fields(record) == {"plugin": "default/sms", "pid": 4242}
+    assert extra_fields(_record()) == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("default/sms", "default/sms"),
+        ("127.0.0.1:4242", "127.0.0.1:4242"),
+        ("killed by SIGKILL", '"killed by SIGKILL"'),
+        ("", '""'),
+        ("a=b", '"a=b"'),
+        ('say "hi"', '"say \\"hi\\""'),
+        ("line one\nline two", '"line one\\nline two"'),  # still one line
+        (2.5, "2.5"),
+        (-9, "-9"),
+        (None, "null"),
+        (True, "true"),
+        ({"serving": 2, "failed": 1}, '{"serving":2,"failed":1}'),
+        (["API_TOKEN", "SID"], '["API_TOKEN","SID"]'),
+        ({"Deployment"}, "\"{'Deployment'}\""),  # not JSON: its text, as the JSON lines write it
+    ],
+)
+def test_a_field_is_shown_bare_or_quoted_so_each_key_value_pair_stays_one_word(
+    value: Any, shown: str
+) -> None:
+    assert render_fields({"field": value}) == f" field={shown}"
+
+
+def test_the_plain_format_puts_the_fields_after_the_message(
+    root_handlers: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(json_lines=False)
+    log = logging.getLogger("switchboard.local")
+
+    log.warning(
+        "A plugin exited",
+        extra={"plugin": "default/sms", "exit_code": -9, "error": "killed by SIGKILL"},
+    )
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("Delivery round failed", extra={"message_id": "m-1"})
+
+    lines = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING A plugin exited "
+        r'plugin=default/sms exit_code=-9 error="killed by SIGKILL"',
+        lines[0],
+    ), lines[0]
+    assert lines[1].endswith(" ERROR Delivery round failed message_id=m-1")
+    assert lines[2] == "Traceback (most recent call last):"  # the traceback follows the line
+    assert lines[-1] == "ValueError: boom"
+
+
+def test_the_live_view_shows_the_first_line_of_the_message_and_the_fields() -> None:
+    events = _Events(keep=2)
+
+    events.handle(_record("Kept the running plugins; the YAML has errors", error="a.yaml: bad"))
+    events.handle(_record("First line\nsecond line", plugin="default/sms", pid=4242))
+    events.handle(_record("Plugins settled", states={"serving": 1}))
+
+    assert [line.split(" ", 1)[1] for line in events.recent] == [
+        "First line plugin=default/sms pid=4242",
+        'Plugins settled states={"serving":1}',
+    ]
+
+
+def test_a_plugins_line_is_shown_with_its_fields_as_local_modes_own_lines_are() -> None:
+    line = json.dumps(
+        {
+            "ts": "2025-01-01T00:00:00.000+00:00",
+            "level": "warning",
+            "msg": "Failed Send call",
+            "plugin": "acme-sms",
+            "logger": "switchboard.sdk",
+            "rpc": "Send",
+            "error_class": "RETRYABLE",
+            "error": "Traceback (most recent call last):\nValueError: provider is overloaded",
+        }
+    )
+
+    assert render_record(line) == (
+        'warning Failed Send call rpc=Send error_class=RETRYABLE error="ValueError: provider '
+        'is overloaded"'
+    )
+    assert render_record("not JSON") == "not JSON"
+
+
+_LEVELS = frozenset({"debug", "info", "warning", "error", "exception", "critical"})
+
+
+def _log_calls(tree: ast.AST) -> Iterator[ast.Call]:
+    """Calls like ``log.info(...)``, ``logger.warning(...)``, ``self._logger.error(...)``."""
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        receiver = node.func.value
+        name = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
+        if node.func.attr in _LEVELS and re.fullmatch(r"_?(log|logger|audit)", name):
+            yield node
+
+
+def test_every_log_call_is_an_event_with_its_facts_as_fields() -> None:
+    """No value is formatted into a message with `%s`: it goes into `extra`, where a log
+    pipeline filters on it and the plain format still shows it."""
+    offenders, seen = [], 0
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for call in _log_calls(ast.parse(path.read_text(), str(path))):
+            seen += 1
+            message = call.args[0] if call.args else None
+            formatted = len(call.args) > 1 or (
+                isinstance(message, ast.Constant)
+                and isinstance(message.value, str)
+                and re.search(r"%[-#0 +.\d]*[sdifrx]", message.value) is not None
+            )
+            if formatted:
+                offenders.append(f"{path.relative_to(PACKAGE)}:{call.lineno}")
+    assert offenders == []
+    assert seen > 50  # the calls were found (the package logs through `log`, `logger`, `audit`)

@@ -220,11 +220,11 @@ class Kube:
             if live is None or error.status.code != UNPROCESSABLE:
                 raise
             log.warning(
-                "Repairing %s %s/%s after a refused apply: %s",
-                desired["kind"],
-                meta["namespace"],
-                meta["name"],
-                api_message(error),
+                "Repairing an object after a refused apply",
+                extra={
+                    "resource": f"{desired['kind']}/{meta['namespace']}/{meta['name']}",
+                    "error": api_message(error),
+                },
             )
         await self.client.patch(
             _resource(desired["apiVersion"], desired["kind"]),

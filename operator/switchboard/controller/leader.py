@@ -50,6 +50,11 @@ class LeaseElector:
         self.namespace, self.name, self.identity = namespace, name, identity
         self.lease_seconds = lease_seconds
 
+    @property
+    def _lease(self) -> str:
+        """The Lease as its log records name it, ``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
     async def try_acquire(self) -> bool:
         """Take or renew the Lease if it is ours or has expired; True when we hold it."""
         now = _now()
@@ -119,10 +124,13 @@ class LeaseElector:
         while not stop.is_set():
             try:
                 if await self.try_acquire():
-                    log.info("Acquired leadership lease %s/%s", self.namespace, self.name)
+                    log.info("Acquired the leadership lease", extra={"lease": self._lease})
                     return True
             except ApiError as error:
-                log.warning("Could not read leadership lease: %s", error.status.message)
+                log.warning(
+                    "Could not read the leadership lease",
+                    extra={"lease": self._lease, "error": error.status.message},
+                )
             if await self._pause(stop):
                 break
         return False
@@ -133,9 +141,12 @@ class LeaseElector:
             try:
                 held = await self.try_acquire()
             except (ApiError, OSError) as error:
-                log.error("Renewing the leadership lease failed: %s", error)
+                log.error(
+                    "Renewing the leadership lease failed",
+                    extra={"lease": self._lease, "error": str(error)},
+                )
                 held = False
             if not held:
-                log.error("Lost leadership lease %s/%s; stopping", self.namespace, self.name)
+                log.error("Lost the leadership lease; stopping", extra={"lease": self._lease})
                 on_lost()
                 return

@@ -73,7 +73,9 @@ def describe_over_grpc(
             async with PluginClient(address, timeout=timeout) as client:
                 reply = await client.describe()
         except Exception as error:
-            log.info("Could not describe the plugin at %s: %s", address, error)
+            log.info(
+                "Could not describe a plugin", extra={"endpoint": address, "error": str(error)}
+            )
             return None
         return ReportedPlugin(
             name=reply.name,
@@ -224,9 +226,9 @@ class Operator:
         except Exception as error:  # forbidden, or the API server is not there yet
             reason = error.status.message if isinstance(error, ApiError) else str(error)
             log.warning(
-                "Could not read the API server's endpoints (%s); plugin NetworkPolicies "
+                "Could not read the API server's endpoints; plugin NetworkPolicies "
                 "exclude only SWITCHBOARD_API_SERVER_CIDRS",
-                reason,
+                extra={"error": reason},
             )
         return self.settings.model_copy(update={"api_server_cidrs": api_server_cidrs(addresses)})
 
@@ -287,7 +289,7 @@ class Operator:
             try:
                 keys = await self.reconciler.all_keys()
             except Exception as error:  # the loop must outlive any one failure
-                log.warning("The resync could not list resources: %s", error)
+                log.warning("The resync could not list resources", extra={"error": str(error)})
                 continue
             for key in keys:
                 self.request(key)

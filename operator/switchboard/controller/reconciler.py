@@ -224,7 +224,13 @@ class Reconciler:
                 body, event.type, event.reason, event.message, "switchboard-operator"
             )
             log.info(
-                "Recorded %s event %s for %s: %s", event.type, event.reason, key, event.message
+                "Recorded a Kubernetes event",
+                extra={
+                    "resource": str(key),
+                    "event_type": event.type,
+                    "reason": event.reason,
+                    "detail": event.message,
+                },
             )
             # The audit trail of a cluster: the log pipeline keeps it (no database here).
             audit.info(

@@ -156,7 +156,10 @@ class WorkQueue:
                 # A bug must not lose the resource: it is retried like an API error.
                 self._again.discard(key)
                 delay = self._retry_later(key)
-                log.warning("Reconcile of %s failed, retrying in %.0fs: %s", key, delay, error)
+                log.warning(
+                    "Reconcile failed; retrying",
+                    extra={"resource": str(key), "retry_in_seconds": delay, "error": str(error)},
+                )
                 if self.on_failure is not None:
                     await self._report(key, error, delay)
             else:
@@ -176,4 +179,7 @@ class WorkQueue:
         try:
             await self.on_failure(key, error, delay)
         except Exception as report_error:  # the API may be what failed
-            log.warning("Could not record the failure of %s: %s", key, report_error)
+            log.warning(
+                "Could not record a failed reconcile",
+                extra={"resource": str(key), "error": str(report_error)},
+            )

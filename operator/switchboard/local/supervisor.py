@@ -55,6 +55,7 @@ from switchboard.controller.gates import Gate, GatePolicy, GateResult, evaluate
 from switchboard.controller.settings import OperatorSettings
 from switchboard.local import state
 from switchboard.local.loader import Loaded, LoadError, LocalPlugin, load, observed
+from switchboard.logs import render_fields
 from switchboard.router.discovery import StaticDiscovery
 from switchboard.router.table import PluginRoute
 
@@ -161,12 +162,11 @@ def render_record(line: str) -> str:
         return line
     if not isinstance(record, dict):
         return line
-    parts = [f"{record.get('level', ''):<7}", str(record.get("msg", ""))]
-    parts += [f"{k}={v}" for k, v in record.items() if k not in _QUIET_FIELDS]
+    fields = {k: v for k, v in record.items() if k not in _QUIET_FIELDS}
     error = str(record.get("error", "")).strip()
     if error:
-        parts.append(f"error={error.splitlines()[-1]}")
-    return " ".join(parts)
+        fields["error"] = error.splitlines()[-1]
+    return f"{record.get('level', ''):<7} {record.get('msg', '')}{render_fields(fields)}"
 
 
 def error_summary(line: str) -> str | None:
@@ -276,6 +276,15 @@ class Instance:
     @property
     def blocking(self) -> Gate | None:
         return self.gates.blocking
+
+    def log_fields(self, **fields: Any) -> dict[str, Any]:
+        """The ``extra`` of a log record about this resource: named as `switchboard status`
+        names it, ``fields`` in between (the kind last: the live view cuts long lines)."""
+        return {
+            "plugin": f"{self.plugin.namespace}/{self.plugin.name}",
+            **fields,
+            "kind": self.plugin.resource.kind,
+        }
 
 
 class Supervisor:
@@ -402,7 +411,9 @@ class Supervisor:
             self.publish()
             await asyncio.sleep(DRAIN_SECONDS if gone.state is State.SERVING else 0)
             await self._stop(gone)
-            log.info("Stopped %s: its resource is gone from the YAML", gone.label)
+            log.info(
+                "Stopped a plugin: its resource is gone from the YAML", extra=gone.log_fields()
+            )
         self.publish()
 
     async def _block(
@@ -417,15 +428,13 @@ class Supervisor:
         if current is not None and current.state is State.BLOCKED and current.plugin == plugin:
             if current.blocking != blocking:
                 current.gates = result
-                log.warning("The %s does not run: %s", current.label, blocking.message)
+                log.warning("A plugin does not run", extra=_blocked(current, blocking))
             return
         instance = Instance(plugin, self._workdir(plugin), result, state=State.BLOCKED)
         instance.settled.set()
         self.instances[key] = instance
         self.publish()
-        log.warning(
-            "The %s does not run: %s (%s)", instance.label, blocking.message, blocking.reason
-        )
+        log.warning("A plugin does not run", extra=_blocked(instance, blocking))
         if current is not None:
             await self._stop(current)
 
@@ -438,7 +447,7 @@ class Supervisor:
         if old.state is not State.SERVING:
             await self._stop(old)  # a broken process is no fallback
             self._install(fresh)
-            log.info("Reloaded %s", fresh.label)
+            log.info("Reloaded a plugin", extra=fresh.log_fields())
             return
         await fresh.settled.wait()
         if fresh.state is not State.SERVING:
@@ -449,14 +458,15 @@ class Supervisor:
                 "the previous version keeps serving."
             )
             log.error(
-                "The edited %s did not start (%s); kept the old one", old.label, fresh.last_error
+                "An edited plugin did not start; kept the old one",
+                extra=old.log_fields(error=fresh.last_error),
             )
             self._changed(old)
             return
         self._install(fresh)  # new requests go to the new process from here on
         await asyncio.sleep(DRAIN_SECONDS)  # requests that chose the old one reach it
         await self._stop(old)  # SIGTERM: it finishes what it has in flight
-        log.info("Reloaded %s", fresh.label)
+        log.info("Reloaded a plugin", extra=fresh.log_fields())
 
     def reload(self) -> None:
         """Read the YAML again; what changed is applied next. Bad YAML keeps what runs."""
@@ -464,7 +474,7 @@ class Supervisor:
             loaded = load(self.paths, self.plugins, os.environ)
         except LoadError as error:
             self.load_error = str(error)
-            log.error("Kept the running plugins; the YAML has errors:\n%s", error)
+            log.error("Kept the running plugins; the YAML has errors", extra={"error": str(error)})
             self.on_change()
             return
         self.load_error = ""
@@ -503,9 +513,8 @@ class Supervisor:
                     instance.state = State.FAILED
                     self._changed(instance)
                     log.error(
-                        "The %s cannot start: %s; fix the YAML (it reloads by itself)",
-                        instance.label,
-                        instance.last_error,
+                        "A plugin cannot start; fix the YAML (it reloads by itself)",
+                        extra=instance.log_fields(error=instance.last_error),
                     )
                     return
                 if time.monotonic() - instance.started_at >= HEALTHY_RESET:
@@ -516,7 +525,8 @@ class Supervisor:
                 instance.next_restart = time.time() + delay
                 self._changed(instance)
                 log.info(
-                    "Restarting %s in %.0fs (restart %d)", instance.label, delay, instance.restarts
+                    "Restarting a plugin",
+                    extra=instance.log_fields(retry_in_seconds=delay, restarts=instance.restarts),
                 )
                 await asyncio.sleep(delay)
                 instance.next_restart = None
@@ -568,7 +578,10 @@ class Supervisor:
             instance.state = State.SERVING
             instance.settled.set()
             self._changed(instance)
-            log.info("Started %s at %s (pid %s)", instance.label, instance.address, instance.pid)
+            log.info(
+                "Started a plugin",
+                extra=instance.log_fields(endpoint=instance.address, pid=instance.pid),
+            )
         elif instance.process.returncode is None and not instance.stopping:
             hung = True
             self._kill(instance)
@@ -583,7 +596,9 @@ class Supervisor:
             _read_text(instance.workdir / "termination-log"),
             self.start_timeout if hung else None,
         )
-        log.warning("The %s exited (code %s): %s", instance.label, code, instance.last_error)
+        log.warning(
+            "A plugin exited", extra=instance.log_fields(exit_code=code, error=instance.last_error)
+        )
         return code
 
     async def _until_serving(self, instance: Instance) -> bool:
@@ -741,6 +756,13 @@ class Supervisor:
                 }
             )
         return rows
+
+
+def _blocked(instance: Instance, blocking: Gate) -> dict[str, Any]:
+    """The fields of "A plugin does not run": the gate that holds it back, and why."""
+    return instance.log_fields(
+        gate=str(blocking.type), reason=blocking.reason, detail=blocking.message
+    )
 
 
 async def _reported(client: Any) -> dict[str, Any]:

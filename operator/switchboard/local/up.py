@@ -34,7 +34,7 @@ from switchboard.local import state
 from switchboard.local.loader import LoadError, LocalPlugin
 from switchboard.local.supervisor import START_TIMEOUT, Supervisor, die_with_us
 from switchboard.local.view import live_view
-from switchboard.logs import JsonLogFormatter
+from switchboard.logs import JsonLogFormatter, extra_fields, render_fields
 from switchboard.router.app import Router
 from switchboard.router.auth import ApiKey, ApiKeyAuthority
 from switchboard.router.discovery import StaticDiscovery
@@ -66,7 +66,8 @@ class UpOptions:
 
 
 class _Events(logging.Handler):
-    """The latest local-mode log messages, for the live view."""
+    """The latest local-mode log records, for the live view: the message's first line and
+    the fields, as the plain log format writes them."""
 
     def __init__(self, keep: int = RECENT_EVENTS) -> None:
         super().__init__(logging.INFO)
@@ -74,7 +75,8 @@ class _Events(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        self.recent.append(f"{stamp} {record.getMessage().splitlines()[0]}")
+        first_line = next(iter(record.getMessage().splitlines()), "")
+        self.recent.append(f"{stamp} {first_line}{render_fields(extra_fields(record))}")
 
 
 def _plugin_echo(console: Console) -> Callable[[str, str], None]:
@@ -198,7 +200,7 @@ async def _run(options: UpOptions, console: Console) -> int:
     watcher: asyncio.Task[None] | None = None
     try:
         state.write_router(state.LocalRouter(state_dir, url, token, options.namespace, os.getpid()))
-        log.info("Router listening at %s", url)
+        log.info("Announced the local router", extra={"url": url})
         if options.live:
             view = Live(
                 live_view([], url, "", events.recent),
@@ -224,14 +226,19 @@ async def _run(options: UpOptions, console: Console) -> int:
             {settled, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
         )
         if settled.done():
-            log.info("Plugins settled: %s", _counts(supervisor.snapshot()))
+            log.info("Plugins settled", extra={"states": _counts(supervisor.snapshot())})
         if options.command and not stop.is_set():
             try:
                 app = await _start_app(options.command, url, token)
             except OSError as error:
-                log.error("Could not run %s: %s", options.command[0], error)
+                log.error(
+                    "Could not run the command",
+                    extra={"command": options.command[0], "error": str(error)},
+                )
                 return COMMAND_NOT_RUN
-            log.info("Started %s (pid %s)", " ".join(options.command), app.pid)
+            log.info(
+                "Started the command", extra={"command": " ".join(options.command), "pid": app.pid}
+            )
             await asyncio.wait(
                 {asyncio.ensure_future(app.wait()), asyncio.ensure_future(stop.wait())},
                 return_when=asyncio.FIRST_COMPLETED,
@@ -255,9 +262,9 @@ async def _run(options: UpOptions, console: Console) -> int:
     return 0
 
 
-def _counts(rows: list[dict[str, Any]]) -> str:
-    by_state = collections.Counter(str(row["state"]) for row in rows)
-    return ", ".join(f"{count} {name}" for name, count in sorted(by_state.items())) or "none"
+def _counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many plugins are in each state, e.g. ``{"failed": 1, "serving": 2}``."""
+    return dict(sorted(collections.Counter(str(row["state"]) for row in rows).items()))
 
 
 def _log_to_file(state_dir: Path, events: _Events) -> None:

@@ -169,7 +169,13 @@ class Router:
             )
             await self._grpc.start()
         await self.delivery.start()
-        log.info("Router listening: HTTP on %s, gRPC on %s", self.http_port, self.grpc_port)
+        log.info(
+            "Router listening",
+            extra={
+                "http_port": self.http_port,
+                "grpc_port": self.grpc_port if self._grpc is not None else None,
+            },
+        )
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._grpc is not None:

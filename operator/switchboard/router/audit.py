@@ -49,8 +49,7 @@ class Auditor:
             tenant, actor, action, target, outcome, message_id, detail, at=time.time()
         )
         log.info(
-            "Audited %s",
-            action,
+            "Audited an action",
             extra={
                 "tenant": tenant,
                 "actor": actor,

@@ -97,7 +97,10 @@ class StaticDiscovery(Discovery):
                     self._mtime = mtime
                     self._load()
             except (OSError, ValueError, TypeError) as error:
-                log.warning("Could not read routes from %s: %s", self.path, error)
+                log.warning(
+                    "Could not read the routes file",
+                    extra={"path": str(self.path), "error": str(error)},
+                )
             await asyncio.sleep(self.poll_seconds)
 
     async def stop(self) -> None:

@@ -162,10 +162,7 @@ class EndpointPool:
         state.ejected_until = state.ejected_at + seconds
         self.ejections_total += 1
         log.warning(
-            "Ejected the endpoint of %s at %s for %.1fs after repeated failures",
-            plugin or "a plugin",
-            address,
-            seconds,
+            "Ejected an endpoint after repeated failures",
             extra={"plugin": plugin, "endpoint": address, "seconds": seconds},
         )
         return True
@@ -195,4 +192,7 @@ class EndpointPool:
         state = self.states.get(address)
         if state is not None and state.serving != serving:
             state.serving = serving
-            log.info("Endpoint %s is %s", address, "serving" if serving else "not serving")
+            log.info(
+                "Endpoint health changed",
+                extra={"endpoint": address, "health": "SERVING" if serving else "NOT_SERVING"},
+            )

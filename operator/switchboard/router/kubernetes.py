@@ -119,10 +119,16 @@ class KubernetesDiscovery(Discovery):
                     self._changed()
             except ApiException as error:
                 if error.status != 410:  # 410 Gone: relist from scratch
-                    log.warning("Watching %s failed: %s", stream, error.reason)
+                    log.warning(
+                        "Watching the API server failed",
+                        extra={"resources": stream, "error": str(error.reason)},
+                    )
                     self._stop.wait(1)
             except Exception as error:  # a watch must survive anything
-                log.warning("Watching %s failed: %s", stream, error)
+                log.warning(
+                    "Watching the API server failed",
+                    extra={"resources": stream, "error": str(error)},
+                )
                 self._stop.wait(1)
 
     def _replace(self, stream: str, items: list[dict[str, Any]], kind: str | None) -> None:

@@ -33,6 +33,11 @@ _STANDARD_ATTRIBUTES: Final = frozenset(
 )
 
 
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a log call passed as ``extra``: the record's non-standard attributes."""
+    return {key: value for key, value in vars(record).items() if key not in _STANDARD_ATTRIBUTES}
+
+
 #: Secrets shorter than this are redacted only where they stand alone (not
 #: inside a longer word): replacing every "k" would wreck every log line.
 MIN_SUBSTRING_SECRET: Final = 4
@@ -130,9 +135,8 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self._redactor.redact(record.getMessage())
         record.args = None
-        for key, value in list(vars(record).items()):
-            if key not in _STANDARD_ATTRIBUTES:
-                setattr(record, key, self._redactor.redact_value(value))
+        for key, value in extra_fields(record).items():
+            setattr(record, key, self._redactor.redact_value(value))
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -158,9 +162,8 @@ class JsonLogFormatter(logging.Formatter):
             **({"plugin": self.plugin} if self.plugin is not None else {}),
             "logger": record.name,
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRIBUTES and key not in payload:
-                payload[key] = value
+        for key, value in extra_fields(record).items():
+            payload.setdefault(key, value)
         span_context = trace.get_current_span().get_span_context()
         if span_context.is_valid:
             payload["trace_id"] = format(span_context.trace_id, "032x")
