@@ -11,10 +11,15 @@ $(BIN)/python:
 
 # Exactly the locked versions, hash-checked (requirements/dev.txt, from `make
 # lock`), installed by the locked uv; the project itself is built with the
-# locked setuptools, not one fetched for the build.
+# locked setuptools, not one fetched for the build. The libraries' bytecode is
+# compiled once here: where PYTHONDONTWRITEBYTECODE is set, every process would
+# otherwise compile what it imports from source each time it starts (2 s of CPU
+# for a router, and the tests start hundreds of processes). The project's own
+# modules are few and stay source only, so no bytecode lands in the images'
+# build contexts.
 $(VENV)/.installed: $(BIN)/python requirements/dev.txt requirements/uv.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/uv.txt
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python --require-hashes requirements/dev.txt
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python --require-hashes requirements/dev.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $@
 
