@@ -85,6 +85,12 @@ def free_port() -> int:
         return port
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -207,6 +213,19 @@ async def rate(router: Router, seconds: float, concurrency: int, **send: Any) ->
     return done / (time.perf_counter() - started)
 
 
+async def rate_and_cpu(
+    router: Router, seconds: float, concurrency: int, **send: Any
+) -> tuple[float, float]:
+    """``rate``, and the router's CPU milliseconds per message meanwhile: what one
+    message costs it, so what a core of its own would carry (1000 / cost)."""
+    started = time.perf_counter()
+    before = cpu_seconds(router.process.pid)
+    per_second = await rate(router, seconds, concurrency, **send)
+    used = cpu_seconds(router.process.pid) - before
+    messages = per_second * (time.perf_counter() - started)
+    return round(per_second, 1), round(1000 * used / max(messages, 1), 3)
+
+
 async def submit_all(router: Router, total: int, concurrency: int) -> None:
     """Send ``total`` asynchronous messages, ``concurrency`` at a time."""
     pending = list(range(total))
@@ -238,8 +257,10 @@ async def queued_delivery_rate(
     delivered: Callable[[], int],
     args: argparse.Namespace,
     routers: list[Router],
-) -> float:
-    """Messages per second a router delivers from a queue filled beforehand.
+    plugin: PluginProcess,
+) -> dict[str, float]:
+    """Messages per second a router delivers from a queue filled beforehand, and the
+    CPU milliseconds each message cost the router and the plugin meanwhile.
 
     The queue is filled by a router with its workers off; a second router on
     the same ledger only delivers it. ``delivered()`` counts what reached the
@@ -270,21 +291,27 @@ async def queued_delivery_rate(
         },
     )
     routers.append(router)
-    first: tuple[float, int] | None = None
-    for _ in range(2400):  # at most two minutes
+    pids = {"router": router.process.pid, "plugin": plugin.process.pid}
+    first: tuple[float, int, dict[str, float]] | None = None
+    for _ in range(6000):  # at most two minutes
         count = delivered() - before
         if count and first is None:
-            first = (time.perf_counter(), count)
+            first = (time.perf_counter(), count, {k: cpu_seconds(p) for k, p in pids.items()})
         if count >= args.deliveries:
             break
         await asyncio.sleep(0.02)
     finished = time.perf_counter()
+    used = {k: cpu_seconds(p) for k, p in pids.items()}
     await router.stop()
     routers.remove(router)
     if first is None:
-        return 0.0
-    started, already = first
-    return (delivered() - before - already) / (finished - started)
+        return {"rate": 0.0}
+    started, already, cpu = first
+    messages = max(delivered() - before - already, 1)
+    return {
+        "rate": round(messages / (finished - started), 1),
+        **{f"{k}_cpu_ms": round(1000 * (used[k] - cpu[k]) / messages, 3) for k in pids},
+    }
 
 
 async def delivery_floors(
@@ -408,8 +435,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         floor = Router(workdir, "floor", routes, {"PYTHONPATH": str(baseline_source)})
         routers.append(floor)
         await floor.ready()
-        results["front_door_floor_rps"] = round(
-            await rate(floor, args.seconds, args.concurrency), 1
+        results["front_door_floor_rps"], results["front_door_floor_cpu_ms"] = await rate_and_cpu(
+            floor, args.seconds, args.concurrency
         )
         await floor.stop()
         routers.remove(floor)
@@ -425,8 +452,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             )
             routers.append(router)
             await router.ready()
-            accepted[engine] = round(
-                await rate(router, args.seconds, args.concurrency, asynchronous=True), 1
+            accepted[engine], accepted[f"{engine}_router_cpu_ms"] = await rate_and_cpu(
+                router, args.seconds, args.concurrency, asynchronous=True
             )
             await router.stop()
             routers.remove(router)
@@ -447,16 +474,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             return postgres.create_database(name).replace("postgresql://", "postgresql+psycopg://")
 
         async def delivery_rate(
-            engine: str, plugin: PluginRoute, delivered: Callable[[], int]
-        ) -> float:
+            engine: str, plugin: PluginRoute, delivered: Callable[[], int], process: PluginProcess
+        ) -> dict[str, float]:
             return await queued_delivery_rate(
-                workdir, [plugin], fresh(engine), delivered, args, routers
+                workdir, [plugin], fresh(engine), delivered, args, routers, process
             )
 
         delivered = {
-            engine: round(
-                await delivery_rate(engine, route("hook", webhook_address), lambda: len(received)),
-                1,
+            engine: await delivery_rate(
+                engine, route("hook", webhook_address), lambda: len(received), webhook
             )
             for engine in ("sqlite", "postgresql")
         }
@@ -472,8 +498,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 return sum(1 for _ in lines)
 
         ceiling = {
-            engine: round(
-                await delivery_rate(engine, route("instant", instant_address), instant_count), 1
+            engine: await delivery_rate(
+                engine, route("instant", instant_address), instant_count, instant
             )
             for engine in ("sqlite", "postgresql")
         }
