@@ -252,6 +252,42 @@ async def test_a_connect_timeout_is_retryable_because_nothing_was_sent() -> None
             await providers.send_request(client, "POST", "/", provider="Acme", json={})
 
 
+async def test_the_client_goes_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with recording_proxy() as (port, request_lines):
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with providers.http_client(base_url="http://127.0.0.2:9") as client:
+            response = await providers.send_request(client, "POST", "/send", provider="Acme")
+
+    assert response.status_code == 200
+    # The absolute form of the target: the request was handed to the proxy (the
+    # target itself is a closed loopback port: without the proxy, no answer).
+    assert request_lines == ["POST http://127.0.0.2:9/send HTTP/1.1"]
+
+
+@asynccontextmanager
+async def recording_proxy() -> AsyncIterator[tuple[int, list[str]]]:
+    """An HTTP proxy that answers every request itself, keeping its request line."""
+    lines: list[str] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines.append(head.split(b"\r\n", 1)[0].decode())
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], lines
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 @asynccontextmanager
 async def hanging_up_server() -> AsyncIterator[int]:
     """A server that reads the request and closes the connection without an answer."""
