@@ -17,19 +17,24 @@ Conventions every command keeps (docs/operations.md#the-cli):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 import yaml
 
 from switchboard import __version__
 from switchboard.sdk._cli import plugin
+
+if TYPE_CHECKING:
+    # Only for annotations: the client (httpx) is imported when a command runs, not for --help.
+    from switchboard.client import MessageEvent, Switchboard
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -207,22 +212,23 @@ def _tracing(service: str, configure: Any) -> Any:
 FORMATS = ("table", "json", "yaml")
 
 
-def _output_options(func: Any) -> Any:
-    func = click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as -o json.")(
-        func
-    )
-    return click.option(
+def _output_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add `-o table|json|yaml` and its hidden alias `--json`; `command` gets one `output`."""
+
+    @click.option(
         "--output",
         "-o",
         type=click.Choice(FORMATS),
         default="table",
         show_default=True,
         help="table for people; json or yaml for programs.",
-    )(func)
+    )
+    @click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as -o json.")
+    @functools.wraps(command)  # click reads the name and help text from the wrapper
+    def with_output(*args: Any, output: str, as_json: bool, **kwargs: Any) -> None:
+        command(*args, output="json" if as_json else output, **kwargs)
 
-
-def _format(output: str, as_json: bool) -> str:
-    return "json" if as_json else output
+    return with_output
 
 
 def _emit(data: Any, output: str, table: Callable[[], None]) -> None:
@@ -321,28 +327,49 @@ def _fail(error: Exception) -> NoReturn:
 # --- finding the router ----------------------------------------------------------------
 
 
-def _client_options(func: Any) -> Any:
-    for option in reversed(
-        [
-            click.option("--url", envvar="SWITCHBOARD_URL", help="Router URL [the local router]."),
-            click.option("--token", envvar="SWITCHBOARD_TOKEN", help="Bearer token or API key."),
-            click.option("--namespace", "-n", default=None, help="Tenant namespace."),
-            click.option(
-                "--state-dir",
-                envvar="SWITCHBOARD_STATE_DIR",
-                type=click.Path(file_okay=False, path_type=Path),
-                default=None,
-                help="The local router of `switchboard up --state-dir DIR`.",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
+def _state_dir_option(help_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """`--state-dir` (or SWITCHBOARD_STATE_DIR): which `switchboard up` a command means."""
+    return click.option(
+        "--state-dir",
+        envvar="SWITCHBOARD_STATE_DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help=help_text,
+    )
 
 
-def _client(
-    url: str | None, token: str | None, namespace: str | None, state_dir: Path | None
-) -> Any:
+@dataclasses.dataclass(frozen=True)
+class RouterOptions:
+    """The router a command talks to, as --url, --token, --namespace and --state-dir name it."""
+
+    url: str | None
+    token: str | None
+    namespace: str | None
+    state_dir: Path | None
+
+
+def _client_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add the options that find the router; `command` gets them as one `router`."""
+
+    @click.option("--url", envvar="SWITCHBOARD_URL", help="Router URL [the local router].")
+    @click.option("--token", envvar="SWITCHBOARD_TOKEN", help="Bearer token or API key.")
+    @click.option("--namespace", "-n", default=None, help="Tenant namespace.")
+    @_state_dir_option("The local router of `switchboard up --state-dir DIR`.")
+    @functools.wraps(command)  # click reads the name and help text from the wrapper
+    def with_router(
+        *args: Any,
+        url: str | None,
+        token: str | None,
+        namespace: str | None,
+        state_dir: Path | None,
+        **kwargs: Any,
+    ) -> None:
+        command(*args, router=RouterOptions(url, token, namespace, state_dir), **kwargs)
+
+    return with_router
+
+
+def _client(router: RouterOptions) -> Switchboard:
     """A client of the named router, else of the local one; StateError if there is none."""
     from switchboard.client import Switchboard
     from switchboard.local.state import find_router
@@ -350,10 +377,23 @@ def _client(
 
     # With OTEL_* set, the trace starts here; spans leave when the process exits.
     _tracing("switchboard-cli", configure_tracing)
+    url, token = router.url, router.token
     if not url:
-        local = find_router(Path.cwd(), state_dir)
+        local = find_router(Path.cwd(), router.state_dir)
         url, token = local.url, token or local.token
-    return Switchboard(url, token, namespace=namespace)
+    return Switchboard(url, token, namespace=router.namespace)
+
+
+_Answer = TypeVar("_Answer")
+
+
+def _call_router(router: RouterOptions, call: Callable[[Switchboard], _Answer]) -> _Answer:
+    """`call(client)` on the router's client, closed after; an error ends the command (_fail)."""
+    try:
+        with _client(router) as client:
+            return call(client)
+    except Exception as error:
+        _fail(error)
 
 
 def _local_status(url: str | None, state_dir: Path | None) -> dict[str, Any] | None:
@@ -423,11 +463,7 @@ def send(
     metadata: tuple[str, ...],
     wait: bool,
     output: str,
-    as_json: bool,
-    url: str | None,
-    token: str | None,
-    namespace: str | None,
-    state_dir: Path | None,
+    router: RouterOptions,
 ) -> None:
     """Send CONTENT to RECIPIENT on CHANNEL; the router picks the plugin.
 
@@ -438,21 +474,20 @@ def send(
         raise click.BadParameter(f"{malformed[0]!r} is not KEY=VALUE", param_hint="--metadata")
     extras = dict(item.split("=", 1) for item in metadata)
     body = _read_argument(content, "message")
-    try:
-        with _client(url, token, namespace, state_dir) as client:
-            result = client.send_message(
-                channel,
-                recipient,
-                body,
-                subject=subject,
-                content_type=content_type,
-                metadata=extras or None,
-                idempotency_key=idempotency_key,
-                wait=wait,
-            )
-    except Exception as error:
-        _fail(error)
-    _emit(dataclasses.asdict(result), _format(output, as_json), lambda: _print_sent(result))
+    result = _call_router(
+        router,
+        lambda client: client.send_message(
+            channel,
+            recipient,
+            body,
+            subject=subject,
+            content_type=content_type,
+            metadata=extras or None,
+            idempotency_key=idempotency_key,
+            wait=wait,
+        ),
+    )
+    _emit(dataclasses.asdict(result), output, lambda: _print_sent(result))
 
 
 @main.command()
@@ -468,27 +503,22 @@ def invoke(
     params: str,
     idempotency_key: str | None,
     output: str,
-    as_json: bool,
-    url: str | None,
-    token: str | None,
-    namespace: str | None,
-    state_dir: Path | None,
+    router: RouterOptions,
 ) -> None:
     """Run OPERATION of INTEGRATION with PARAMS (a JSON object; `-` reads it from stdin)."""
     try:
         arguments = json.loads(_read_argument(params, "parameters"))
     except ValueError as error:
         raise click.BadParameter(f"not JSON: {error}", param_hint="PARAMS") from error
-    try:
-        with _client(url, token, namespace, state_dir) as client:
-            result = client.invoke(
-                integration, operation, arguments, idempotency_key=idempotency_key
-            )
-    except Exception as error:
-        _fail(error)
+    result = _call_router(
+        router,
+        lambda client: client.invoke(
+            integration, operation, arguments, idempotency_key=idempotency_key
+        ),
+    )
     _emit(
         dataclasses.asdict(result),
-        _format(output, as_json),
+        output,
         lambda: click.echo(json.dumps(result.result, indent=2)),
     )
 
@@ -540,24 +570,14 @@ def _status_rows(document: dict[str, Any], local: dict[str, Any] | None) -> list
 @main.command()
 @_output_options
 @_client_options
-def status(
-    output: str,
-    as_json: bool,
-    url: str | None,
-    token: str | None,
-    namespace: str | None,
-    state_dir: Path | None,
-) -> None:
+def status(output: str, router: RouterOptions) -> None:
     """Show every plugin: state, endpoint, error rate, and why one does not serve."""
     from switchboard.local.view import detail, route_text
 
-    try:
-        with _client(url, token, namespace, state_dir) as client:
-            document = dict(client.system_status())
-            router_url = client.url
-    except Exception as error:
-        _fail(error)
-    local = _local_status(router_url, state_dir)
+    document, router_url = _call_router(
+        router, lambda client: (dict(client.system_status()), client.url)
+    )
+    local = _local_status(router_url, router.state_dir)
     rows = _status_rows(document, local)
     healthy = sum(1 for row in rows if row["healthy"])
 
@@ -589,7 +609,7 @@ def status(
     data = {**document, "plugins": rows}
     if local is not None:
         data["loadError"] = local.get("loadError", "")
-    _emit(data, _format(output, as_json), table)
+    _emit(data, output, table)
 
 
 @main.command()
@@ -601,13 +621,7 @@ def status(
     show_default=True,
     help="shell: export lines for eval; dotenv: a .env file; json.",
 )
-@click.option(
-    "--state-dir",
-    envvar="SWITCHBOARD_STATE_DIR",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The local router of `switchboard up --state-dir DIR`.",
-)
+@_state_dir_option("The local router of `switchboard up --state-dir DIR`.")
 def env(output: str, state_dir: Path | None) -> None:
     """Print SWITCHBOARD_URL and SWITCHBOARD_TOKEN of the local router, for your code.
 
@@ -769,13 +783,7 @@ def _state_folder(state_dir: Path | None) -> Path:
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
 @click.option("--tail", "-n", "lines", type=int, default=None, help="Only the last N lines.")
 @click.option("--raw", is_flag=True, help="The JSON records as the plugin wrote them.")
-@click.option(
-    "--state-dir",
-    envvar="SWITCHBOARD_STATE_DIR",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The state folder of `switchboard up --state-dir DIR`.",
-)
+@_state_dir_option("The state folder of `switchboard up --state-dir DIR`.")
 def logs(
     plugin_name: str, follow: bool, lines: int | None, raw: bool, state_dir: Path | None
 ) -> None:
@@ -831,25 +839,12 @@ def _message_rows(found: list[Any]) -> None:
 @click.option("--limit", type=int, default=None, help="At most this many (1-1000) [100].")
 @_output_options
 @_client_options
-def audit(
-    since: str | None,
-    limit: int | None,
-    output: str,
-    as_json: bool,
-    url: str | None,
-    token: str | None,
-    namespace: str | None,
-    state_dir: Path | None,
-) -> None:
+def audit(since: str | None, limit: int | None, output: str, router: RouterOptions) -> None:
     """The audit trail: who sent, invoked, replayed or was refused what, and gate changes.
 
     Newest first. No message content, recipient or secret is ever in it.
     """
-    try:
-        with _client(url, token, namespace, state_dir) as client:
-            events = client.audit_trail(since=since, limit=limit)
-    except Exception as error:
-        _fail(error)
+    events = _call_router(router, lambda client: client.audit_trail(since=since, limit=limit))
 
     def table() -> None:
         if not events:
@@ -861,7 +856,7 @@ def audit(
         ]
         click.echo(columns(["AT", "ACTOR", "ACTION", "TARGET", "OUTCOME", "MESSAGE"], rows))
 
-    _emit(events, _format(output, as_json), table)
+    _emit(events, output, table)
 
 
 @messages.command("list")
@@ -881,30 +876,21 @@ def messages_list(
     until: str | None,
     limit: int | None,
     output: str,
-    as_json: bool,
-    url: str | None,
-    token: str | None,
-    namespace: str | None,
-    state_dir: Path | None,
+    router: RouterOptions,
 ) -> None:
     """Messages, newest first."""
-    try:
-        with _client(url, token, namespace, state_dir) as client:
-            found = client.list_messages(
-                state=state,
-                channel=channel,
-                recipient=recipient,
-                since=since,
-                until=until,
-                limit=limit,
-            )
-    except Exception as error:
-        _fail(error)
-    _emit(
-        [dataclasses.asdict(m) for m in found],
-        _format(output, as_json),
-        lambda: _message_rows(found),
+    found = _call_router(
+        router,
+        lambda client: client.list_messages(
+            state=state,
+            channel=channel,
+            recipient=recipient,
+            since=since,
+            until=until,
+            limit=limit,
+        ),
     )
+    _emit([dataclasses.asdict(m) for m in found], output, lambda: _message_rows(found))
 
 
 def _print_message(message: Any) -> None:
@@ -941,44 +927,20 @@ def _print_message(message: Any) -> None:
 @click.argument("message_id", metavar="ID")
 @_output_options
 @_client_options
-def messages_show(
-    message_id: str,
-    output: str,
-    as_json: bool,
-    url: str | None,
-    token: str | None,
-    namespace: str | None,
-    state_dir: Path | None,
-) -> None:
+def messages_show(message_id: str, output: str, router: RouterOptions) -> None:
     """One message: its state, every attempt and its history."""
-    try:
-        with _client(url, token, namespace, state_dir) as client:
-            message = client.get_message(message_id)
-    except Exception as error:
-        _fail(error)
-    _emit(dataclasses.asdict(message), _format(output, as_json), lambda: _print_message(message))
+    message = _call_router(router, lambda client: client.get_message(message_id))
+    _emit(dataclasses.asdict(message), output, lambda: _print_message(message))
 
 
 @messages.command("replay")
 @click.argument("message_id", metavar="ID")
 @_output_options
 @_client_options
-def messages_replay(
-    message_id: str,
-    output: str,
-    as_json: bool,
-    url: str | None,
-    token: str | None,
-    namespace: str | None,
-    state_dir: Path | None,
-) -> None:
+def messages_replay(message_id: str, output: str, router: RouterOptions) -> None:
     """Send a failed, unknown or expired message again: a new round of the same message."""
-    try:
-        with _client(url, token, namespace, state_dir) as client:
-            result = client.replay_message(message_id)
-    except Exception as error:
-        _fail(error)
-    _emit(dataclasses.asdict(result), _format(output, as_json), lambda: _print_sent(result))
+    result = _call_router(router, lambda client: client.replay_message(message_id))
+    _emit(dataclasses.asdict(result), output, lambda: _print_sent(result))
 
 
 @messages.command("watch")
@@ -989,56 +951,51 @@ def messages_replay(
 @_output_options
 @_client_options
 def messages_watch(
-    after: int | None,
-    count: int | None,
-    output: str,
-    as_json: bool,
-    url: str | None,
-    token: str | None,
-    namespace: str | None,
-    state_dir: Path | None,
+    after: int | None, count: int | None, output: str, router: RouterOptions
 ) -> None:
     """Print every state change of the tenant's messages as it happens (Ctrl-C stops).
 
     A dropped connection is resumed where it stopped (Last-Event-ID).
     """
+    try:
+        _call_router(router, lambda client: _follow_events(client, after, count, output))
+    except KeyboardInterrupt:
+        return
+
+
+def _follow_events(client: Switchboard, after: int | None, count: int | None, output: str) -> None:
+    """Print events after `after` until `count` of them (or forever); reconnect when cut off."""
     import time
 
     from switchboard.api.backoff import Backoff
     from switchboard.client import SwitchboardError
 
-    fmt = _format(output, as_json)
     seen = 0
     backoff = Backoff(0.5, 10.0)
-    try:
-        with _client(url, token, namespace, state_dir) as client:
-            while count is None or seen < count:
-                try:
-                    for event in client.message_events(after=after):
-                        after, seen = event.seq, seen + 1
-                        backoff.reset()
-                        if fmt == "json":
-                            click.echo(json.dumps(dataclasses.asdict(event)))
-                        elif fmt == "yaml":
-                            click.echo(
-                                "---\n" + yaml.safe_dump(dataclasses.asdict(event)), nl=False
-                            )
-                        else:
-                            detail = f"  {event.detail}" if event.detail else ""
-                            click.echo(
-                                f"{event.at}  {event.id}  {event.state:<10} {event.channel}{detail}"
-                            )
-                        if count is not None and seen >= count:
-                            return
-                except SwitchboardError as error:
-                    if error.status != 0:
-                        raise
-                    click.echo(f"Lost the router ({error.message}); reconnecting.", err=True)
-                time.sleep(backoff.next())
-    except Exception as error:
-        _fail(error)
-    except KeyboardInterrupt:
-        return
+    while count is None or seen < count:
+        try:
+            for event in client.message_events(after=after):
+                after, seen = event.seq, seen + 1
+                backoff.reset()
+                _print_event(event, output)
+                if count is not None and seen >= count:
+                    return
+        except SwitchboardError as error:
+            if error.status != 0:
+                raise
+            click.echo(f"Lost the router ({error.message}); reconnecting.", err=True)
+        time.sleep(backoff.next())
+
+
+def _print_event(event: MessageEvent, output: str) -> None:
+    """One event: a JSON line, a YAML document, or a line for people."""
+    if output == "json":
+        click.echo(json.dumps(dataclasses.asdict(event)))
+    elif output == "yaml":
+        click.echo("---\n" + yaml.safe_dump(dataclasses.asdict(event)), nl=False)
+    else:
+        detail = f"  {event.detail}" if event.detail else ""
+        click.echo(f"{event.at}  {event.id}  {event.state:<10} {event.channel}{detail}")
 
 
 # --- talking to one plugin ---------------------------------------------------------------
@@ -1070,13 +1027,7 @@ def _plugin_target(target: str, state_dir: Path | None) -> str:
 @click.group("call")
 @click.argument("target")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per call.")
-@click.option(
-    "--state-dir",
-    envvar="SWITCHBOARD_STATE_DIR",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The state folder of `switchboard up --state-dir DIR`.",
-)
+@_state_dir_option("The state folder of `switchboard up --state-dir DIR`.")
 @click.pass_context
 def plugin_call(ctx: click.Context, target: str, timeout: float, state_dir: Path | None) -> None:
     """Call one plugin directly, as the router would: TARGET is HOST:PORT or a local plugin.
@@ -1130,7 +1081,7 @@ def _message_dict(message: Any) -> dict[str, Any]:
 @plugin_call.command("describe")
 @_output_options
 @click.pass_context
-def call_describe(ctx: click.Context, output: str, as_json: bool) -> None:
+def call_describe(ctx: click.Context, output: str) -> None:
     """What the plugin is: id, version, kind, capabilities, secrets, operations."""
     reply = _call_plugin(ctx, lambda client: client.describe())
     data = _message_dict(reply)
@@ -1150,7 +1101,7 @@ def call_describe(ctx: click.Context, output: str, as_json: bool) -> None:
         click.echo(f"  operations:   {', '.join(o.name for o in reply.operations) or 'none'}")
         click.echo(f"  sdk:          {reply.sdk_version}")
 
-    _emit(data, _format(output, as_json), table)
+    _emit(data, output, table)
 
 
 @plugin_call.command("health")
@@ -1166,12 +1117,12 @@ def call_health(ctx: click.Context) -> None:
 @plugin_call.command("check-credentials")
 @_output_options
 @click.pass_context
-def call_check_credentials(ctx: click.Context, output: str, as_json: bool) -> None:
+def call_check_credentials(ctx: click.Context, output: str) -> None:
     """Whether the provider accepts the plugin's credentials (exit 1 if not)."""
     reply = _call_plugin(ctx, lambda client: client.check_credentials())
     _emit(
         {"ok": reply.ok, "message": reply.message},
-        _format(output, as_json),
+        output,
         lambda: click.echo(f"{'ok' if reply.ok else 'REJECTED'}: {reply.message}"),
     )
     if not reply.ok:
@@ -1194,7 +1145,6 @@ def call_send(
     idempotency_key: str,
     metadata: tuple[str, ...],
     output: str,
-    as_json: bool,
 ) -> None:
     """Send one message through this plugin (CONTENT `-` reads stdin)."""
     extras = dict(item.split("=", 1) for item in metadata if "=" in item)
@@ -1212,7 +1162,7 @@ def call_send(
         for key, value in sorted(result.details.items()):
             click.echo(f"  {key}: {value}")
 
-    _emit(data, _format(output, as_json), table)
+    _emit(data, output, table)
 
 
 @plugin_call.command("invoke")
@@ -1227,7 +1177,6 @@ def call_invoke(
     params: str,
     idempotency_key: str,
     output: str,
-    as_json: bool,
 ) -> None:
     """Run OPERATION with PARAMS (a JSON object; `-` reads stdin)."""
     try:
@@ -1238,7 +1187,7 @@ def call_invoke(
         ctx,
         lambda client: client.invoke(operation, arguments, idempotency_key=idempotency_key),
     )
-    _emit(result, _format(output, as_json), lambda: click.echo(json.dumps(result, indent=2)))
+    _emit(result, output, lambda: click.echo(json.dumps(result, indent=2)))
 
 
 plugin.add_command(plugin_call)
