@@ -560,6 +560,12 @@ def build_router(settings: RouterSettings, kubeconfig: str | None = None) -> Rou
         authority = ApiKeyAuthority.from_file(settings.api_keys_file)
     except (OSError, ValueError) as error:
         raise SystemExit(f"The API keys file is not usable: {error}") from None
+    if settings.static_file is not None and not settings.static_file.parent.is_dir():
+        # The file is watched through its folder (it is replaced, not rewritten).
+        raise SystemExit(
+            f"The routes file's folder {settings.static_file.parent} does not exist: "
+            "create it, or point SWITCHBOARD_ROUTER_STATIC_FILE at a file in a folder that does"
+        )
     return Router(settings, StaticDiscovery(settings.static_file), authority)
 
 

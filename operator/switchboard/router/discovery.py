@@ -51,14 +51,14 @@ class StaticDiscovery(Discovery):
     """Routes given by local mode: directly (`publish`) or through a JSON file.
 
     The file holds `{"routes": [PluginRoute fields...]}` and is re-read when
-    its modification time changes.
+    it changes (watchfiles: inotify on Linux; its folder is watched, because
+    the file is replaced, not written in place).
     """
 
-    def __init__(self, path: Path | None = None, poll_seconds: float = 0.25) -> None:
+    def __init__(self, path: Path | None = None) -> None:
         super().__init__()
-        self.path, self.poll_seconds = path, poll_seconds
+        self.path = path
         self._task: asyncio.Task[None] | None = None
-        self._mtime = 0.0
 
     @staticmethod
     def write(path: Path, routes: Iterable[PluginRoute]) -> None:
@@ -89,19 +89,28 @@ class StaticDiscovery(Discovery):
         self._task = asyncio.create_task(self._watch_file(), name="static routes")
 
     async def _watch_file(self) -> None:
+        from watchfiles import awatch  # a static router's only watcher; Kubernetes needs none
+
         assert self.path is not None
-        while True:
-            try:
-                mtime = self.path.stat().st_mtime
-                if mtime != self._mtime:
-                    self._mtime = mtime
-                    self._load()
-            except (OSError, ValueError, TypeError) as error:
-                log.warning(
-                    "Could not read the routes file",
-                    extra={"path": str(self.path), "error": str(error)},
-                )
-            await asyncio.sleep(self.poll_seconds)
+        path = self.path.resolve()
+
+        def is_routes_file(_change: Any, changed: str) -> bool:
+            return Path(changed) == path
+
+        self._reload()
+        async for _changes in awatch(
+            path.parent, recursive=False, debounce=50, watch_filter=is_routes_file
+        ):
+            self._reload()
+
+    def _reload(self) -> None:
+        try:
+            self._load()
+        except (OSError, ValueError, TypeError) as error:
+            log.warning(
+                "Could not read the routes file",
+                extra={"path": str(self.path), "error": str(error)},
+            )
 
     async def stop(self) -> None:
         if self._task is not None:
