@@ -250,6 +250,21 @@ async def bounded_rate(total: int, concurrency: int, call: Any) -> float:
     return total / (time.perf_counter() - started)
 
 
+async def accepting_router(
+    workdir: Path, name: str, routes: list[PluginRoute], url: str, routers: list[Router]
+) -> Router:
+    """A router on the ledger at ``url`` with its delivery workers off: it only accepts."""
+    router = Router(
+        workdir,
+        name,
+        routes,
+        {"SWITCHBOARD_ROUTER_LEDGER_URL": url, "SWITCHBOARD_ROUTER_DELIVERY_WORKERS": "0"},
+    )
+    routers.append(router)
+    await router.ready()
+    return router
+
+
 async def queued_delivery_rate(
     workdir: Path,
     hook_route: list[PluginRoute],
@@ -269,14 +284,7 @@ async def queued_delivery_rate(
     this machine, is not delivery).
     """
     name = hook_route[0].name
-    filler = Router(
-        workdir,
-        f"fill-{name}",
-        hook_route,
-        {"SWITCHBOARD_ROUTER_LEDGER_URL": url, "SWITCHBOARD_ROUTER_DELIVERY_WORKERS": "0"},
-    )
-    routers.append(filler)
-    await filler.ready()
+    filler = await accepting_router(workdir, f"fill-{name}", hook_route, url, routers)
     await submit_all(filler, args.deliveries, args.concurrency)
     await filler.stop()
     routers.remove(filler)
@@ -445,14 +453,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         # Asynchronous sends durably accepted per second (workers off: the write rate).
         accepted = {}
         for engine, url in ledgers.items():
-            router = Router(
-                workdir,
-                f"accept-{engine}",
-                routes,
-                {"SWITCHBOARD_ROUTER_LEDGER_URL": url, "SWITCHBOARD_ROUTER_DELIVERY_WORKERS": "0"},
-            )
-            routers.append(router)
-            await router.ready()
+            router = await accepting_router(workdir, f"accept-{engine}", routes, url, routers)
             accepted[engine], accepted[f"{engine}_router_cpu_ms"] = await rate_and_cpu(
                 router, args.seconds, args.concurrency, asynchronous=True
             )

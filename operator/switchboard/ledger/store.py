@@ -134,9 +134,6 @@ class _Batch:
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
         return await self.conn.execute(statement, parameters)
 
-    async def run_sync(self, work: Callable[[Connection], Any]) -> Any:
-        return await self.conn.run_sync(work)
-
     def later(self, statement: Any, rows: Iterable[Mapping[str, Any]]) -> None:
         """Insert ``rows`` with ``statement`` (a module-level insert) before the commit."""
         self._later.setdefault(statement, []).extend(rows)
@@ -520,7 +517,7 @@ class Ledger:
                         return "conflict", existing.id
                     return "existing", await self._record(conn, existing.id)
             await conn.execute(_INSERT_MESSAGE, [row])
-            await self._events(conn, [(row, state, None) for state in states], now)
+            self._events(conn, [(row, state, None) for state in states], now)
             return "created", _record(row)
 
         for _ in range(2):  # a racing replica may insert the same key in between
@@ -562,7 +559,7 @@ class Ledger:
                     if now == at
                     for state in states
                 ]
-                await self._events(conn, changes, at)
+                self._events(conn, changes, at)
 
         try:
             await self._writes.run(job)
@@ -612,7 +609,7 @@ class Ledger:
             )
             if result.rowcount != 1:
                 return None
-            await self._events(conn, [(_row_of(current), State.SENDING, "sent again")], now)
+            self._events(conn, [(_row_of(current), State.SENDING, "sent again")], now)
             return await self._record(conn, message_id)
 
         return await self._writes.run(job)
@@ -667,7 +664,7 @@ class Ledger:
                 )
             if finish.plugin and finish.provider_ids:
                 self._remember_provider_ids(conn, finish.plugin, finish.provider_ids, message_id)
-            await self._events(
+            self._events(
                 conn, [(_row_of(record), finish.state, finish.detail or finish.error)], now
             )
             return record
@@ -710,7 +707,7 @@ class Ledger:
                 .returning(*messages.c)
             )
             claimed = [_record(row._mapping) for row in rows]
-            await self._events(
+            self._events(
                 conn,
                 [
                     (_row_of(record), State.SENDING, None)
@@ -772,7 +769,7 @@ class Ledger:
                 await conn.execute(
                     update(messages).where(messages.c.id == record.id).values(values)
                 )
-                await self._events(conn, [(_row_of(record), state, error or "receipt")], now)
+                self._events(conn, [(_row_of(record), state, error or "receipt")], now)
             await conn.execute(
                 insert(receipts).values(
                     plugin=plugin,
@@ -1001,7 +998,7 @@ class Ledger:
         )
 
     @staticmethod
-    async def _events(
+    def _events(
         conn: _Batch,
         changes: Sequence[tuple[Mapping[str, Any], State, str | None]],
         at: float,

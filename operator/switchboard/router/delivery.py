@@ -63,8 +63,6 @@ log = logging.getLogger("switchboard.router")
 _FINAL_FAILURES: Final = frozenset(
     {"INVALID_INPUT", "PERMANENT", "NO_CAPABLE_PLUGIN", "UNAUTHENTICATED"}
 )
-#: How long free workers wait for more to free up before claiming, while others are busy.
-CLAIM_GATHER_SECONDS: Final = 0.02
 _RECEIPT_STATES: Final = {
     DeliveryState.SENT: State.SENT,
     DeliveryState.DELIVERED: State.DELIVERED,
@@ -182,8 +180,6 @@ class Delivery:
         self._loop: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
-        #: Free workers worth a claim of their own while others are busy.
-        self._claim_batch = max(1, min(32, settings.delivery_workers // 8))
         self._housekeeping: asyncio.Task[None] | None = None
 
     @property
@@ -403,10 +399,6 @@ class Delivery:
             if free <= 0:  # every worker busy: wait for one, not for the database
                 await self._pause(1.0, self._slot_freed)
                 continue
-            if free < self._claim_batch and self._tasks:
-                free = await self._gather_slots()
-                if free <= 0:
-                    continue
             try:
                 claimed = await self.ledger.claim_due(self.owner, free, self.lease_seconds)
                 failures = 0
@@ -428,21 +420,6 @@ class Delivery:
             self._wake.clear()
             if not self._stopping.is_set():
                 await self._pause(await self._idle_seconds())
-
-    async def _gather_slots(self) -> int:
-        """Wait up to ``CLAIM_GATHER_SECONDS`` for a batch of free workers; how many are free.
-
-        Against a slow provider rounds end one by one, and claiming for each
-        as it ends cost a transaction per message (the router's CPU per
-        delivery doubled, bench/ledger.py); one claim now fills several."""
-        deadline = time.monotonic() + CLAIM_GATHER_SECONDS
-        while not self._stopping.is_set():
-            free = self.settings.delivery_workers - len(self._tasks)
-            remaining = deadline - time.monotonic()
-            if free >= self._claim_batch or remaining <= 0:
-                return free
-            await self._pause(remaining, self._slot_freed)
-        return 0
 
     def _round_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

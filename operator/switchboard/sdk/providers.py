@@ -278,32 +278,48 @@ def error_for_transport(
     if isinstance(cause, aiohttp.ClientError):
         return _error_for_aiohttp(cause, provider=provider)
     if isinstance(error, _MAYBE_SENT):
-        what = (
+        return _maybe_sent(
+            provider,
             f"did not answer in time ({_timeout_phase(error)})"
             if isinstance(error, httpx.TimeoutException)
-            else f"broke the connection before answering ({type(error).__name__}: "
-            f"{_exception_text(error)})"
+            else _broke(error),
         )
-        return OutcomeUnknown(f"{provider} {what}; the message may or may not have been accepted")
     if isinstance(error, httpx.TimeoutException):
-        return RetryableError(f"Could not reach {provider} in time ({_timeout_phase(error)})")
-    return RetryableError(
-        f"Could not reach {provider}: {type(error).__name__}: {_exception_text(error)}"
-    )
+        return _unreachable_in_time(provider, _timeout_phase(error))
+    return _unreachable(provider, error)
 
 
 def _error_for_aiohttp(cause: aiohttp.ClientError, *, provider: str) -> PluginError:
     if isinstance(cause, aiohttp.ConnectionTimeoutError):
-        return RetryableError(f"Could not reach {provider} in time (connecting)")
+        return _unreachable_in_time(provider, "connecting")
     if isinstance(cause, _AIOHTTP_NOT_SENT):
-        return RetryableError(f"Could not reach {provider}: ConnectError: {_exception_text(cause)}")
-    what = (
+        return _unreachable(provider, cause, kind="ConnectError")
+    return _maybe_sent(
+        provider,
         "did not answer in time (waiting for the response)"
         if isinstance(cause, aiohttp.SocketTimeoutError)
-        else f"broke the connection before answering ({type(cause).__name__}: "
-        f"{_exception_text(cause)})"
+        else _broke(cause),
     )
+
+
+def _maybe_sent(provider: str, what: str) -> OutcomeUnknown:
     return OutcomeUnknown(f"{provider} {what}; the message may or may not have been accepted")
+
+
+def _broke(error: Exception) -> str:
+    return (
+        f"broke the connection before answering ({type(error).__name__}: {_exception_text(error)})"
+    )
+
+
+def _unreachable_in_time(provider: str, phase: str) -> RetryableError:
+    return RetryableError(f"Could not reach {provider} in time ({phase})")
+
+
+def _unreachable(provider: str, error: Exception, *, kind: str = "") -> RetryableError:
+    return RetryableError(
+        f"Could not reach {provider}: {kind or type(error).__name__}: {_exception_text(error)}"
+    )
 
 
 def error_for_status(
