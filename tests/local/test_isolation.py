@@ -256,7 +256,7 @@ def test_a_plugin_whose_secret_is_one_character_becomes_routable(workdir: Path, 
     plugin["spec"]["secretRef"] = {"name": "creds"}
     plugin["spec"]["requiredSecrets"] = ["API_TOKEN"]
     (workdir / "plugins.yaml").write_text(
-        yaml.safe_dump_all([secret("creds", API_TOKEN="1"), plugin])
+        yaml.safe_dump_all([secret("creds", API_TOKEN=value), plugin])
     )
     local = LocalMode(workdir, "plugins.yaml")
     try:
