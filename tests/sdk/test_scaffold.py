@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,43 @@ def test_create_rejects_a_name_that_is_not_a_dns_label(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "is not a plugin name" in result.output
     assert not any(tmp_path.iterdir())
+
+
+def _pytest_hint(output: str) -> str:
+    """The printed command that runs the new plugin's test, without its arguments."""
+    line = next(line for line in output.splitlines() if " -m pytest " in line)
+    return line.strip().split(" -m pytest ")[0]
+
+
+def test_pytest_hint_names_the_virtualenv_python_when_another_python_on_path_is_the_same_binary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A `python` first on PATH that is the very interpreter the virtualenv links to:
+    # running it by name would miss the virtualenv's pytest.
+    shadowing_bin = tmp_path / "bin"
+    shadowing_bin.mkdir()
+    (shadowing_bin / Path(sys.executable).name).symlink_to(Path(sys.executable).resolve())
+    monkeypatch.setenv("PATH", f"{shadowing_bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)
+
+    result = CliRunner().invoke(
+        main, ["plugin", "create", "acme-sms", "--type", "messaging", "--output-dir", "plugins"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert _pytest_hint(result.output) == os.path.abspath(sys.executable)
+
+
+def test_pytest_hint_is_the_bare_name_when_the_virtualenv_is_first_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venv_bin = Path(os.path.abspath(sys.executable)).parent
+    monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)
+
+    result = CliRunner().invoke(
+        main, ["plugin", "create", "acme-sms", "--type", "messaging", "--output-dir", "plugins"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert _pytest_hint(result.output) == Path(sys.executable).name

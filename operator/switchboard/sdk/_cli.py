@@ -7,6 +7,7 @@ so the container entry point (``serve``), CI (``validate``) and authors
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -117,10 +118,13 @@ def _as_typed(program: Path) -> str:
     """How to call `program` from here: its bare name if that is what the shell finds,
     else its path (relative below this folder), so a hint works in a shell with no
     virtualenv activated."""
+    absolute = Path(os.path.abspath(program))
     found = shutil.which(program.name)
-    if found is not None and Path(found).resolve() == program.resolve():
+    # Compared as typed, not resolved: a virtualenv's `python` is a symlink to the
+    # interpreter it was made from, so another `python` earlier on PATH resolves
+    # to the same file yet runs without the virtualenv's packages.
+    if found is not None and Path(os.path.abspath(found)) == absolute:
         return program.name
-    absolute = program.absolute()
     if absolute.is_relative_to(Path.cwd()):
         return str(absolute.relative_to(Path.cwd()))
     return str(absolute)
