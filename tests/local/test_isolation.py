@@ -4,7 +4,8 @@ No plugin outlives `switchboard up`, however it ends; a failed start leaves
 nothing running; secrets exist only while their plugin runs; a plugin sees a
 minimal environment; a hung start is killed, restarted and reported; a reload
 under load fails no request; a one-character secret does not stop a plugin
-from becoming routable.
+from becoming routable; credentials a provider quotes back reach no caller in
+any encoding.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
 from switchboard.client import Switchboard
 from switchboard.local.supervisor import INHERITED
 from tests.local.harness import HANG_SMS, LocalMode, deliveries, flaky, isolated_env, secret
+from tests.sdk.harness import ECHO_SMS, ECHOED_REDACTED, ECHOED_TOKEN, echoed_forms
 from tests.support.wait import wait_for
 
 
@@ -265,3 +268,53 @@ def test_a_plugin_whose_secret_is_one_character_becomes_routable(workdir: Path, 
             assert client.send_message("sms", "+15551234567", "hi").plugin == "default/primary"
     finally:
         local.stop(signal.SIGTERM)
+
+
+def test_credentials_a_provider_echoes_reach_no_http_caller_or_cli_user_in_any_encoding(
+    workdir: Path,
+) -> None:
+    state = workdir / "state"
+    state.mkdir()
+    plugin = {
+        "apiVersion": "switchboard.dev/v1alpha1",
+        "kind": "CommunicationPlugin",
+        "metadata": {"name": "echo", "annotations": {"switchboard.dev/plugin-dir": str(ECHO_SMS)}},
+        "spec": {
+            "image": "ghcr.io/switchboard-dev/plugin-echo-sms:1.2.3",
+            "channelType": "sms",
+            "priority": 1,
+            "secretRef": {"name": "creds"},
+            "requiredSecrets": ["API_TOKEN"],
+            "config": {"state_dir": str(state), "sender": "Switchboard"},
+        },
+    }
+    (workdir / "plugins.yaml").write_text(
+        yaml.safe_dump_all([secret("creds", API_TOKEN=ECHOED_TOKEN), plugin])
+    )
+    local = LocalMode(workdir, "plugins.yaml")
+    try:
+        info = local.wait_ready()
+        response = httpx.post(
+            f"{info['url']}/v1/messages",
+            headers={"Authorization": f"Bearer {info['token']}"},
+            json={"channel": "sms", "recipient": "fail:echoed-credentials", "content": "x"},
+            timeout=30,
+        )
+        cli = local.cli("send", "sms", "fail:echoed-credentials", "x")
+    finally:
+        local.stop()
+
+    # The provider's words reach both, with the token hidden ...
+    assert response.status_code == 503, response.text
+    [attempt] = response.json()["error"]["attempts"]
+    assert attempt["message"] == ECHOED_REDACTED
+    assert cli.returncode != 0
+    assert ECHOED_REDACTED in cli.stderr
+    # ... in none of the spellings the provider used.
+    for where, text in {
+        "HTTP response": response.text,
+        "CLI output": cli.stdout + cli.stderr,
+        "switchboard up's output": local.output,
+    }.items():
+        leaked = [name for name, form in echoed_forms(ECHOED_TOKEN).items() if form in text]
+        assert leaked == [], where

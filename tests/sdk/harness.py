@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -14,12 +15,42 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 PLUGINS = Path(__file__).parent / "plugins"
 ECHO_SMS = PLUGINS / "echo_sms"
 MINI_OLT = PLUGINS / "mini_olt"
 #: The console script installed next to the interpreter running the tests.
 SWITCHBOARD = str(Path(sys.executable).with_name("switchboard"))
+
+#: A token every encoding changes: '/', '+', '=', '?' and spaces are quoted
+#: differently by `quote`, `quote(safe="")` and `quote_plus`, and its base64
+#: (alone, and as `echo-user:TOKEN` Basic credentials) holds both '+' and '/',
+#: so the URL-safe alphabet spells it differently too.
+ECHOED_TOKEN = "k3y/+= ??>>~~ end"
+#: What echo-sms's `fail:echoed-credentials` error reads once its token is hidden.
+ECHOED_REDACTED = (
+    "Provider said: bad request (Authorization: Basic ***; key=***; "
+    "url=/send/***?token=***; form=token=***)"
+)
+
+
+def echoed_forms(token: str) -> dict[str, str]:
+    """Every spelling of `token` echo-sms's `fail:echoed-credentials` error quotes back."""
+    basic = f"echo-user:{token}".encode()
+    forms = {
+        "as is": token,
+        "quote": quote(token),
+        "quote, nothing safe": quote(token, safe=""),
+        "quote_plus": quote_plus(token),
+        "base64": base64.b64encode(token.encode()).decode(),
+        "URL-safe base64": base64.urlsafe_b64encode(token.encode()).decode(),
+        "Basic credentials, base64": base64.b64encode(basic).decode(),
+        "Basic credentials, URL-safe base64": base64.urlsafe_b64encode(basic).decode(),
+    }
+    # Each form differs from the others, or a test would check one spelling twice.
+    assert len(set(forms.values())) == len(forms), forms
+    return forms
 
 
 class MountedSecret:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import uuid
+from pathlib import Path
 
 import grpc
 import pytest
@@ -24,10 +24,12 @@ from switchboard.sdk import (
     Template,
     Unauthenticated,
     errors_from_rpc_error,
+    serve_plugin,
 )
 from switchboard.sdk._logging import Redactor
 from switchboard.sdk._messages import required_capabilities
-from tests.sdk.conftest import TOKEN, Endpoint, token_id
+from tests.sdk.conftest import TOKEN, Endpoint, echo_config, token_id
+from tests.sdk.harness import ECHO_SMS, ECHOED_REDACTED, ECHOED_TOKEN, MountedSecret, echoed_forms
 
 
 async def test_describe_reports_identity_from_manifest_and_behaviour_from_code(
@@ -187,16 +189,22 @@ async def test_unexpected_exception_message_names_the_error_but_not_the_secret(
 
 
 async def test_credentials_a_provider_echoes_are_hidden_in_every_encoding(
-    echo: Endpoint,
+    state_dir: Path, tmp_path: Path
 ) -> None:
-    async with PluginClient(echo.address) as client:
+    secrets = MountedSecret(tmp_path / "echoed-secrets", {"API_TOKEN": ECHOED_TOKEN})
+    async with (
+        serve_plugin(
+            ECHO_SMS, config=echo_config(state_dir), secrets_dir=secrets.directory
+        ) as server,
+        PluginClient(server.address) as client,
+    ):
         with pytest.raises(RetryableError) as raised:
             await client.send("fail:echoed-credentials", "x")
 
     message = raised.value.message
-    assert message == "Provider said: bad request (Authorization: Basic ***; url=/send?token=***)"
-    encoded = base64.b64encode(f"echo-user:{TOKEN}".encode()).decode()
-    assert TOKEN not in message and encoded not in message
+    assert message == ECHOED_REDACTED
+    leaked = [name for name, form in echoed_forms(ECHOED_TOKEN).items() if form in message]
+    assert leaked == []
 
 
 def test_a_short_secret_is_hidden_only_where_it_stands_alone() -> None:

@@ -17,7 +17,7 @@ import os
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 from switchboard.sdk import (
     ConfigError,
@@ -85,11 +85,15 @@ class EchoSms(MessagingPlugin):
         if message.recipient in FAILURES:
             raise FAILURES[message.recipient]()
         if message.recipient == "fail:echoed-credentials":
-            # A provider that quotes the request's Authorization header back.
-            basic = base64.b64encode(f"echo-user:{self.secrets['API_TOKEN']}".encode()).decode()
+            # A provider that quotes the request back: the Authorization header,
+            # a URL-safe base64 key, and the token in a query, a path and a form.
+            token = self.secrets["API_TOKEN"]
+            basic = base64.b64encode(f"echo-user:{token}".encode()).decode()
+            key = base64.urlsafe_b64encode(token.encode()).decode()
             raise RetryableError(
-                f"Provider said: bad request (Authorization: Basic {basic}; "
-                f"url=/send?token={quote(self.secrets['API_TOKEN'], safe='')})"
+                f"Provider said: bad request (Authorization: Basic {basic}; key={key}; "
+                f"url=/send/{quote(token)}?token={quote(token, safe='')}; "
+                f"form=token={quote_plus(token)})"
             )
         if message.recipient == "fail:crash":
             raise RuntimeError(f"client broke while using {self.secrets['API_TOKEN']}")
