@@ -49,7 +49,7 @@ async def test_slow_bodies_do_not_lock_out_other_callers(
     start_provider: Any, start_router: Any
 ) -> None:
     provider = start_provider("only")
-    router = await start_router(max_concurrency=4, body_timeout_seconds=2.0)
+    router = await start_router(max_concurrency=4, body_timeout_seconds=3.0)
     router.publish(provider.route())
     # Four times the concurrency limit, authenticated, each body stuck half-way.
     slow = [
@@ -61,18 +61,41 @@ async def test_slow_bodies_do_not_lock_out_other_callers(
         await _open_slow_request(router.router.http_port, _post_headers(200, token=None))
         for _ in range(16)
     ]
+    stalled = [asyncio.ensure_future(reader.read(4096)) for reader, _ in slow]
     client = router.client()
 
-    # Every slot is theirs: the stalled connections hold none.
+    # Every slot is theirs: the stalled connections hold none, over HTTP ...
     served = await asyncio.gather(
         *(client.send_message("sms", "+15551234567", f"m{i}") for i in range(4))
     )
+    # ... nor over gRPC (the attack answered them RESOURCE_EXHAUSTED).
+    async with grpc.aio.insecure_channel(router.grpc_target) as channel:
+        stub = router_pb2_grpc.RouterStub(channel)
+        served_grpc = await asyncio.gather(
+            *(
+                stub.SendMessage(
+                    router_pb2.SendMessageRequest(
+                        channel="sms", recipient="+15551234567", content=f"g{i}"
+                    ),
+                    metadata=(("authorization", f"Bearer {API_KEY}"),),
+                    timeout=10,
+                )
+                for i in range(4)
+            )
+        )
+    still_stalled = not any(read.done() for read in stalled)
 
     assert all(result.plugin == f"{TENANT}/only" for result in served)
-    answers = await asyncio.gather(*(reader.read(4096) for reader, _ in anonymous + slow))
+    assert [sent.plugin for sent in served_grpc] == [f"{TENANT}/only"] * 4
+    assert still_stalled  # the callers were served during the attack, not after it
+    assert sorted(d["content"] for d in provider.deliveries()) == [
+        *(f"g{i}" for i in range(4)),
+        *(f"m{i}" for i in range(4)),
+    ]
+    answers = await asyncio.gather(*(reader.read(4096) for reader, _ in anonymous), *stalled)
     assert all(answer.startswith(b"HTTP/1.1 401") for answer in answers[:16]), answers[0]
     assert all(answer.startswith(b"HTTP/1.1 408") for answer in answers[16:]), answers[16]
-    assert b"did not arrive within 2s" in answers[16]
+    assert b"did not arrive within 3s" in answers[16]
     for _, writer in anonymous + slow:
         writer.close()
 
