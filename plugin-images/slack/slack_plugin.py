@@ -24,6 +24,7 @@ configuration). See docs/plugins/slack.md.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -47,9 +48,10 @@ PROVIDER: Final = "Slack"
 DEFAULT_BASE_URL: Final = "https://slack.com/api"
 
 #: Slack error codes (chat.postMessage and incoming webhooks) by the error they
-#: become; docs/plugins/slack.md lists each with its source. A code not listed
-#: falls back to the HTTP status, and with HTTP 200 is RETRYABLE: Slack adds
-#: codes, and an unknown one should send the message to the next plugin, not drop it.
+#: become; docs/plugins/slack.md lists each with its source. A code not listed is
+#: RETRYABLE unless its HTTP status fails the message over anyway (401, 403, 404,
+#: 429, 5xx): Slack adds codes, and an unknown one should send the message to the
+#: next plugin, not drop it.
 ERROR_CLASSES: Final[dict[str, type[PluginError]]] = {
     **dict.fromkeys(
         (
@@ -145,6 +147,9 @@ WEBHOOK_ERROR_CLASSES: Final[dict[str, type[PluginError]]] = dict.fromkeys(
     ConfigError,
 )
 
+#: Slack's error codes are lower-case words joined by underscores.
+_ERROR_CODE_SHAPE: Final = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+
 
 class SlackPlugin(HttpProviderPlugin):
     """Posts messages to Slack."""
@@ -231,6 +236,12 @@ def _error_code(response: httpx.Response) -> str:
     return str(body.get("error") or "") if isinstance(body, dict) else ""
 
 
+def _looks_like_a_code(text: str) -> bool:
+    """Whether ``text`` is shaped like Slack's error codes (``no_text``), not, say, the
+    HTML page of a proxy in front of Slack, which follows the shared HTTP table."""
+    return _ERROR_CODE_SHAPE.fullmatch(text) is not None
+
+
 def error_class_of(code: str, *, webhook: bool = False) -> type[PluginError] | None:
     """The error Slack's ``code`` stands for, in webhook or Web API mode; None if unknown."""
     if webhook and code in WEBHOOK_ERROR_CLASSES:
@@ -239,17 +250,27 @@ def error_class_of(code: str, *, webhook: bool = False) -> type[PluginError] | N
 
 
 def _error(code: str, response: httpx.Response, *, webhook: bool = False) -> PluginError:
-    """Classify Slack's error ``code``; an unknown one by the HTTP status, else RETRYABLE."""
+    """Classify Slack's error ``code``; an unknown one RETRYABLE, unless the HTTP status
+    already fails the message over (or the answer is no Slack code at all)."""
     error_class = error_class_of(code, webhook=webhook)
     retry_after = providers.parse_retry_after(response.headers.get("Retry-After"))
+    message = f"{PROVIDER} answered {code or 'an error without a code'}"
     if error_class is None and not response.is_success:
-        return providers.error_for_status(
+        by_status = providers.error_for_status(
             response.status_code,
             provider=PROVIDER,
             detail=providers.response_detail(response),
             retry_after=retry_after,
         )
-    message = f"{PROVIDER} answered {code or 'an error without a code'}"
+        # Slack answers many codes with 400, some of them its own or the webhook's
+        # fault (no_service_id, user_not_found), so a 400 with a code this plugin
+        # does not know is no proof the message is bad: the next plugin gets it.
+        if _looks_like_a_code(code) and isinstance(by_status, (InvalidInput, PermanentError)):
+            return RetryableError(
+                f"{message} with HTTP {response.status_code}, an error this plugin does not know",
+                retry_after=retry_after,
+            )
+        return by_status
     if error_class is None:
         return RetryableError(f"{message}, an error this plugin does not know")
     if error_class is RetryableError:

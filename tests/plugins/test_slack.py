@@ -248,3 +248,16 @@ async def test_a_refused_connection_is_retryable_and_a_timeout_is_unknown(
     async with run_plugin("slack", slow, secrets=webhook_secrets(fake)) as client:
         with pytest.raises(OutcomeUnknown, match="Slack did not answer in time"):
             await client.send("#general", "hello")
+
+
+async def test_an_unknown_webhook_code_with_400_moves_the_message_to_the_next_plugin(
+    fake: HttpFake, run_plugin: RunPlugin
+) -> None:
+    # Slack answers some of its own faults with 400; a code this plugin has never
+    # seen must not drop the message as the caller's fault.
+    fake.fail_next(Reply(400, "webhook_quota_reshuffled"))
+    async with run_plugin("slack", webhook_config(fake), secrets=webhook_secrets(fake)) as client:
+        with pytest.raises(RetryableError) as raised:
+            await client.send("#general", "hello")
+
+    assert "Slack answered webhook_quota_reshuffled with HTTP 400" in raised.value.message
