@@ -545,6 +545,9 @@ def _status_rows(document: dict[str, Any], local: dict[str, Any] | None) -> list
     for entry, kind in entries:
         name = f"{namespace}/{entry['name']}"
         here = known.pop(name, {})
+        problem = entry.get("problem")
+        if problem and not here.get("lastError"):
+            here = {**here, "lastError": f"{problem['reason']}: {problem['message']}"}
         route = next(
             (c for c, ps in document["channels"].items() if entry in ps), entry.get("vendor", "")
         )

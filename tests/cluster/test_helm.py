@@ -979,6 +979,9 @@ def test_service_account_permissions_are_exactly_what_the_code_uses(
             assert can_i(plane, release.router, verb, resource, *scope), (verb, resource)
     assert can_i(plane, release.router, "create", "tokenreviews.authentication.k8s.io")
     assert can_i(plane, release.router, "create", "subjectaccessreviews.authorization.k8s.io")
+    # Warning Events on a plugin whose provider refuses its credentials or settings.
+    assert can_i(plane, release.router, "create", "events", "-n", tenant)
+    assert not can_i(plane, release.router, "delete", "events", "-n", tenant)
     for verb in ("get", "list", "watch"):
         assert not can_i(plane, release.router, verb, "secrets", "-n", tenant), verb
         assert not can_i(plane, release.router, verb, "secrets", "-n", ns), verb

@@ -180,6 +180,25 @@ async def test_router_follows_endpoint_readiness_and_rbac(
             )
             assert back.attempts[0].outcome == "success"
 
+            # The provider refuses sms-a's own settings: messages go to sms-b, and
+            # sms-a's resource says why (a Warning Event that `kubectl describe` shows).
+            (states["sms-a"] / "control.json").write_text(json.dumps({"mode": "configuration"}))
+            refused = await app.send_message("sms", "+15551234567", "refused")
+            assert [(a.plugin, a.outcome) for a in refused.attempts] == [
+                (f"{namespace}/sms-a", "configuration"),
+                (f"{namespace}/sms-b", "success"),
+            ]
+            described = wait_for(
+                lambda: _describe_with(
+                    control_plane, namespace, "sms-a", "ProviderRejectedConfiguration"
+                ),
+                timeout=30,
+                what="the router's Event on sms-a",
+            )
+            assert "The provider refused this plugin's configuration" in described
+            assert "is not a number of this account" in described
+            (states["sms-a"] / "control.json").write_text(json.dumps({"mode": "ok"}))
+
         # The operator asked the running plugin what it is (Describe).
         reported = wait_for(
             lambda: (cluster.get("CommunicationPlugin", "sms-a").get("status") or {}).get("plugin"),
@@ -219,6 +238,12 @@ async def test_router_follows_endpoint_readiness_and_rbac(
         for process in processes:
             process.kill()
             process.wait_exit()
+
+
+def _describe_with(plane: ControlPlane, namespace: str, name: str, reason: str) -> str | None:
+    """`kubectl describe` of a CommunicationPlugin, once it shows an Event with ``reason``."""
+    text = plane.kubectl("describe", "communicationplugin", name, "-n", namespace).stdout
+    return text if reason in text else None
 
 
 def _delivered(states: dict[str, Path]) -> int:

@@ -125,6 +125,33 @@ async def test_unauthenticated_plugin_fails_over(start_provider: Any, start_rout
     assert [a.outcome for a in result.attempts] == ["unauthenticated", "success"]
 
 
+async def test_a_plugin_whose_settings_the_provider_refuses_fails_over_and_says_so(
+    start_provider: Any, start_router: Any
+) -> None:
+    primary, secondary = start_provider("primary", "secondary")
+    primary.set("configuration")
+    router = await start_router()
+    router.publish(primary.route(priority=1), secondary.route(priority=2))
+    client = router.client()
+    for text in ("one", "two"):
+        result = await client.send_message("sms", "+15551234567", text)
+        assert [a.outcome for a in result.attempts] == ["configuration", "success"]
+    assert len(secondary.deliveries()) == 2
+
+    def problem_of(status: dict[str, Any]) -> Any:
+        return next(p for p in status["channels"]["sms"] if p["name"] == "primary").get("problem")
+
+    assert problem_of(await client.system_status()) == {
+        "reason": "ProviderRejectedConfiguration",
+        "message": "the sender +15550001111 is not a number of this account",
+        "failures": 2,
+    }
+    # Fixed (here: the provider takes it again): the next delivery clears it.
+    primary.set("ok")
+    await client.send_message("sms", "+15551234567", "three")
+    assert problem_of(await client.system_status()) is None
+
+
 async def test_retry_after_holds_a_plugin_back(start_provider: Any, start_router: Any) -> None:
     primary, secondary = start_provider("primary", "secondary")
     primary.set("retryable", retry_after=2)

@@ -14,7 +14,6 @@ listed, never watched. Their values never leave this module:
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
 import logging
 import os
@@ -36,6 +35,7 @@ from lightkube.resources.core_v1 import Event
 from lightkube.types import PatchType
 
 from switchboard.api import constants
+from switchboard.api.events import event_about
 from switchboard.api.models import RESOURCE_MODELS
 from switchboard.controller import drift
 
@@ -366,33 +366,6 @@ class Kube:
     async def post_event(
         self, involved: dict[str, Any], type_: str, reason: str, message: str, component: str
     ) -> None:
-        meta = involved["metadata"]
-        now = _timestamp()
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": involved["apiVersion"],
-                "kind": involved["kind"],
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta["uid"],
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": component},
-            "reportingComponent": component,
-            "reportingInstance": component,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        event = event_about(involved, type_, reason, message, component)
         await self.client.create(cast(Event, Event.from_dict(event)))
         self._count("create", "Event")
-
-
-def _timestamp() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

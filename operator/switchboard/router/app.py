@@ -74,7 +74,12 @@ class Router:
         self.pool = EndpointPool(settings)
         tracer = trace.get_tracer("switchboard.router", tracer_provider=tracer_provider)
         self.dispatcher = Dispatcher(
-            settings, self.pool, lambda: self.discovery.table, self.metrics, tracer=tracer
+            settings,
+            self.pool,
+            lambda: self.discovery.table,
+            self.metrics,
+            tracer=tracer,
+            on_problem=discovery.report_problem,
         )
         self.service = RouterService(
             self.dispatcher,

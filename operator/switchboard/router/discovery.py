@@ -15,10 +15,13 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from switchboard.api import constants
 from switchboard.router.table import PluginRoute, RoutingTable
+
+if TYPE_CHECKING:
+    from switchboard.router.dispatch import Problem
 
 log = logging.getLogger("switchboard.router")
 
@@ -45,6 +48,13 @@ class Discovery:
 
     async def stop(self) -> None:
         """Stop discovering."""
+
+    def report_problem(self, route: PluginRoute, problem: Problem) -> None:
+        """Tell the plugin's owner its provider refused the plugin's own settings.
+
+        Nothing to do here: local mode shows it in `switchboard status`, from
+        the router's status view. The Kubernetes backend posts an Event.
+        """
 
 
 class StaticDiscovery(Discovery):

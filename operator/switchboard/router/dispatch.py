@@ -18,6 +18,12 @@ deadline. What happens after a failed attempt depends on its class:
 Every attempt is reported in the answer. A message only goes to plugins that
 declare every capability it needs (attachments, templates, ...).
 
+UNAUTHENTICATED and CONFIGURATION say something about the plugin, not the
+message: the dispatcher keeps the plugin's latest such problem (shown by the
+status view until the plugin delivers again) and tells ``on_problem`` when a
+problem is new or last told more than ``PROBLEM_REPORT_SECONDS`` ago (the
+Kubernetes backend turns that into a Warning Event on the resource).
+
 Errors:
 
     DispatchError       the request could not be served; `code` is a stable
@@ -93,6 +99,44 @@ class Attempt:
 
 #: Attempt outcomes after which the provider may have accepted the message.
 MAYBE_SENT = frozenset({"unknown_outcome", "timeout"})
+
+#: Attempt outcomes that say the plugin itself is broken → the reason reported for it.
+PLUGIN_PROBLEMS = {
+    "unauthenticated": "ProviderRejectedCredentials",
+    "configuration": "ProviderRejectedConfiguration",
+}
+#: A problem that persists is reported again after this long (not on every message).
+PROBLEM_REPORT_SECONDS = 300.0
+
+
+@dataclass
+class Problem:
+    """What the provider last said is wrong with a plugin's own settings or credentials."""
+
+    reason: str
+    """One of `PLUGIN_PROBLEMS`' values."""
+    message: str
+    failures: int = 1
+    """Attempts that failed this way since the plugin last delivered."""
+    reported_at: float = float("-inf")
+
+
+def track_problem(
+    problems: dict[str, Problem], plugin: str, outcome: str, message: str, now: float
+) -> Problem | None:
+    """Record a failed attempt of ``plugin``; the problem to report now, if any."""
+    reason = PLUGIN_PROBLEMS.get(outcome)
+    if reason is None:
+        return None
+    problem = problems.get(plugin)
+    if problem is None or problem.reason != reason:
+        problem = problems[plugin] = Problem(reason, message, 0)
+    problem.failures += 1
+    problem.message = message
+    if now - problem.reported_at < PROBLEM_REPORT_SECONDS:
+        return None
+    problem.reported_at = now
+    return problem
 
 
 @dataclass(frozen=True)
@@ -194,8 +238,12 @@ class Dispatcher:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         tracer: trace.Tracer | None = None,
+        on_problem: Callable[[PluginRoute, Problem], None] | None = None,
     ) -> None:
         self.settings, self.pool, self.table, self.metrics = settings, pool, table, metrics
+        self.on_problem = on_problem
+        #: Plugin id → its latest credentials or configuration problem (until it delivers).
+        self.problems: dict[str, Problem] = {}
         self.tracer = tracer or trace.get_tracer("switchboard.router")
         self.rng = rng or random.Random()  # noqa: S311 - load spreading, not security
         self.clock = clock
@@ -308,6 +356,17 @@ class Dispatcher:
             replayed=replayed,
         )
 
+    def _note_problem(self, route: PluginRoute, outcome: str, message: str) -> None:
+        problem = track_problem(self.problems, route.id, outcome, message, self.clock())
+        if problem is None:
+            return
+        log.warning(
+            "A provider rejected a plugin's own settings",
+            extra={"plugin": route.id, "reason": problem.reason, "error": message},
+        )
+        if self.on_problem is not None:
+            self.on_problem(route, problem)
+
     async def _route(
         self,
         kind: str,
@@ -364,6 +423,7 @@ class Dispatcher:
                                 )
                             )
                             self.metrics.attempts.labels(route.id, outcome).inc()
+                            self._note_problem(route, outcome, error.message)
                             if isinstance(error, InvalidInput | PermanentError):
                                 self.pool.record_success(endpoint)  # the plugin itself is fine
                                 raise DispatchError(
@@ -390,6 +450,7 @@ class Dispatcher:
                             continue
                     elapsed = (self.clock() - started) * 1000
                     self.pool.record_success(endpoint)
+                    self.problems.pop(route.id, None)
                     self.metrics.attempts.labels(route.id, "success").inc()
                     attempts.append(Attempt(route.id, endpoint, "success", round(elapsed, 3)))
                     routed.plugin, routed.endpoint, routed.attempts = route.id, endpoint, attempts

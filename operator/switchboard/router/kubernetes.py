@@ -5,7 +5,9 @@ the plugins' EndpointSlices (found by the labels the operator puts on every
 plugin Service, which the EndpointSlice controller copies onto its slices).
 `KubernetesAuthority` asks the API server who a token belongs to
 (TokenReview) and whether RBAC lets them (SubjectAccessReview); see
-`switchboard.router.auth` for the verbs. Only a router with
+`switchboard.router.auth` for the verbs. When a provider refuses a plugin's
+own credentials or settings, the discovery posts a Warning Event on the
+plugin's resource (`kubectl describe` shows it). Only a router with
 `backend=kubernetes` imports this module and the Kubernetes client with it.
 """
 
@@ -23,8 +25,11 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from switchboard.api import constants
+from switchboard.api.events import event_about
 from switchboard.router.auth import SERVICE_ACCOUNT_PREFIX, AuthError, Caller
 from switchboard.router.discovery import Discovery, routes_from
+from switchboard.router.dispatch import Problem
+from switchboard.router.table import PluginRoute
 
 log = logging.getLogger("switchboard.router")
 
@@ -32,6 +37,18 @@ log = logging.getLogger("switchboard.router")
 WATCH_SECONDS = 60
 #: Token reviews and access decisions kept (each for the cache's seconds).
 DECISION_CACHE_ENTRIES = 10_000
+#: The component named on the Events the router posts.
+COMPONENT = "switchboard-router"
+
+
+def problem_message(problem: Problem) -> str:
+    """An Event's words for a plugin whose provider refused its own settings."""
+    what = "credentials" if problem.reason == "ProviderRejectedCredentials" else "configuration"
+    return (
+        f"The provider refused this plugin's {what}: {problem.message} "
+        f"({problem.failures} failed attempt(s) since it last delivered; "
+        "the router sent those messages to the next plugin)"
+    )
 
 
 class KubernetesDiscovery(Discovery):
@@ -48,6 +65,7 @@ class KubernetesDiscovery(Discovery):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reports: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -62,6 +80,33 @@ class KubernetesDiscovery(Discovery):
 
     async def stop(self) -> None:
         self._stop.set()
+
+    def report_problem(self, route: PluginRoute, problem: Problem) -> None:
+        with self._lock:
+            resource = self._resources.get((route.kind, route.namespace, route.name))
+        if resource is None or self._loop is None:
+            return  # deleted meanwhile: nobody to tell
+        event = event_about(
+            {"apiVersion": constants.API_VERSION, **resource},
+            "Warning",
+            problem.reason,
+            problem_message(problem),
+            COMPONENT,
+        )
+        task = self._loop.create_task(self._post_event(route.namespace, event))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def _post_event(self, namespace: str, event: dict[str, Any]) -> None:
+        core = k8s.CoreV1Api(self.api_client)
+        body: Any = event  # the client sends a plain dict body as it is (no model round trip)
+        try:
+            await asyncio.to_thread(core.create_namespaced_event, namespace, body)
+        except ApiException as error:
+            log.warning(
+                "Could not post an Event about a plugin",
+                extra={"namespace": namespace, "reason": event["reason"], "error": error.reason},
+            )
 
     def _lister(self, stream: str) -> Callable[..., Any]:
         selector = f"{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY}"

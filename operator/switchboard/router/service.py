@@ -710,6 +710,13 @@ class RouterService:
             "sent": sent,
             "failed": failed,
         }
+        problem = self.dispatcher.problems.get(route.id)
+        if problem is not None:
+            entry["problem"] = {
+                "reason": problem.reason,
+                "message": problem.message,
+                "failures": problem.failures,
+            }
         if route.kind == constants.VENDOR_INTEGRATION:
             entry["vendor"] = route.route_key
             entry["permissions"] = list(route.permissions)

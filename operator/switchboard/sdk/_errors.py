@@ -20,7 +20,8 @@ it stops the process with exit code 2 and the message in the termination log.
 Raised during a call (a sender the account does not own, a webhook whose
 channel was deleted) it is CONFIGURATION: the request is fine and another
 provider may deliver it, so the router moves to the next plugin and reports
-the plugin's configuration as broken. Any other exception escaping plugin code
+the plugin's configuration as broken (its status view; a Warning Event on the
+resource in Kubernetes). Any other exception escaping plugin code
 is RETRYABLE for the same reason: a bug in one provider's plugin must not stop
 the router from trying the next one.
 

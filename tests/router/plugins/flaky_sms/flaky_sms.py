@@ -2,7 +2,7 @@
 
 `{"mode": "ok"}` (default) delivers: one JSON line in `deliveries.jsonl`.
 Other modes: `retryable` (optionally with `retry_after`), `permanent`,
-`invalid`, `unauthenticated`, `slow` (sleeps `delay` seconds, then delivers),
+`invalid`, `unauthenticated`, `configuration`, `slow` (sleeps `delay` seconds, then delivers),
 `accept_then_slow` (delivers, then takes `delay` seconds to answer: a provider
 that accepted the message although the caller never hears so).
 
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from switchboard.sdk import (
+    ConfigError,
     DeliveryState,
     InvalidInput,
     Message,
@@ -62,6 +63,8 @@ class FlakySms(MessagingPlugin):
             raise InvalidInput("recipient: not a reachable number")
         if mode == "unauthenticated":
             raise Unauthenticated("the provider rejected our credentials")
+        if mode == "configuration":
+            raise ConfigError("the sender +15550001111 is not a number of this account")
         if mode == "slow":
             await asyncio.sleep(float(control.get("delay", 1)))
         accepted_first = mode == "accept_then_slow"
