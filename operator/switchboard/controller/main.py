@@ -26,6 +26,7 @@ import kopf
 from lightkube import ApiError
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.config.models import User
+from opentelemetry import trace
 
 from switchboard.api import constants
 from switchboard.api.models import PluginStatus, ReportedPlugin
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     import threading
 
 log = logging.getLogger("switchboard.operator")
+_tracer = trace.get_tracer("switchboard.operator")
 
 #: Objects per list request when kopf (re)lists a watched kind.
 LIST_CHUNK_SIZE = 50
@@ -264,16 +266,27 @@ class Operator:
         self.metrics.conditions.observe((key.kind, key.namespace, key.name), status)
 
     async def _reconcile(self, key: Key) -> Outcome:
+        """One reconcile, counted, timed and traced: a span per reconcile, whose
+        children are its Describe calls (and, through them, the plugin's own span)."""
         assert self.reconciler is not None, "started"
         started = time.monotonic()
         result = "error"
-        try:
-            outcome = await self.reconciler.reconcile(key)
-            result = "retry" if outcome.retry else "ok"
-            return outcome
-        finally:
-            self.metrics.reconciles.labels(key.kind, result).inc()
-            self.metrics.reconcile_seconds.labels(key.kind).observe(time.monotonic() - started)
+        with _tracer.start_as_current_span(
+            f"switchboard.reconcile {key.kind}",
+            attributes={
+                "k8s.namespace.name": key.namespace,
+                "switchboard.kind": key.kind,
+                "switchboard.resource": f"{key.namespace}/{key.name}",
+            },
+        ) as span:
+            try:
+                outcome = await self.reconciler.reconcile(key)
+                result = "retry" if outcome.retry else "ok"
+                return outcome
+            finally:
+                span.set_attribute("switchboard.result", result)
+                self.metrics.reconciles.labels(key.kind, result).inc()
+                self.metrics.reconcile_seconds.labels(key.kind).observe(time.monotonic() - started)
 
     async def _report_failure(self, key: Key, error: BaseException, retry_in: float) -> None:
         assert self.reconciler is not None, "started"
