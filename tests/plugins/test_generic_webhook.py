@@ -193,6 +193,35 @@ async def test_headers_the_plugin_owns_cannot_be_configured(
             pass
 
 
+@pytest.mark.parametrize(
+    ("receipt_url", "problem"),
+    [
+        pytest.param(
+            "https://hooks.example.com/v1/receipts/équipe-a/generic-webhook",
+            "HTTP headers hold ASCII characters only",
+            id="not-ascii",
+        ),
+        pytest.param(
+            "https://hooks.example.com/v1/receipts\r\nX-Injected: yes",
+            "a line break or control character is not allowed",
+            id="line-break",
+        ),
+    ],
+)
+async def test_a_header_the_message_makes_unsendable_is_invalid_input_and_nothing_is_sent(
+    fake: HttpFake, run_plugin: RunPlugin, receipt_url: str, problem: str
+) -> None:
+    # Failing over would send the same unsendable header through every plugin,
+    # and a RETRYABLE here would count against this endpoint's health.
+    async with run_plugin("generic-webhook", config(fake.url), secrets=SECRETS) as client:
+        with pytest.raises(InvalidInput) as raised:
+            await client.send("ops", "x", receipt_url=receipt_url)
+
+    assert "header 'X-Switchboard-Receipt-Url'" in raised.value.message
+    assert problem in raised.value.message
+    assert fake.requests == []
+
+
 async def test_a_refused_connection_is_retryable_and_a_timeout_is_unknown(
     fake: HttpFake, run_plugin: RunPlugin
 ) -> None:

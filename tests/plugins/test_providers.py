@@ -243,6 +243,29 @@ async def test_send_request_over_loopback_tells_not_sent_from_maybe_sent() -> No
             await providers.send_request(client, "POST", "/", provider="Acme", json={})
 
 
+@pytest.mark.parametrize(
+    ("url", "body", "problem"),
+    [
+        pytest.param(
+            "/users/ann\x01", {}, "InvalidURL: Invalid non-printable ASCII", id="recipient-in-url"
+        ),
+        pytest.param("/messages", {"priority": float("nan")}, "ValueError", id="nan-in-json"),
+    ],
+)
+async def test_a_request_the_message_makes_unbuildable_is_invalid_input_and_not_sent(
+    url: str, body: dict[str, float], problem: str
+) -> None:
+    async with (
+        HttpFake(lambda _: Reply(200)) as fake,
+        providers.http_client(base_url=fake.url) as client,
+    ):
+        with pytest.raises(InvalidInput, match="The request to Acme cannot be built") as raised:
+            await providers.send_request(client, "POST", url, provider="Acme", json=body)
+
+    assert problem in raised.value.message
+    assert fake.requests == []
+
+
 async def test_a_connect_timeout_is_retryable_because_nothing_was_sent() -> None:
     async with (
         full_backlog() as port,

@@ -20,6 +20,8 @@ How an HTTP failure is classified (``error_for_status``, ``error_for_transport``
 for every provider unless its plugin documents an exception::
 
     failure                                  raised                  the router
+    request cannot be built (header not      InvalidInput            gives up: nothing was
+    ASCII or with a line break, bad URL)                             sent, the message is wrong
     400, 422                                 InvalidInput*           gives up
     401, 403                                 Unauthenticated         flags the credentials
     404, 405, 3xx                            ConfigError             fails over, reports the
@@ -221,16 +223,21 @@ async def send_request(
     """Send one request; a failure to get an answer becomes a typed ``PluginError``.
 
     Returns the response whatever its status (check it with
-    ``raise_for_status``). A failure before the request reached the provider
-    (refused connection, connect timeout) raises ``RetryableError``; one after
-    it left (read or write timeout, broken connection) ``OutcomeUnknown``; an
-    unusable URL (bad scheme, no host) ``ConfigError`` (``error_for_transport``).
-    ``data`` values may be lists (repeated form fields); ``files`` makes the
-    body ``multipart/form-data`` as httpx takes it. No message contains the
-    URL, which may hold a token.
+    ``raise_for_status``). A request that cannot be built from the message (a
+    header value that is not ASCII or holds a line break, an invalid URL,
+    a JSON body with NaN) raises ``InvalidInput`` before anything is sent. A
+    failure before the request reached the provider (refused connection,
+    connect timeout) raises ``RetryableError``; one after it left (read or
+    write timeout, broken connection) ``OutcomeUnknown``; an unusable URL (bad
+    scheme, no host) ``ConfigError`` (``error_for_transport``). ``data``
+    values may be lists (repeated form fields); ``files`` makes the body
+    ``multipart/form-data`` as httpx takes it. No message contains the URL,
+    which may hold a token, or a header's value.
     """
+    if (problem := _unsendable_header(headers or {})) is not None:
+        raise InvalidInput(f"The request to {provider} cannot be sent: {problem}")
     try:
-        return await client.request(
+        request = client.build_request(
             method,
             url,
             json=json,
@@ -240,8 +247,37 @@ async def send_request(
             params=params,
             headers=headers,
         )
+    except (ValueError, httpx.InvalidURL) as error:
+        # Nothing left yet, and what failed is this message's data (a URL holding
+        # its recipient, a body from its metadata), not the provider: RETRYABLE
+        # would try every plugin and count against this one's health for it.
+        raise InvalidInput(
+            f"The request to {provider} cannot be built: "
+            f"{type(error).__name__}: {_exception_text(error)}"
+        ) from None
+    try:
+        return await client.send(request)
     except (httpx.TransportError, httpx.InvalidURL) as error:
         raise error_for_transport(error, provider=provider) from None
+
+
+#: Control characters a header may not hold (RFC 9110 section 5.5; a tab may).
+_HEADER_CONTROL_CHARACTER: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _unsendable_header(headers: Mapping[str, str]) -> str | None:
+    """What makes one of ``headers`` unsendable, naming the header but not its value
+    (a token, say); None when all can be sent.
+
+    httpx encodes header values as ASCII and the transport refuses line breaks
+    (header injection) only once a connection is open, so both are caught here.
+    """
+    for name, value in headers.items():
+        if not (name.isascii() and value.isascii()):
+            return f"header {name!r}: HTTP headers hold ASCII characters only"
+        if _HEADER_CONTROL_CHARACTER.search(name + value):
+            return f"header {name!r}: a line break or control character is not allowed"
+    return None
 
 
 #: Failures once the request is (partly) on its way: the provider may act on it.
