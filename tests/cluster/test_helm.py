@@ -213,6 +213,22 @@ def assert_no_wildcard_rules(manifest: str) -> None:
                     )
 
 
+def operator_setting(release: Release, variable: str) -> str:
+    """A setting of the installed operator, as its Deployment sets it."""
+    deployments = release.plane.kubectl(
+        "get",
+        "deployments",
+        "-n",
+        release.namespace,
+        "-l",
+        "app.kubernetes.io/component=operator",
+        "-o",
+        "json",
+    ).stdout
+    container = json.loads(deployments)["items"][0]["spec"]["template"]["spec"]["containers"][0]
+    return str(next(e["value"] for e in container["env"] if e["name"] == variable))
+
+
 def can_i(plane: ControlPlane, subject: str, *args: str) -> bool:
     """`kubectl auth can-i` as a ServiceAccount, `subject` being `namespace:name`."""
     result = plane.kubectl(
@@ -592,7 +608,7 @@ def test_rendered_environment_is_what_operator_and_router_read(
         pod_labels = find(manifest, "Deployment", component)["spec"]["template"]["metadata"]
         assert wanted.items() <= pod_labels["labels"].items()
     assert settings.allowed_registries == ["ghcr.io/acme/"]
-    assert (settings.max_security_level, settings.admission_policy) == ("elevated", False)
+    assert (settings.max_security_level, settings.admission_policy) == ("elevated", "")
     assert settings.api_server_cidrs == ["10.96.0.1/32"]
     production = settings.presets[Environment.PRODUCTION]
     assert (production.replicas, production.log_level, production.require_digest) == (
@@ -722,6 +738,7 @@ class InProcessOperator:
     kube: Kube
     logs: LogRecorder
     license_key: Ed25519PrivateKey
+    operator: Operator
 
 
 @pytest.fixture
@@ -739,6 +756,7 @@ def operator_as_service_account(release: Release) -> Iterator[InProcessOperator]
         allowed_registries=[TEST_REGISTRY],
         license_public_keys=[licensing.public_key_text(license_key)],
         resync_seconds=15,
+        admission_policy=operator_setting(release, "SWITCHBOARD_ADMISSION_POLICY"),
     )
     running = Operator(settings, config=token_config(release.plane, release.namespace, OPERATOR_SA))
     logs = LogRecorder()
@@ -746,7 +764,7 @@ def operator_as_service_account(release: Release) -> Iterator[InProcessOperator]
     try:
         stop, thread, _url = start_in_thread(running, "operator-as-service-account")
         try:
-            yield InProcessOperator(running.kube, logs, license_key)
+            yield InProcessOperator(running.kube, logs, license_key, running)
         finally:
             stop.set()
             thread.join(30)
@@ -882,6 +900,8 @@ def test_operator_service_account_is_enough_for_a_full_reconcile(
     )
     assert not sms["metadata"].get("finalizers")
     assert operator.logs.forbidden() == []
+    # It read the chart's admission policy with its own rights, and found it in force.
+    assert operator.operator.admission_policy_in_force is True
 
 
 def test_operator_service_account_holds_the_leadership_lease(release: Release) -> None:
@@ -955,6 +975,16 @@ def test_service_account_permissions_are_exactly_what_the_code_uses(
     for verb in ("list", "watch"):
         assert not can_i(plane, release.operator, verb, "secrets", "-n", tenant), verb
         assert not can_i(plane, release.operator, verb, "secrets", "--all-namespaces"), verb
+    # The admission policy and its binding, by name: is the policy in force?
+    policy_name = operator_setting(release, "SWITCHBOARD_ADMISSION_POLICY")
+    assert plane.kubectl("get", "validatingadmissionpolicy", policy_name).returncode == 0
+    for resource in ("validatingadmissionpolicies", "validatingadmissionpolicybindings"):
+        named = f"{resource}.admissionregistration.k8s.io/{policy_name}"
+        assert can_i(plane, release.operator, "get", named), named
+        assert not can_i(
+            plane, release.operator, "get", f"{resource}.admissionregistration.k8s.io/other"
+        )
+        assert not can_i(plane, release.operator, "update", named), named
     # Its tenant's Namespace object only (the switchboard.dev/max-security-level label).
     assert can_i(plane, release.operator, "get", f"namespaces/{tenant}")
     assert not can_i(plane, release.operator, "get", "namespaces/kube-system")

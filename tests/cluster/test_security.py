@@ -21,6 +21,10 @@ import yaml
 from kubernetes import client as k8s
 
 from switchboard.api import constants
+from switchboard.controller.main import Operator
+from switchboard.controller.reconciler import Reconciler
+from switchboard.controller.settings import OperatorSettings
+from switchboard.kubeclient import kube_config
 from tests.cluster.conftest import API_SERVER_CIDRS, RunningOperator
 from tests.cluster.test_helm import CHART, objects
 from tests.cluster.test_operator import Cluster
@@ -141,7 +145,7 @@ def admission_policy(
     text = yaml.safe_dump_all(policy)
     control_plane.apply(text)
     yield policy[0]["metadata"]["name"]
-    control_plane.kubectl("delete", "-f", "-", input=text)
+    control_plane.kubectl("delete", "--ignore-not-found", "-f", "-", input=text)
     grant_alice_authoring(control_plane, namespace)
     escalating = _vi("probe", securityLevel="system")
     wait_for(
@@ -242,6 +246,39 @@ def test_granted_rights_admit_and_an_update_is_checked_only_for_what_it_changes(
 
 
 # --- without the policy: the operator refuses what it can judge alone --------------------
+
+
+@pytest.mark.asyncio
+async def test_the_operator_trusts_the_admission_policy_only_while_it_is_in_force(
+    crds_installed: ControlPlane, admission_policy: str
+) -> None:
+    """A deleted binding must not leave the cluster with nobody checking levels."""
+    settings = OperatorSettings(admission_policy=admission_policy, allowed_registries=["ghcr.io/"])
+    operator = Operator(settings, config=kube_config(str(crds_installed.kubeconfig)))
+    operator.reconciler = Reconciler(operator.kube, settings)
+    try:
+        await operator.follow_admission_policy()
+        assert operator.admission_policy_in_force is True
+        assert operator.reconciler.policy.max_security_level is None  # the policy decides
+        assert operator.reconciler.policy.allowed_registries == ()
+
+        crds_installed.kubectl("delete", "validatingadmissionpolicybinding", admission_policy)
+        await operator.follow_admission_policy()
+        assert operator.admission_policy_in_force is False
+        assert operator.reconciler.policy.max_security_level == "standard"
+        assert operator.reconciler.policy.allowed_registries == ("ghcr.io/",)
+
+        missing = Operator(
+            OperatorSettings(admission_policy="no-such-policy"),
+            config=kube_config(str(crds_installed.kubeconfig)),
+        )
+        missing.reconciler = Reconciler(missing.kube, missing.settings)
+        await missing.follow_admission_policy()
+        assert missing.admission_policy_in_force is False
+        assert missing.reconciler.policy.max_security_level == "standard"
+        await missing.kube.close()
+    finally:
+        await operator.kube.close()
 
 
 def test_the_operator_refuses_a_level_above_the_namespace_ceiling_until_the_namespace_allows_it(

@@ -17,6 +17,7 @@ from switchboard.api.models import (
 )
 from switchboard.controller import gates, licensing
 from switchboard.controller.gates import GatePolicy, Observed, Sibling
+from switchboard.controller.settings import OperatorSettings, admission_policy_gap
 from tests.support.resources import communication_plugin, vendor_integration
 
 NOW = datetime.datetime(2026, 6, 1, tzinfo=datetime.UTC)
@@ -254,3 +255,34 @@ def test_plugins_never_run_in_the_clusters_own_namespaces_nor_outside_the_served
         gates.namespace_refusal(_cp(), GatePolicy(served_namespaces=frozenset({"tenant-a"})))
         is None
     )
+
+
+POLICY = {"spec": {"failurePolicy": "Fail"}}
+BINDING = {"spec": {"policyName": "who-may-run-what", "validationActions": ["Deny"]}}
+
+
+@pytest.mark.parametrize(
+    ("policy", "binding", "gap"),
+    [
+        (POLICY, BINDING, None),
+        (None, BINDING, "ValidatingAdmissionPolicy who-may-run-what does not exist"),
+        (POLICY, None, "ValidatingAdmissionPolicyBinding who-may-run-what does not exist"),
+        ({"spec": {"failurePolicy": "Ignore"}}, BINDING, "admits what it cannot evaluate"),
+        (POLICY, {"spec": {**BINDING["spec"], "validationActions": ["Warn", "Audit"]}}, "not deny"),
+        (POLICY, {"spec": {**BINDING["spec"], "policyName": "other"}}, "binds another policy"),
+    ],
+)
+def test_the_admission_policy_is_trusted_only_while_it_denies(
+    policy: dict[str, Any] | None, binding: dict[str, Any] | None, gap: str | None
+) -> None:
+    found = admission_policy_gap("who-may-run-what", policy, binding)
+    assert found == gap if gap is None else (found is not None and gap in found)
+
+
+def test_registries_and_levels_are_left_to_the_policy_only_while_it_is_in_force() -> None:
+    settings = OperatorSettings(
+        admission_policy="who-may-run-what", allowed_registries=["ghcr.io/acme/"]
+    )
+    trusted, alone = settings.gate_policy(True), settings.gate_policy()
+    assert (trusted.allowed_registries, trusted.max_security_level) == ((), None)
+    assert (alone.allowed_registries, alone.max_security_level) == (("ghcr.io/acme/",), "standard")

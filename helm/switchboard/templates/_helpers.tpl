@@ -22,6 +22,11 @@ not configurable.
 {{- printf "%s-%s-%s" (include "switchboard.fullname" .root) .root.Release.Namespace .component -}}
 {{- end -}}
 
+{{/* The name of the admission policy and of its binding (cluster-scoped). */}}
+{{- define "switchboard.admissionPolicyName" -}}
+{{- printf "%s-who-may-run-what" (include "switchboard.clusterName" (dict "root" . "component" "operator")) -}}
+{{- end -}}
+
 {{- define "switchboard.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" -}}
 {{- end -}}

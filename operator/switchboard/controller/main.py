@@ -41,7 +41,7 @@ from switchboard.controller.kube import Kube
 from switchboard.controller.leader import LeaseElector
 from switchboard.controller.reconciler import Describer, Reconciler
 from switchboard.controller.runtime import Key, Outcome, WorkQueue
-from switchboard.controller.settings import OperatorSettings
+from switchboard.controller.settings import OperatorSettings, admission_policy_gap
 from switchboard.kubeclient import kube_config
 
 if TYPE_CHECKING:
@@ -204,6 +204,8 @@ class Operator:
         self._kube: Kube | None = None
         self.reconciler: Reconciler | None = None
         self._resync: asyncio.Task[None] | None = None
+        #: Whether registries and levels are left to the admission policy (None: not yet known).
+        self.admission_policy_in_force: bool | None = None
 
     @property
     def config(self) -> SingleConfig:
@@ -238,6 +240,7 @@ class Operator:
         """Connect, then start the workers and the resync (kopf's startup handler)."""
         settings = await self._discover_api_server()
         self.reconciler = Reconciler(self.kube, settings, self.describer, self._observe_status)
+        await self.follow_admission_policy()
         self.queue.start()
         self._resync = asyncio.create_task(self._resync_forever(), name="resync")
         self.health.beat()
@@ -292,6 +295,38 @@ class Operator:
         assert self.reconciler is not None, "started"
         await self.reconciler.report_failure(key, error, retry_in)
 
+    async def follow_admission_policy(self) -> None:
+        """Leave registries and levels to the admission policy only while it is in force.
+
+        A deleted policy or binding, or one that no longer denies, must not leave
+        the cluster with nobody checking: the operator then refuses on its own.
+        """
+        assert self.reconciler is not None, "started"
+        name = self.settings.admission_policy
+        if not name:
+            return
+        group = "admissionregistration.k8s.io/v1"
+        try:
+            gap = admission_policy_gap(
+                name,
+                await self.kube.get(group, "ValidatingAdmissionPolicy", None, name),
+                await self.kube.get(group, "ValidatingAdmissionPolicyBinding", None, name),
+            )
+        except Exception as error:  # forbidden, or the API is not served: check ourselves
+            gap = f"it could not be read ({error})"
+        in_force = gap is None
+        if in_force != self.admission_policy_in_force:
+            if in_force:
+                log.info("The admission policy is in force", extra={"policy": name})
+            else:
+                log.warning(
+                    "The admission policy is not in force; the operator checks "
+                    "registries and security levels itself",
+                    extra={"policy": name, "reason": gap},
+                )
+        self.admission_policy_in_force = in_force
+        self.reconciler.policy = self.reconciler.settings.gate_policy(in_force)
+
     async def _resync_forever(self) -> None:
         """Level-based safety net: reconcile every known resource every `resync_seconds`,
         so whatever a missed event left behind heals, and Secret rotations are seen."""
@@ -300,6 +335,7 @@ class Operator:
             self.health.beat()
             await asyncio.sleep(self.settings.resync_seconds)
             try:
+                await self.follow_admission_policy()
                 keys = await self.reconciler.all_keys()
             except Exception as error:  # the loop must outlive any one failure
                 log.warning("The resync could not list resources", extra={"error": str(error)})

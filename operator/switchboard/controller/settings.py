@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import socket
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,17 +77,20 @@ class OperatorSettings(BaseSettings):
     """Labels of operator pods, admitted to plugins to call Describe."""
     allowed_registries: list[str] = Field(default_factory=list)
     """Image prefixes plugins may come from, e.g. `ghcr.io/acme/`. Empty: any.
-    Ignored with `admission_policy` (the policy checks the author's `use` of a
+    Left to `admission_policy` while it is in force (it checks the author's `use` of a
     registry instead)."""
     max_security_level: SecurityLevel = SecurityLevel.STANDARD
     """The highest securityLevel a namespace may run unless its label
     `switchboard.dev/max-security-level` says otherwise."""
-    admission_policy: bool = False
-    """The chart's ValidatingAdmissionPolicy is installed: it checks, for whoever
-    creates or updates a resource, the registry and the security level (and
-    ServiceAccount and Secrets), so the operator no longer refuses images outside
-    `allowed_registries` nor levels above `max_security_level`. A namespace's own
-    `switchboard.dev/max-security-level` label still applies."""
+    admission_policy: str = ""
+    """The name of the chart's ValidatingAdmissionPolicy (and of its binding), which
+    checks, for whoever creates or updates a resource, the registry and the
+    security level (and ServiceAccount and Secrets). While the policy exists and
+    its binding denies, the operator no longer refuses images outside
+    `allowed_registries` nor levels above `max_security_level`; when either is
+    missing it refuses them itself (checked at start and at every resync). A
+    namespace's own `switchboard.dev/max-security-level` label always applies.
+    Empty: no policy."""
     api_server_cidrs: list[str] = Field(default_factory=list)
     """Addresses of the API server (its Service IP and endpoints), which plugin
     NetworkPolicies exclude below securityLevel `system`. The operator adds the
@@ -132,16 +136,18 @@ class OperatorSettings(BaseSettings):
     def preset(self, environment: Environment) -> EnvironmentPreset:
         return self.presets.get(environment) or _default_presets()[environment]
 
-    def gate_policy(self) -> GatePolicy:
-        """What the gates allow, from these settings."""
+    def gate_policy(self, admission_policy_in_force: bool = False) -> GatePolicy:
+        """What the gates allow, from these settings: registries and levels are left
+        to the admission policy only while it is in force (`admission_policy_gap`)."""
+        delegated = admission_policy_in_force
         return GatePolicy(
-            allowed_registries=() if self.admission_policy else tuple(self.allowed_registries),
+            allowed_registries=() if delegated else tuple(self.allowed_registries),
             digest_required_in=frozenset(
                 environment
                 for environment in Environment
                 if self.preset(environment).require_digest
             ),
-            max_security_level=None if self.admission_policy else self.max_security_level,
+            max_security_level=None if delegated else self.max_security_level,
             license_public_keys=tuple(self.license_public_keys),
             license_grace=datetime.timedelta(days=self.license_grace_days),
             forbidden_egress=(*LINK_LOCAL, *self.api_server_cidrs),
@@ -152,3 +158,25 @@ class OperatorSettings(BaseSettings):
         if self.namespace:
             return frozenset({self.namespace})
         return frozenset(self.tenant_namespaces) if self.tenant_namespaces else None
+
+
+def admission_policy_gap(
+    name: str, policy: dict[str, Any] | None, binding: dict[str, Any] | None
+) -> str | None:
+    """Why the admission policy ``name`` is not in force, or None when it is.
+
+    In force: the ValidatingAdmissionPolicy exists and fails closed, and its
+    binding (same name) points at it and denies what it refuses.
+    """
+    if policy is None:
+        return f"the ValidatingAdmissionPolicy {name} does not exist"
+    if (policy.get("spec") or {}).get("failurePolicy", "Fail") != "Fail":
+        return f"the ValidatingAdmissionPolicy {name} admits what it cannot evaluate"
+    if binding is None:
+        return f"the ValidatingAdmissionPolicyBinding {name} does not exist"
+    spec = binding.get("spec") or {}
+    if spec.get("policyName") != name:
+        return f"the ValidatingAdmissionPolicyBinding {name} binds another policy"
+    if "Deny" not in (spec.get("validationActions") or []):
+        return f"the ValidatingAdmissionPolicyBinding {name} does not deny"
+    return None
