@@ -211,8 +211,8 @@ class TwilioSmsPlugin(HttpProviderPlugin):
                 self._warned_receipt_url = True
                 self.logger.warning(
                     "Not asking Twilio for status callbacks: the receipts URL is not one "
-                    "Twilio takes (%s)",
-                    refused.message.removeprefix("config.status_callback: "),
+                    "Twilio takes",
+                    extra={"reason": refused.message.removeprefix("config.status_callback: ")},
                 )
             return ""
         return message.receipt_url

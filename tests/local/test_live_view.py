@@ -15,6 +15,7 @@ import subprocess
 import termios
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 from rich.console import Console
@@ -23,7 +24,7 @@ from switchboard.local.view import live_view
 from tests.local.harness import flaky, isolated_env
 from tests.sdk.harness import SWITCHBOARD
 
-ROWS = [
+ROWS: list[dict[str, Any]] = [
     {
         "plugin": "default/email",
         "route": "email",
@@ -39,7 +40,7 @@ ROWS = [
         "priority": 1,
         "state": "degraded",
         "restarts": 3,
-        "lastError": "Failed Send call: RETRYABLE Twilio answered HTTP 503: Service unavailable",
+        "lastError": "Failed a call (Send): RETRYABLE Twilio answered HTTP 503: Unavailable",
         "nextRestartAt": time.time() + 8,
     },
     {

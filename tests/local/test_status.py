@@ -78,13 +78,13 @@ def test_the_last_error_is_the_providers_reason_and_plugin_logs_are_shown(
         failed = local.cli("send", "sms", "+15551234567", "x")
         assert failed.returncode == 1
         row = local.row("primary")
-        assert row["lastError"] == "Failed Send call: RETRYABLE provider is overloaded"
+        assert row["lastError"] == "Failed a call (Send): RETRYABLE provider is overloaded"
         # The plugin's own lines: on the console with its name in front, and in its log.
         shown = local.plugin_lines("primary")
         assert any(line.startswith("info    Activated the plugin") for line in shown)
         logs = local.cli("logs", "primary")
         assert logs.returncode == 0, logs.stderr
-        assert "Failed Send call" in logs.stdout and "provider is overloaded" in logs.stdout
+        assert "Failed a call rpc=Send" in logs.stdout and "provider is overloaded" in logs.stdout
         raw = local.cli("logs", "default/secondary", "--raw", "--tail", "1")
         assert raw.stdout.startswith("{")
     finally:

@@ -11,7 +11,7 @@ import ast
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ def test_a_field_json_cannot_encode_is_written_as_text(
 
 def _record(message: str = "Started a plugin", **fields: Any) -> logging.LogRecord:
     return logging.getLogger("switchboard.local").makeRecord(
-        "switchboard.local", logging.INFO, __file__, 1, message, None, None, extra=fields
+        "switchboard.local", logging.INFO, __file__, 1, message, (), None, extra=fields
     )
 
 
@@ -146,7 +146,7 @@ def test_a_plugins_line_is_shown_with_its_fields_as_local_modes_own_lines_are() 
         {
             "ts": "2025-01-01T00:00:00.000+00:00",
             "level": "warning",
-            "msg": "Failed Send call",
+            "msg": "Failed a call",
             "plugin": "acme-sms",
             "logger": "switchboard.sdk",
             "rpc": "Send",
@@ -156,13 +156,21 @@ def test_a_plugins_line_is_shown_with_its_fields_as_local_modes_own_lines_are() 
     )
 
     assert render_record(line) == (
-        'warning Failed Send call rpc=Send error_class=RETRYABLE error="ValueError: provider '
+        'warning Failed a call rpc=Send error_class=RETRYABLE error="ValueError: provider '
         'is overloaded"'
     )
     assert render_record("not JSON") == "not JSON"
 
 
 _LEVELS = frozenset({"debug", "info", "warning", "error", "exception", "critical"})
+REPO = PACKAGE.parents[1]
+#: Where Switchboard's own log calls are: the operator package and the plugins.
+LOGGING_CODE = (PACKAGE, REPO / "plugin-images")
+
+
+def _python_files() -> Iterator[Path]:
+    for root in LOGGING_CODE:
+        yield from sorted(path for path in root.rglob("*.py") if "__pycache__" not in path.parts)
 
 
 def _log_calls(tree: ast.AST) -> Iterator[ast.Call]:
@@ -176,20 +184,59 @@ def _log_calls(tree: ast.AST) -> Iterator[ast.Call]:
             yield node
 
 
+def _formats_its_message(call: ast.Call) -> bool:
+    """Whether a log call builds its message from values: ``%s`` arguments, an
+    f-string, ``"...".format(...)``, or ``"..." % value``."""
+    if len(call.args) > 1:
+        return True
+    message = call.args[0] if call.args else None
+    if isinstance(message, ast.Constant):
+        return isinstance(message.value, str) and (
+            re.search(r"%(\([^)]*\))?[-#0 +.\d]*[sdifrx]", message.value) is not None
+        )
+    if isinstance(message, ast.JoinedStr):
+        return any(isinstance(part, ast.FormattedValue) for part in message.values)
+    if isinstance(message, ast.BinOp) and isinstance(message.op, ast.Mod):
+        return True
+    return (
+        isinstance(message, ast.Call)
+        and isinstance(message.func, ast.Attribute)
+        and message.func.attr == "format"
+    )
+
+
+def _offenders(source: str, check: Callable[[ast.Call], bool], where: str = "x.py") -> list[str]:
+    return [
+        f"{where}:{call.lineno}" for call in _log_calls(ast.parse(source, where)) if check(call)
+    ]
+
+
 def test_every_log_call_is_an_event_with_its_facts_as_fields() -> None:
-    """No value is formatted into a message with `%s`: it goes into `extra`, where a log
-    pipeline filters on it and the plain format still shows it."""
+    """No value is formatted into a message (`%s`, an f-string, `.format`): it goes into
+    `extra`, where a log pipeline filters on it and the plain format still shows it."""
     offenders, seen = [], 0
-    for path in sorted(PACKAGE.rglob("*.py")):
-        for call in _log_calls(ast.parse(path.read_text(), str(path))):
-            seen += 1
-            message = call.args[0] if call.args else None
-            formatted = len(call.args) > 1 or (
-                isinstance(message, ast.Constant)
-                and isinstance(message.value, str)
-                and re.search(r"%[-#0 +.\d]*[sdifrx]", message.value) is not None
-            )
-            if formatted:
-                offenders.append(f"{path.relative_to(PACKAGE)}:{call.lineno}")
+    for path in _python_files():
+        source = path.read_text()
+        seen += len(list(_log_calls(ast.parse(source, str(path)))))
+        offenders += _offenders(source, _formats_its_message, str(path.relative_to(REPO)))
     assert offenders == []
-    assert seen > 50  # the calls were found (the package logs through `log`, `logger`, `audit`)
+    assert seen > 50  # the calls were found (the code logs through `log`, `logger`, `audit`)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        'log.info("Sent %s", message_id)',
+        'logger.warning("Sent %s" % message_id)',
+        'self._logger.info(f"Handled {rpc} call")',
+        'self.logger.error("Failed {} call".format(rpc))',
+        'audit.info("Granted %(role)s")',
+    ],
+)
+def test_the_log_call_check_catches_every_way_of_formatting_a_message(call: str) -> None:
+    assert _offenders(call, _formats_its_message) == ["x.py:1"]
+
+
+def test_the_log_call_check_passes_a_constant_message_with_fields() -> None:
+    source = 'self._logger.info("Handled a call", extra={"rpc": rpc})\nlog.info(f"plain")'
+    assert _offenders(source, _formats_its_message) == []

@@ -178,6 +178,9 @@ def error_summary(line: str) -> str | None:
     if not isinstance(record, dict) or record.get("level") not in ("warning", "error", "critical"):
         return None
     message = str(record.get("msg", ""))
+    if record.get("rpc"):
+        # A plugin's "Failed a call" says which call in a field.
+        message += f" ({record['rpc']})"
     detail = " ".join(
         str(part)
         for part in (record.get("error_class"), str(record.get("error", "")).strip())

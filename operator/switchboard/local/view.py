@@ -16,7 +16,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-_FAILED_CALL = re.compile(r"^Failed (\w+) call: ")
+_FAILED_CALL = re.compile(r"^Failed a call \((\w+)\): ")
 STYLES = {
     "serving": "green",
     "starting": "yellow",
@@ -35,7 +35,7 @@ def detail(row: Mapping[str, Any], now: float | None = None) -> str:
     if state == "serving":
         extra = f" ({row['lastError']})" if row.get("lastError") else ""
         return f"{row.get('endpoint', '')}{extra}"
-    # "Failed Send call: RETRYABLE ..." reads as "Send: RETRYABLE ..." where space is short.
+    # "Failed a call (Send): RETRYABLE ..." reads as "Send: RETRYABLE ..." where space is short.
     text = _FAILED_CALL.sub(r"\1: ", str(row.get("lastError") or ""))
     restart_at = row.get("nextRestartAt")
     if state == "degraded" and restart_at:

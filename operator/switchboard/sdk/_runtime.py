@@ -313,7 +313,9 @@ class PluginServer:
             try:
                 await hook()
             except Exception:
-                logger.exception(f"Plugin {hook.__name__} raised", extra={"hook": hook.__name__})
+                logger.exception(
+                    "A retired plugin instance's hook raised", extra={"hook": hook.__name__}
+                )
 
 
 @contextlib.asynccontextmanager

@@ -269,7 +269,7 @@ class PluginServicer(plugin_pb2_grpc.PluginServiceServicer):
                 failure = RetryableError(f"{rpc} failed: {type(error).__name__}: {error}")
             else:
                 self._logger.info(
-                    f"Handled {rpc} call", extra={"rpc": rpc, "duration_ms": _since(started)}
+                    "Handled a call", extra={"rpc": rpc, "duration_ms": _since(started)}
                 )
                 return result
             wire = exception_for(
@@ -278,7 +278,7 @@ class PluginServicer(plugin_pb2_grpc.PluginServiceServicer):
             span.set_status(Status(StatusCode.ERROR, wire.message))
             span.set_attribute("switchboard.error_class", str(wire.error_class))
             self._logger.warning(
-                f"Failed {rpc} call",
+                "Failed a call",
                 extra={
                     "rpc": rpc,
                     "error_class": str(wire.error_class),
