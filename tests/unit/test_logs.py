@@ -240,3 +240,59 @@ def test_the_log_call_check_catches_every_way_of_formatting_a_message(call: str)
 def test_the_log_call_check_passes_a_constant_message_with_fields() -> None:
     source = 'self._logger.info("Handled a call", extra={"rpc": rpc})\nlog.info(f"plain")'
     assert _offenders(source, _formats_its_message) == []
+
+
+#: The attributes every LogRecord has: logging refuses an `extra` key among them
+#: (KeyError at the call, so the event is lost exactly when it happens).
+RESERVED_RECORD_KEYS = frozenset(
+    logging.LogRecord("name", logging.INFO, "path.py", 1, "msg", (), None).__dict__
+) | {"message", "asctime"}
+
+
+def _extra_keys(call: ast.Call) -> list[str]:
+    """The keys a log call's ``extra={...}`` or ``extra=dict(...)`` spells out."""
+    for keyword in call.keywords:
+        if keyword.arg != "extra":
+            continue
+        value = keyword.value
+        if isinstance(value, ast.Dict):
+            return [
+                key.value
+                for key in value.keys
+                if isinstance(key, ast.Constant) and isinstance(key.value, str)
+            ]
+        if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "dict":
+            return [item.arg for item in value.keywords if item.arg is not None]
+    return []
+
+
+def _uses_a_reserved_key(call: ast.Call) -> bool:
+    return not RESERVED_RECORD_KEYS.isdisjoint(_extra_keys(call))
+
+
+def test_no_log_call_passes_a_field_a_log_record_already_has() -> None:
+    offenders = []
+    for path in _python_files():
+        offenders += _offenders(path.read_text(), _uses_a_reserved_key, str(path.relative_to(REPO)))
+    assert offenders == []
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        'log.info("Sent a message", extra={"name": plugin})',
+        'self.logger.warning("Gave up", extra=dict(message=text))',
+        'logger.error("Exited", extra={"code": 1, "process": pid})',
+    ],
+)
+def test_the_reserved_key_check_catches_a_record_attribute_in_extra(call: str) -> None:
+    assert _offenders(call, _uses_a_reserved_key) == ["x.py:1"]
+    with pytest.raises(KeyError):
+        logging.getLogger("switchboard.test").makeRecord(
+            "switchboard.test", logging.INFO, __file__, 1, "x", (), None, extra=_literal_extra(call)
+        )
+
+
+def _literal_extra(call: str) -> dict[str, Any]:
+    keys = _extra_keys(next(_log_calls(ast.parse(call))))
+    return dict.fromkeys(keys, "x")
