@@ -12,14 +12,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from switchboard.ledger import (
     AttemptRecord,
     AuditEvent,
     Ledger,
+    LedgerError,
+    LedgerMigrationError,
     ListFilter,
     NewMessage,
     State,
@@ -172,6 +176,12 @@ def _version(url: str) -> tuple[str | None, list[str]]:
         engine.dispose()
 
 
+def _head() -> str | None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
 async def _open_as_the_router_does(url: str) -> Ledger:
     settings = RouterSettings(ledger_url=url)
     return await Ledger.open(
@@ -216,7 +226,7 @@ async def test_a_0001_ledger_with_messages_is_upgraded_to_head_and_reads_the_sam
         await ledger.close()
     version, tables = _version(ledger_url)
 
-    assert version == "0002"
+    assert version == _head() != "0001"
     assert {"audit", "messages", "attempts", "events", "provider_ids", "receipts"} <= set(tables)
     assert sent is not None and waiting is not None
     assert (
@@ -289,3 +299,28 @@ async def test_a_0001_ledger_with_messages_is_upgraded_to_head_and_reads_the_sam
     # The message a 0001 router left waiting is sent by the upgraded one, content and all.
     assert [(m.id, m.payload) for m in claimed] == [(WAITING_ID, WAITING_PAYLOAD)]
     assert [(a.action, a.message_id) for a in audit] == [("replay", SENT_ID)]
+
+
+async def test_a_migration_the_database_refuses_is_a_migration_error_not_an_outage(
+    ledger_url: str,
+) -> None:
+    """SQLite reports "table ... already exists" as an OperationalError, like a lost database."""
+    engine = sa.create_engine(ledger_url)
+    try:
+        with engine.begin() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0001")
+            conn.execute(sa.text("CREATE TABLE audit (note TEXT)"))  # added by hand
+    finally:
+        engine.dispose()
+
+    with pytest.raises(LedgerError) as refused:
+        await _open_as_the_router_does(ledger_url)
+    version, _ = _version(ledger_url)
+
+    assert isinstance(refused.value, LedgerMigrationError), repr(refused.value)
+    assert f"from revision 0001 to {_head()}" in str(refused.value)
+    assert "audit" in str(refused.value) and "then start again" in str(refused.value)
+    assert version == "0001", "the refused migration was left half-applied"

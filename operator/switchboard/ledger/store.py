@@ -46,6 +46,8 @@ from typing import Any, Final, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import (
     Connection,
@@ -1047,10 +1049,27 @@ def _finish_statement(clear_payload: bool) -> Any:
 
 
 def _upgrade(connection: Connection) -> None:
+    """Migrate to head; a migration the database refuses is ``LedgerMigrationError``.
+
+    Only a lost connection stays a ``DBAPIError`` (``LedgerUnavailable``): SQLite
+    reports a schema conflict ("table ... already exists") as an
+    ``OperationalError``, the class a refused connection has too.
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    current = MigrationContext.configure(connection).get_current_revision()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    try:
+        command.upgrade(config, "head")
+    except DBAPIError as error:
+        if error.connection_invalidated:
+            raise
+        raise LedgerMigrationError(
+            f"Could not migrate the ledger from revision {current or 'none'} to {head}: "
+            f"{_one_line(error)}. Fix what the database refused (a table or column "
+            "changed by hand? missing privileges?), then start again"
+        ) from None
 
 
 def _serialise_sqlite(engine: Engine, synchronous: str) -> None:
