@@ -265,3 +265,47 @@ async def _eventually(call: Any, done: Any, timeout: float = 30) -> Any:
                 return last
         await asyncio.sleep(0.3)
     raise AssertionError(f"not converged within {timeout}s; last: {last!r}")
+
+
+async def test_gate_changes_the_operator_writes_reach_the_routers_audit_trail(
+    operator: RunningOperator,
+    control_plane: ControlPlane,
+    api_client: Any,
+    namespace: str,
+    k8s_router: Router,
+) -> None:
+    """In a cluster the operator has no database: the router, which watches the
+    resources anyway, records each gate verdict once in the ledger's audit table."""
+    cluster = Cluster(control_plane, api_client, namespace)
+    cluster.apply(
+        {
+            "apiVersion": "switchboard.dev/v1alpha1",
+            "kind": "CommunicationPlugin",
+            "metadata": {"name": "gated"},
+            "spec": {
+                "image": "ghcr.io/switchboard-dev/plugin-flaky-sms:1.0.0",
+                "channelType": "sms",
+                "secretRef": {"name": "gated-creds"},
+                "requiredSecrets": ["TOKEN"],
+            },
+        }
+    )
+    assert k8s_router.ledger is not None
+    ledger = k8s_router.ledger
+
+    async def gate_outcomes() -> list[str]:
+        trail = await ledger.audit_trail(namespace, limit=50)
+        return [e.outcome for e in reversed(trail) if e.action == "gate"]
+
+    missing = await _eventually(gate_outcomes, lambda o: "SecretNotFound" in o)
+    control_plane.kubectl(
+        "create", "secret", "generic", "gated-creds", "-n", namespace, "--from-literal=TOKEN=t"
+    )
+    outcomes = await _eventually(gate_outcomes, lambda o: o[-1:] == ["passed"])
+    assert outcomes[: len(missing)] == missing  # appended, never rewritten
+    trail = await ledger.audit_trail(namespace, limit=50)
+    gates = [e for e in trail if e.action == "gate"]
+    assert {(e.actor, e.target) for e in gates} == {
+        ("switchboard-operator", "CommunicationPlugin/gated")
+    }
+    assert len(gates) == len({e.outcome for e in gates})  # each verdict once

@@ -129,5 +129,8 @@ audit = Table(
     Column("outcome", String(64), nullable=False),
     Column("message_id", String(32)),
     Column("detail", Text),
+    #: Set where several writers see the same event (a gate change): one row per key.
+    Column("key", String(255)),
 )
 Index("audit_listing", audit.c.tenant, audit.c.at)
+Index("audit_key", audit.c.key, unique=True)

@@ -328,6 +328,8 @@ class AuditEvent:
     detail: str | None = None
     at: float = 0.0
     seq: int = 0
+    key: str | None = None
+    """Set where several writers see the same event: the ledger keeps one row per key."""
 
 
 @dataclass(frozen=True)
@@ -394,6 +396,10 @@ class Ledger:
         # A provider that reuses an id keeps pointing at the first message.
         self._insert_provider_id = (postgresql_insert if self.is_postgres else sqlite_insert)(
             provider_ids
+        ).on_conflict_do_nothing()
+        # Another replica (or this router before a restart) may have written it.
+        self._insert_audit = (postgresql_insert if self.is_postgres else sqlite_insert)(
+            audit
         ).on_conflict_do_nothing()
         self._unkeyed: list[
             tuple[dict[str, Any], list[State], float, asyncio.Future[MessageRecord]]
@@ -866,7 +872,7 @@ class Ledger:
 
         async def job(conn: _Batch) -> None:
             await conn.execute(
-                insert(audit),
+                self._insert_audit,
                 [
                     {
                         "at": event.at or self.clock(),
@@ -877,6 +883,7 @@ class Ledger:
                         "outcome": event.outcome[:64],
                         "message_id": event.message_id,
                         "detail": (event.detail or None) and event.detail[:1000],
+                        "key": event.key,
                     }
                     for event in events
                 ],

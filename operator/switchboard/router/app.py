@@ -29,6 +29,7 @@ from opentelemetry import context as trace_context
 from opentelemetry import propagate, trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from switchboard.api.conditions import GateVerdict
 from switchboard.ledger import MEMORY, Ledger, LedgerError
 from switchboard.router.audit import Auditor
 from switchboard.router.auth import ApiKeyAuthority, Authority, Caller
@@ -101,6 +102,20 @@ class Router:
 
     # -- lifecycle --
 
+    def _audit_gate(self, resource: dict[str, Any], verdict: GateVerdict) -> None:
+        """A gate verdict the operator wrote (in a cluster the operator has no database)."""
+        meta = resource["metadata"]
+        self.service.auditor.record(
+            meta["namespace"],
+            "switchboard-operator",
+            "gate",
+            f"{resource['kind']}/{meta['name']}",
+            verdict.outcome,
+            detail=verdict.detail,
+            at=verdict.since or None,
+            key=verdict.key(meta.get("uid", "")),
+        )
+
     def _table_changed(self, table: RoutingTable) -> None:
         addresses = {e for route in table.routes for e in route.endpoints}
         if self._sync_task is not None and not self._sync_task.done():
@@ -134,6 +149,7 @@ class Router:
         self.service.delivery = self.delivery
         self.service.auditor = Auditor(self.ledger)
         await self.service.auditor.start()
+        self.discovery.on_gate = self._audit_gate
         await self.discovery.start()
         app = web.Application(
             client_max_size=self.settings.max_body_bytes,

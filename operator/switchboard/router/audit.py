@@ -1,4 +1,4 @@
-"""The audit trail: every send, invoke, replay and denied call, on its own logger and in the ledger.
+"""The audit trail: every send, invoke, replay, denied call and gate change.
 
 Each event says who (the caller's name), where (the tenant), what (the
 action and its target: a channel, `integration/operation`), and the outcome
@@ -44,9 +44,21 @@ class Auditor:
         *,
         message_id: str | None = None,
         detail: str | None = None,
+        at: float | None = None,
+        key: str | None = None,
     ) -> None:
+        """Log the event and queue it for the table. ``key``: an event other writers
+        may record too (a gate change every replica sees) is kept once."""
         event = AuditEvent(
-            tenant, actor, action, target, outcome, message_id, detail, at=time.time()
+            tenant,
+            actor,
+            action,
+            target,
+            outcome,
+            message_id,
+            detail,
+            at=at or time.time(),
+            key=key,
         )
         log.info(
             "Audited an action",

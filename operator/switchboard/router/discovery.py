@@ -21,6 +21,7 @@ from switchboard.api import constants
 from switchboard.router.table import PluginRoute, RoutingTable
 
 if TYPE_CHECKING:
+    from switchboard.api.conditions import GateVerdict
     from switchboard.router.dispatch import Problem
 
 log = logging.getLogger("switchboard.router")
@@ -33,6 +34,9 @@ class Discovery:
         self.table = RoutingTable()
         self.ready = asyncio.Event()
         self._listeners: list[Callable[[RoutingTable], None]] = []
+        #: Told of each gate verdict a resource's status shows (the audit trail);
+        #: the Kubernetes backend reads them from the operator's conditions.
+        self.on_gate: Callable[[dict[str, Any], GateVerdict], None] | None = None
 
     def subscribe(self, listener: Callable[[RoutingTable], None]) -> None:
         self._listeners.append(listener)

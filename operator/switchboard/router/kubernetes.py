@@ -25,6 +25,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from switchboard.api import constants
+from switchboard.api.conditions import GateVerdict, gate_verdict
 from switchboard.api.events import event_about
 from switchboard.router.auth import SERVICE_ACCOUNT_PREFIX, AuthError, Caller
 from switchboard.router.discovery import Discovery, routes_from
@@ -66,6 +67,8 @@ class KubernetesDiscovery(Discovery):
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reports: set[asyncio.Task[None]] = set()
+        #: The last gate verdict handed to the audit trail, by resource uid.
+        self._verdicts: dict[str, GateVerdict] = {}
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -186,6 +189,19 @@ class KubernetesDiscovery(Discovery):
             item.setdefault("kind", kind)
             meta = item["metadata"]
             self._resources[(kind, meta["namespace"], meta["name"])] = item
+            self._gate_seen(item)
+
+    def _gate_seen(self, resource: dict[str, Any]) -> None:
+        """Hand a new gate verdict of the resource to the audit trail (on the watch
+        thread, under the lock). A restarted router, or another replica, hands the
+        same verdict again: the ledger keeps one row per verdict (its key)."""
+        verdict = gate_verdict(resource)
+        uid = resource["metadata"].get("uid", "")
+        if verdict is None or self._verdicts.get(uid) == verdict:
+            return
+        self._verdicts[uid] = verdict
+        if self.on_gate is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.on_gate, resource, verdict)
 
     def _apply_event(self, stream: str, type_: str, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -199,8 +215,10 @@ class KubernetesDiscovery(Discovery):
         key3 = (obj["kind"], meta["namespace"], meta["name"])
         if type_ == "DELETED":
             self._resources.pop(key3, None)
+            self._verdicts.pop(meta.get("uid", ""), None)
         else:
             self._resources[key3] = obj
+            self._gate_seen(obj)
 
     def _changed(self) -> None:
         with self._lock:
