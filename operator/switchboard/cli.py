@@ -199,6 +199,14 @@ class Exit(IntEnum):
     """No router (or plugin) could be reached, or none is known."""
 
 
+def _metadata(items: tuple[str, ...]) -> dict[str, str]:
+    """`--metadata KEY=VALUE` options as a map; anything else is a usage error."""
+    malformed = [item for item in items if "=" not in item]
+    if malformed:
+        raise click.BadParameter(f"{malformed[0]!r} is not KEY=VALUE", param_hint="--metadata")
+    return dict(item.split("=", 1) for item in items)
+
+
 def _tracing(service: str, configure: Any) -> Any:
     """The process's tracer provider from OTEL_* variables; a usage error if they are wrong."""
     try:
@@ -469,10 +477,7 @@ def send(
 
     CONTENT `-` reads the message from standard input.
     """
-    malformed = [item for item in metadata if "=" not in item]
-    if malformed:
-        raise click.BadParameter(f"{malformed[0]!r} is not KEY=VALUE", param_hint="--metadata")
-    extras = dict(item.split("=", 1) for item in metadata)
+    extras = _metadata(metadata)
     body = _read_argument(content, "message")
     result = _call_router(
         router,
@@ -1150,7 +1155,7 @@ def call_send(
     output: str,
 ) -> None:
     """Send one message through this plugin (CONTENT `-` reads stdin)."""
-    extras = dict(item.split("=", 1) for item in metadata if "=" in item)
+    extras = _metadata(metadata)
     body = _read_argument(content, "message")
     result = _call_plugin(
         ctx,
