@@ -106,7 +106,7 @@ def commands(block: Block) -> list[Command]:
         text = line[2:]
         while text.endswith("\\") and index + 1 < len(lines):
             index += 1
-            text = text[:-1] + "\n" + lines[index]
+            text += "\n" + lines[index]  # the backslash stays: bash continues the line
         found.append(Command(text, []))
         index += 1
     return found

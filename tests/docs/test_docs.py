@@ -1,8 +1,8 @@
 """Every command block of docs/ runs as written, or says why it cannot (issue 19, deliverable 5).
 
-Each document runs in a copy of this checkout (the virtualenv linked, not
-rebuilt) and a loopback-only network namespace; README.md runs in a fresh
-clone, in tests/docs/test_new_user.py.
+docs/*.md and docs/plugins/*.md: each document runs in a copy of this
+checkout (the virtualenv linked, not rebuilt) and a loopback-only network
+namespace; README.md runs in a fresh clone, in tests/docs/test_new_user.py.
 """
 
 from __future__ import annotations
@@ -17,9 +17,14 @@ import pytest
 from tests.docs.runner import blocks, loopback_namespace, run_document
 
 REPO = Path(__file__).resolve().parents[2]
-#: Documents owned elsewhere: generated (crd-reference) or each plugin's own page.
+#: Documents owned elsewhere: generated from the CRDs.
 NOT_HERE = {"crd-reference.md"}
-DOCUMENTS = sorted(p for p in (REPO / "docs").glob("*.md") if p.name not in NOT_HERE)
+#: docs/*.md and each plugin's page, docs/plugins/*.md.
+DOCUMENTS = sorted(
+    p
+    for p in [*(REPO / "docs").glob("*.md"), *(REPO / "docs" / "plugins").glob("*.md")]
+    if p.name not in NOT_HERE
+)
 
 
 def copy_of_checkout(target: Path) -> Path:
@@ -37,7 +42,7 @@ def copy_of_checkout(target: Path) -> Path:
     return target
 
 
-@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO / "docs")))
 def test_every_command_block_runs_as_written(document: Path, tmp_path: Path) -> None:
     if not any(b.language in ("console", "python") for b in blocks(document.read_text())):
         return  # nothing to run in this one
