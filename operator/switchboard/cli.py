@@ -921,8 +921,8 @@ def _print_message(message: Any) -> None:
         click.echo("Attempts:")
         for attempt in message.attempts:
             click.echo(
-                f"  {attempt.get('plugin', '')} at {attempt.get('endpoint', '')}: "
-                f"{attempt.get('outcome', '')} {attempt.get('message', '')}".rstrip()
+                f"  {attempt.plugin} at {attempt.endpoint}: "
+                f"{attempt.outcome} {attempt.message}".rstrip()
             )
     if message.history:
         click.echo("History:")

@@ -101,12 +101,18 @@ class DeliveryFailed(SwitchboardError):
 
 @dataclass(frozen=True)
 class Attempt:
+    """One attempt on a plugin (the router's `Attempt`; from the ledger, `RecordedAttempt`
+    adds `round`, `provider_message_id` and `at`)."""
+
     plugin: str
     endpoint: str
     outcome: str
     duration_ms: float
     message: str = ""
     retry_after_seconds: float | None = None
+    round: int | None = None
+    provider_message_id: str | None = None
+    at: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Attempt:
@@ -117,6 +123,9 @@ class Attempt:
             data["durationMs"],
             data.get("message", ""),
             data.get("retryAfterSeconds"),
+            data.get("round"),
+            data.get("providerMessageId"),
+            data.get("at"),
         )
 
 
@@ -161,7 +170,7 @@ class MessageStatus:
     error_message: str = ""
     created_at: str = ""
     updated_at: str = ""
-    attempts: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -180,7 +189,7 @@ class MessageStatus:
             error_message=error.get("message", ""),
             created_at=data.get("createdAt") or "",
             updated_at=data.get("updatedAt") or "",
-            attempts=data.get("attempts", []),
+            attempts=[Attempt.from_json(a) for a in data.get("attempts", [])],
             history=data.get("history", []),
         )
 

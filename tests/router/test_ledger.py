@@ -50,7 +50,7 @@ async def test_a_sent_message_can_be_looked_up_with_its_attempts_and_history(
     assert sent.state == "sent" and len(sent.id) == 32
     assert status.state == "sent" and status.plugin == f"{TENANT}/secondary"
     assert status.provider_message_id == sent.provider_message_id
-    assert [(a["plugin"], a["outcome"]) for a in status.attempts] == [
+    assert [(a.plugin, a.outcome) for a in status.attempts] == [
         (f"{TENANT}/primary", "retryable"),
         (f"{TENANT}/secondary", "success"),
     ]
@@ -96,7 +96,7 @@ async def test_an_asynchronous_message_is_retried_with_back_off_until_a_provider
 
     assert waiting.state in ("accepted", "sending") and waiting.error_code == "UNAVAILABLE"
     assert final.state == "sent"
-    rounds = {a["round"] for a in final.attempts}
+    rounds = {a.round for a in final.attempts}
     assert len(rounds) >= 3  # retried, not given up
     assert len(provider.deliveries()) == 1
 

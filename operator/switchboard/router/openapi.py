@@ -10,7 +10,12 @@ from functools import cache
 from typing import Any
 
 from switchboard import __version__
-from switchboard.router.service import AttemptView, InvokeBody, SendMessageBody
+from switchboard.router.service import (
+    AttemptView,
+    InvokeBody,
+    RecordedAttemptView,
+    SendMessageBody,
+)
 
 _ERROR: dict[str, Any] = {
     "type": "object",
@@ -128,7 +133,7 @@ _MESSAGE: dict[str, Any] = {
         "deliverBy": {"type": ["string", "null"], "format": "date-time"},
         "nextAttemptAt": {"type": ["string", "null"], "format": "date-time"},
         "error": {"type": ["object", "null"]},
-        "attempts": {"type": "array", "items": {"type": "object"}},
+        "attempts": {"type": "array", "items": {"$ref": "#/components/schemas/RecordedAttempt"}},
         "history": {"type": "array", "items": {"$ref": "#/components/schemas/StateChange"}},
     },
 }
@@ -216,7 +221,7 @@ def openapi_document() -> dict[str, Any]:
                     ],
                 },
                 "Invoked": invoked,
-                **_schemas(Attempt=AttemptView),
+                **_schemas(Attempt=AttemptView, RecordedAttempt=RecordedAttemptView),
                 "Error": _ERROR,
             },
         },

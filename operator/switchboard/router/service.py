@@ -276,6 +276,18 @@ class AttemptView(_Body):
     """When the plugin asked to be left alone this long."""
 
 
+class RecordedAttemptView(AttemptView):
+    """An attempt as the ledger keeps it (``GET /v1/messages/{id}``): the same
+    fields as every answer's, plus where it stands in the message's history."""
+
+    round: int
+    """Which round of sending it belonged to (a retry or a replay starts a new one)."""
+    provider_message_id: str | None = None
+    """The provider's id of the message, when this attempt delivered it."""
+    at: str | None = None
+    """When it ended (RFC 3339)."""
+
+
 def attempt_json(attempt: Attempt) -> dict[str, Any]:
     view = AttemptView(
         plugin=attempt.plugin,
@@ -820,16 +832,16 @@ def message_json(
     }
     if record.attempts:
         data["attempts"] = [
-            {
-                "round": a.round,
-                "plugin": a.plugin,
-                "endpoint": a.endpoint,
-                "outcome": a.outcome,
-                "durationMs": a.duration_ms,
-                **({"message": a.message} if a.message else {}),
-                **({"providerMessageId": a.provider_message_id} if a.provider_message_id else {}),
-                "at": _iso(a.finished_at),
-            }
+            RecordedAttemptView(
+                round=a.round,
+                plugin=a.plugin,
+                endpoint=a.endpoint,
+                outcome=a.outcome,
+                duration_ms=a.duration_ms,
+                message=a.message or None,
+                provider_message_id=a.provider_message_id or None,
+                at=_iso(a.finished_at),
+            ).model_dump(by_alias=True, exclude_none=True)
             for a in record.attempts
         ]
     if history is not None:

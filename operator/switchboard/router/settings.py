@@ -30,7 +30,7 @@ class RouterSettings(BaseSettings):
     http_port: int = 8080
     """Port of the HTTP/JSON API, /healthz, /readyz and /metrics."""
     grpc_port: int = 9090
-    """Port of the gRPC API (0 disables it)."""
+    """Port of the gRPC API (-1 disables it; 0 picks a free port)."""
     watch_namespace: str | None = None
     """Kubernetes backend: route only within this namespace. Unset: every namespace."""
     max_concurrency: int = 512

@@ -6,7 +6,8 @@ The Switchboard router's gRPC API, version 1: the HTTP/JSON API over gRPC.
 Callers authenticate with `authorization: Bearer <token>` metadata. A failed
 call carries a gRPC status (INVALID_ARGUMENT for a malformed request or input
 a plugin rejected, UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND,
-FAILED_PRECONDITION for a permanent provider refusal, RESOURCE_EXHAUSTED
+FAILED_PRECONDITION for a permanent provider refusal or a conflict with the
+message as it stands (an idempotency key reused, a replay of a sent message), RESOURCE_EXHAUSTED
 when the router is at capacity, UNAVAILABLE when every plugin failed,
 DEADLINE_EXCEEDED) and, in trailing metadata `switchboard-error-json`, the
 same error object the HTTP API returns (code, message, fields, attempts).
