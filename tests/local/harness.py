@@ -18,6 +18,7 @@ from typing import Any
 from switchboard.local import state
 from tests.router.conftest import FLAKY_SMS
 from tests.sdk.harness import MINI_OLT, SWITCHBOARD
+from tests.support.loglevel import verbose_spec_env
 from tests.support.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +50,7 @@ def flaky(name: str, priority: int, state_dir: Path, **config: Any) -> dict[str,
             "image": "ghcr.io/switchboard-dev/plugin-flaky-sms:1.0.0",
             "channelType": "sms",
             "priority": priority,
+            "env": verbose_spec_env(),
             "config": {"provider": name, "state_dir": str(state_dir), **config},
         },
     }
@@ -64,6 +66,7 @@ def integration(name: str, **spec: Any) -> dict[str, Any]:
             "image": "ghcr.io/switchboard-dev/plugin-mini-olt:0.3.0",
             "vendor": "voltha",
             "integrationType": "network_automation",
+            "env": verbose_spec_env(),
             **spec,
         },
     }

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from tests.support.loglevel import verbose_plugin_env
+
 PLUGINS = Path(__file__).parent / "plugins"
 ECHO_SMS = PLUGINS / "echo_sms"
 MINI_OLT = PLUGINS / "mini_olt"
@@ -96,6 +98,7 @@ class PluginProcess:
                 **os.environ,
                 "SWITCHBOARD_PLUGIN_HOST": "127.0.0.1",
                 "SWITCHBOARD_PLUGIN_PORT": "0",
+                **verbose_plugin_env(),
                 **env,
             },
             stdout=subprocess.DEVNULL,
