@@ -176,6 +176,14 @@ def test_the_api_server_refuses_every_escalation_an_unprivileged_author_tries(
         assert ALICE in result.stderr
         refused.append(case)
     assert len(refused) == len(ESCALATIONS)
+    # A CommunicationPlugin's ServiceAccount, Secret and image are held to the same
+    # rules (it has no securityLevel or licence: the schema refuses those fields).
+    for case, spec, words in ESCALATIONS:
+        if case not in ("service-account", "other-secret", "any-registry"):
+            continue
+        result = as_alice(control_plane, namespace, communication_plugin(f"evil-{case}", **spec))
+        assert result.returncode != 0, f"{case} was admitted on a CommunicationPlugin"
+        assert words in result.stderr, (case, result.stderr)
     # What asks for nothing special is admitted, and so are CommunicationPlugins.
     assert as_alice(control_plane, namespace, _vi("plain")).returncode == 0
     plugin = communication_plugin("sms", image="ghcr.io/switchboard-dev/plugin-twilio-sms:0.1.0")
