@@ -495,6 +495,30 @@ def test_the_ledger_renders_for_each_database_and_refuses_what_cannot_work(
     ]
     # The evaluation database passes the restricted pod security level.
     server_dry_run(control_plane, evaluation)
+    # Or a Gateway API route: again only the receipts path, to the router's HTTP port.
+    gateway = {
+        "router": {
+            "receipts": {
+                "publicUrl": "https://switchboard.example.com",
+                "httpRoute": {
+                    "enabled": True,
+                    "parentRefs": [{"name": "edge", "namespace": "gateways"}],
+                    "hostnames": ["switchboard.example.com"],
+                },
+            }
+        }
+    }
+    routed = render(control_plane, namespace, "--values", values_file(tmp_path, gateway))
+    route = next(o for o in objects(routed) if o["kind"] == "HTTPRoute")
+    assert route["spec"]["parentRefs"] == [{"name": "edge", "namespace": "gateways"}]
+    assert route["spec"]["hostnames"] == ["switchboard.example.com"]
+    [rule] = route["spec"]["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/v1/receipts/"}}]
+    router_service = find(routed, "Service", "router")
+    assert [(b["name"], b["port"]) for b in rule["backendRefs"]] == [
+        (router_service["metadata"]["name"], 8080)
+    ]
+    assert not any(o["kind"] == "Ingress" for o in objects(routed))
 
     for refused_values, complaint in (
         ({"router": {"ledger": {"database": "postgresql"}}}, "existingSecret"),
