@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import random
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -37,14 +39,16 @@ from tests.vendor.conftest import Database, RouterStandIn
 ANALYTICS_PLUGIN = Path(__file__).resolve().parents[2] / "plugin-images" / "analytics-events"
 sys.path.insert(0, str(ANALYTICS_PLUGIN))
 
-from analytics_events_plugin.migrations import LATEST_VERSION  # noqa: E402  (a source root)
+from analytics_events_plugin import buffer  # noqa: E402  (a source root)
+from analytics_events_plugin.events import StoredEvent  # noqa: E402
+from analytics_events_plugin.migrations import LATEST_VERSION  # noqa: E402
 from analytics_events_plugin.notify import (  # noqa: E402
     Notification,
     NotificationFailed,
     NotificationRejected,
     RouterNotifier,
 )
-from analytics_events_plugin.store import open_store  # noqa: E402
+from analytics_events_plugin.store import StorageUnavailable, open_store  # noqa: E402
 
 ROUTER_TOKEN = "router-token-5b1d9e"
 
@@ -153,6 +157,75 @@ async def test_sigterm_writes_every_buffered_event(database: Database, tmp_path:
         assert flushed["events"] == 55
     finally:
         child.kill()
+
+
+class UnavailableStore:
+    """A database that is away for the first ``failures`` writes."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.written: list[StoredEvent] = []
+
+    async def insert_events(self, events: list[StoredEvent]) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StorageUnavailable("connection refused")
+        self.written.extend(events)
+
+
+def event_buffer(store: UnavailableStore, health: list[bool]) -> buffer.EventBuffer:
+    async def report_health(healthy: bool) -> None:
+        health.append(healthy)
+
+    settings = buffer.BufferSettings(
+        batch_size=10,
+        flush_interval=0.4,
+        max_buffered_events=1,
+        backpressure_timeout=1,
+        database_timeout=1,
+    )
+    return buffer.EventBuffer(store, settings, logging.getLogger("test"), report_health)  # type: ignore[arg-type]
+
+
+def an_event() -> StoredEvent:
+    now = datetime.now(UTC)
+    return StoredEvent("e1", "page_view", "page", "u1", None, now, now, {})
+
+
+async def test_a_failed_write_waits_doubling_jittered_delays_up_to_the_flush_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    jitter_ranges: list[tuple[float, float]] = []
+
+    def no_wait(low: float, high: float) -> float:
+        jitter_ranges.append((low, high))
+        return 0.0
+
+    monkeypatch.setattr(random, "uniform", no_wait)
+    store, health = UnavailableStore(failures=5), list[bool]()
+    events = event_buffer(store, health)
+    await events.add([an_event()])
+
+    await events.drain(everything=True)
+
+    assert [event.event_id for event in store.written] == ["e1"]
+    assert jitter_ranges == [(0.0, 0.05), (0.0, 0.1), (0.0, 0.2), (0.0, 0.4), (0.0, 0.4)]
+    # NOT_SERVING while the full buffer could not be written, SERVING once it was.
+    assert health == [False] * 5 + [True]
+
+
+async def test_a_stopping_buffer_gives_up_on_an_absent_database() -> None:
+    store = UnavailableStore(failures=1_000_000)
+    events = event_buffer(store, [])
+    await events.add([an_event()])
+    await events.stop(give_up_after=0.3)
+
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable):
+        await events.drain(everything=True)
+
+    assert time.monotonic() - started < 2
+    assert len(events) == 1  # kept: the plugin's deactivate says what was not written
 
 
 async def test_events_survive_terminated_database_connections(database: Database) -> None:
@@ -800,7 +873,6 @@ async def test_an_event_the_database_refuses_does_not_block_the_others(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from analytics_events_plugin import AnalyticsEventsPlugin
-    from analytics_events_plugin.events import StoredEvent
     from analytics_events_plugin.store import EventRejected, EventStore
 
     class RefusesOne:

@@ -2,8 +2,8 @@
 
 Accepted events wait here and are written in batches of ``batch_size``: at
 once when a batch is full, and whatever is buffered every ``flush_interval``
-seconds. A failed write is retried with exponential backoff and full jitter
-(tenacity) until it succeeds or, when stopping, until ``give_up_at``; the
+seconds. A failed write is retried with the SDK's ``Backoff`` and full jitter
+until it succeeds or, when stopping, until ``give_up_at``; the
 events stay buffered meanwhile, so none is lost to a database blip. When the
 buffer is full a call waits up to ``backpressure_timeout`` for room, then
 fails RETRYABLE. A batch the database refuses for one bad value is written
@@ -16,20 +16,18 @@ import asyncio
 import collections
 import itertools
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    wait_random_exponential,
-)
-
-from switchboard.sdk import InvalidInput, RetryableError
+from switchboard.sdk import Backoff, InvalidInput, RetryableError
 
 from .events import StoredEvent
 from .store import EventRejected, EventStore, StorageUnavailable
+
+#: Seconds the first retry of a failed write waits at most (doubling after each failure).
+FIRST_RETRY_SECONDS: Final = 0.05
 
 
 @dataclass(frozen=True)
@@ -167,28 +165,35 @@ class EventBuffer:
         return dropped
 
     async def _write(self, batch: Sequence[StoredEvent]) -> None:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(StorageUnavailable),
+        """Store ``batch``, retrying while the database is unavailable (see the module
+        docstring); ``StorageUnavailable`` once stopping and past ``give_up_at``."""
+        backoff = Backoff(FIRST_RETRY_SECONDS, self._longest_retry_wait())
+        while True:
+            try:
+                await self._insert(batch)
+                break
+            except StorageUnavailable as error:
+                if self._should_give_up():
+                    raise
+                await self._note_failed_write(error)
             # Full jitter: replicas that lost the database together don't retry in step.
-            wait=wait_random_exponential(
-                multiplier=0.05, max=max(0.2, min(5.0, self.settings.flush_interval))
-            ),
-            stop=self._should_give_up,
-            before_sleep=self._note_failed_write,
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                try:
-                    await self.store.insert_events(batch)
-                except EventRejected:
-                    # One value the database cannot store must not block the rest:
-                    # write the batch event by event and drop only what it refuses.
-                    await self._write_one_by_one(batch)
+            await asyncio.sleep(random.uniform(0.0, backoff.next()))  # noqa: S311 - spreading, not security
         if self._storing_failed:
             self._storing_failed = False
             self._logger.info("Stored events again", extra={"buffered": len(self._events)})
             await self._report_health(True)
+
+    async def _insert(self, batch: Sequence[StoredEvent]) -> None:
+        try:
+            await self.store.insert_events(batch)
+        except EventRejected:
+            # One value the database cannot store must not block the rest:
+            # write the batch event by event and drop only what it refuses.
+            await self._write_one_by_one(batch)
+
+    def _longest_retry_wait(self) -> float:
+        """The longest wait between two tries: the flush interval, kept within 0.2 to 5 s."""
+        return max(0.2, min(5.0, self.settings.flush_interval))
 
     async def _write_one_by_one(self, batch: Sequence[StoredEvent]) -> None:
         for event in batch:
@@ -204,12 +209,11 @@ class EventBuffer:
                     },
                 )
 
-    def _should_give_up(self, state: RetryCallState) -> bool:
+    def _should_give_up(self) -> bool:
         give_up_at = self.give_up_at
         return give_up_at is not None and asyncio.get_running_loop().time() >= give_up_at
 
-    async def _note_failed_write(self, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome is not None else None
+    async def _note_failed_write(self, error: StorageUnavailable) -> None:
         if not self._storing_failed:
             self._storing_failed = True
             self._logger.warning(
