@@ -632,8 +632,16 @@ def test_kubectl_get_wide_shows_why_a_resource_is_not_ready(cluster: Cluster) ->
     assert "STATUS" not in narrow.stdout.splitlines()[0].split(), "priority 1: only with -o wide"
 
 
+def _errors_counted(operator: RunningOperator) -> float:
+    text = httpx.get(f"{operator.metrics_url}/metrics", timeout=10).text
+    counted = _metric(
+        text, "switchboard_operator_reconciles_total", kind="CommunicationPlugin", result="error"
+    )
+    return counted or 0.0
+
+
 def test_a_failing_reconcile_is_retried_with_growing_delays_and_reported(
-    cluster: Cluster,
+    cluster: Cluster, operator: RunningOperator
 ) -> None:
     # An admission policy refuses every status write of this one resource: each
     # reconcile fails at its end, and nothing but back-off and Events can say so.
@@ -703,6 +711,7 @@ def test_a_failing_reconcile_is_retried_with_growing_delays_and_reported(
             timeout=30,
             what="the test's admission policy to be in force",
         )
+        errors_before = _errors_counted(operator)
         stuck = _sms("stuck")
         stuck["metadata"]["labels"] = denied
         cluster.apply(stuck)
@@ -730,6 +739,8 @@ def test_a_failing_reconcile_is_retried_with_growing_delays_and_reported(
         assert "refused by this test" in seen[0]
         delays = [float(m.rsplit("retrying in ", 1)[1].rstrip("s.")) for m in seen]
         assert delays[:3] == [1.0, 2.0, 4.0], delays
+        # And the operator's metrics count them (an alert on errors can fire).
+        assert _errors_counted(operator) - errors_before >= 3
         assert cluster.deployment("CommunicationPlugin", "stuck") is not None
     finally:
         cluster.plane.kubectl("delete", "-f", "-", input=yaml.safe_dump_all([policy, binding]))
