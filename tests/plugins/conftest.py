@@ -102,7 +102,7 @@ class Failure:
         return Reply(self.status, body, headers)
 
 
-#: How every HTTP plugin classifies the provider's HTTP failures (providers.py).
+#: How every HTTP plugin classifies the provider's HTTP failures (switchboard.sdk.providers).
 HTTP_FAILURES = [
     pytest.param(Failure(400, InvalidInput), id="400"),
     pytest.param(Failure(401, Unauthenticated), id="401"),

@@ -7,7 +7,9 @@ import base64
 import email.utils
 import hashlib
 import hmac
+import importlib
 import inspect
+import pkgutil
 import socket
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -564,14 +566,26 @@ def test_an_unusable_public_key_is_a_configuration_error_naming_the_field() -> N
 
 
 def test_every_public_name_exists_and_is_documented() -> None:
-    defined_here = {
+    # The package's modules (http, errors, phone, ...) define the names; the
+    # package exports each public one, so `from switchboard.sdk.providers import X`
+    # works for all of them. `_detail` is private.
+    modules = [
+        importlib.import_module(f"{providers.__name__}.{module.name}")
+        for module in pkgutil.iter_modules(providers.__path__)
+        if not module.name.startswith("_")
+    ]
+    defined = {
         name
-        for name, value in vars(providers).items()
+        for module in modules
+        for name, value in vars(module).items()
         if not name.startswith("_")
         and (inspect.isfunction(value) or inspect.isclass(value))
-        and value.__module__ == providers.__name__
+        and value.__module__ == module.__name__
     }
-    assert defined_here <= set(providers.__all__)
+    assert len(modules) >= 7
+    assert defined == set(providers.__all__) - {
+        name for name in providers.__all__ if not callable(getattr(providers, name))
+    }
     for name in providers.__all__:
         value = getattr(providers, name)
         if callable(value):
