@@ -6,6 +6,7 @@ it; each test that uses it gets a namespace of its own.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +16,15 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from tests.support.controlplane import ControlPlane, running_control_plane
+from tests.support.loglevel import verbose_switchboard_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every Switchboard process a test starts logs at its most verbose level, so that
+    a log call that fails (or hides a failure) at DEBUG fails a test too."""
+    os.environ.update(verbose_switchboard_env())
 
 
 @pytest.fixture(scope="session")

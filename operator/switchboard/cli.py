@@ -109,10 +109,9 @@ def operator(kubeconfig: str | None) -> None:
 
     keep_kubernetes_client_out()  # before kopf is imported
     from switchboard.controller.main import run
-    from switchboard.logs import configure_logging
     from switchboard.telemetry import configure_tracing, shutdown_tracing
 
-    configure_logging()
+    _logging()
     tracing = _tracing("switchboard-operator", configure_tracing)
     try:
         run(kubeconfig)
@@ -161,7 +160,6 @@ def router(
     import asyncio
     import json
 
-    from switchboard.logs import configure_logging
     from switchboard.router.app import serve
     from switchboard.router.openapi import openapi_document
     from switchboard.router.settings import RouterSettings
@@ -179,7 +177,7 @@ def router(
         "static_file": routes,
     }
     settings = RouterSettings(**{k: v for k, v in overrides.items() if v is not None})
-    configure_logging()
+    _logging()
     tracing = _tracing("switchboard-router", configure_tracing)
     try:
         asyncio.run(serve(settings, kubeconfig))
@@ -205,6 +203,16 @@ def _metadata(items: tuple[str, ...]) -> dict[str, str]:
     if malformed:
         raise click.BadParameter(f"{malformed[0]!r} is not KEY=VALUE", param_hint="--metadata")
     return dict(item.split("=", 1) for item in items)
+
+
+def _logging(json_lines: bool = True) -> None:
+    """Logging as SWITCHBOARD_LOG_LEVEL says; a usage error if it names no level."""
+    from switchboard.logs import configure_logging
+
+    try:
+        configure_logging(json_lines=json_lines)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
 
 
 def _tracing(service: str, configure: Any) -> Any:
@@ -726,7 +734,6 @@ def up(
     import asyncio
 
     from switchboard.local.up import UpOptions, run_up
-    from switchboard.logs import configure_logging
 
     command: list[str] = ctx.meta.get("up_command", [])
     if not paths:
@@ -736,7 +743,7 @@ def up(
     if "up_command" in ctx.meta and not command:
         raise click.UsageError("Nothing after `--`: name the command to run.")
     show_live = (sys.stderr.isatty() and not command) if live is None else live
-    configure_logging(json_lines=not sys.stderr.isatty())
+    _logging(json_lines=not sys.stderr.isatty())
     options = UpOptions(
         paths=list(paths),
         plugins=list(plugin_roots),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ __all__ = [
     "PlainLogFormatter",
     "configure_logging",
     "extra_fields",
+    "log_level",
     "render_fields",
 ]
 
@@ -58,9 +60,31 @@ class PlainLogFormatter(logging.Formatter):
         return super().formatMessage(record) + render_fields(extra_fields(record))
 
 
-def configure_logging(json_lines: bool = True, level: int = logging.INFO) -> None:
+#: The variable that sets how much the operator, the router and local mode log.
+LOG_LEVEL_VARIABLE: Final = "SWITCHBOARD_LOG_LEVEL"
+#: The levels it takes, most verbose first.
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def log_level(environ: Mapping[str, str]) -> int:
+    """The level ``SWITCHBOARD_LOG_LEVEL`` names (default INFO); ValueError says what it takes."""
+    name = environ.get(LOG_LEVEL_VARIABLE, "").strip().upper() or "INFO"
+    if name not in LOG_LEVELS:
+        raise ValueError(
+            f"{LOG_LEVEL_VARIABLE}={environ[LOG_LEVEL_VARIABLE]!r} is not a log level: "
+            f"use one of {', '.join(LOG_LEVELS)}"
+        )
+    return logging.getLevelNamesMapping()[name]
+
+
+def configure_logging(json_lines: bool = True, level: int | None = None) -> None:
+    """Log to stderr at ``level`` (default: ``SWITCHBOARD_LOG_LEVEL``, else INFO).
+
+    Raises ValueError when the variable names no level (the CLI says so and stops).
+    """
+    chosen = log_level(os.environ) if level is None else level
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter() if json_lines else PlainLogFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(chosen)

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from opentelemetry.sdk.trace import TracerProvider
 
+from switchboard.cli import main
 from switchboard.local.supervisor import render_record
 from switchboard.local.up import _Events
-from switchboard.logs import configure_logging, extra_fields, render_fields
+from switchboard.logs import configure_logging, extra_fields, log_level, render_fields
 
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "switchboard"
 
@@ -296,3 +298,17 @@ def test_the_reserved_key_check_catches_a_record_attribute_in_extra(call: str) -
 def _literal_extra(call: str) -> dict[str, Any]:
     keys = _extra_keys(next(_log_calls(ast.parse(call))))
     return dict.fromkeys(keys, "x")
+
+
+def test_the_log_level_comes_from_switchboard_log_level() -> None:
+    assert log_level({}) == logging.INFO
+    assert log_level({"SWITCHBOARD_LOG_LEVEL": " debug "}) == logging.DEBUG
+    assert log_level({"SWITCHBOARD_LOG_LEVEL": "WARNING"}) == logging.WARNING
+    with pytest.raises(ValueError, match=r"'loud' is not a log level: use one of DEBUG, INFO"):
+        log_level({"SWITCHBOARD_LOG_LEVEL": "loud"})
+
+
+def test_a_log_level_that_is_none_stops_the_router_before_it_serves() -> None:
+    result = CliRunner().invoke(main, ["router"], env={"SWITCHBOARD_LOG_LEVEL": "loud"})
+    assert result.exit_code == 2
+    assert "SWITCHBOARD_LOG_LEVEL='loud' is not a log level" in result.output
