@@ -6,7 +6,10 @@ its own process with its own client certificate, and measures from the
 outside:
 
 - resources per second: N CommunicationPlugins applied at once, until every
-  one is Ready and all of its children exist;
+  one is Ready and all of its children exist, against two floors of the
+  same control plane: N plain Deployments applied at once, and the very
+  children the operator writes for N resources (its builders' output)
+  applied by eight clients at once (the operator's workers);
 - API writes per resource: the API server's audit log, counting every
   create/update/patch/delete the operator's user made;
 - writes caused by a full relist: the operator is restarted and lists
@@ -172,6 +175,73 @@ def baseline_seconds(plane: ControlPlane, n: int) -> float:
     return elapsed
 
 
+CHILDREN_NAMESPACE = "bench-children"
+#: The operator's workers: the children floor applies with as many clients at once.
+WORKERS = 8
+
+
+def operator_children(index: int) -> list[dict[str, Any]]:
+    """The very objects the operator writes for `plugin(index)` (its builders), in
+    their order, placed in the children floor's namespace, without an owner."""
+    from switchboard.api.models import CommunicationPlugin
+    from switchboard.controller import builders
+    from switchboard.controller.settings import OperatorSettings
+
+    body = plugin(index)
+    body["metadata"] = {**body["metadata"], "namespace": CHILDREN_NAMESPACE, "uid": "floor"}
+    resource = CommunicationPlugin.model_validate(body)
+    objects = builders.children(resource, OperatorSettings(), builders.Inputs())
+    for obj in objects:
+        obj["metadata"].pop("ownerReferences", None)
+    return objects
+
+
+def children_baseline_seconds(plane: ControlPlane, n: int) -> float:
+    """How long this control plane takes to hold every child the operator would write for
+    n resources (ServiceAccount, ConfigMap, Service, NetworkPolicy, Deployment each),
+    applied by as many clients at once as the operator has workers, until every
+    Deployment is available: the floor for the operator's own work."""
+    plane.kubectl("create", "namespace", CHILDREN_NAMESPACE)
+    shares = [
+        [obj for i in range(worker, n, WORKERS) for obj in operator_children(i)]
+        for worker in range(WORKERS)
+    ]
+    started = time.monotonic()
+    command = [plane.binary("kubectl"), f"--kubeconfig={plane.kubeconfig}"]
+    appliers = [
+        subprocess.Popen(
+            [*command, "apply", "--server-side", "-f", "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in shares
+    ]
+    for applier, share in zip(appliers, shares, strict=True):
+        assert applier.stdin is not None
+        applier.stdin.write(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": share}))
+        applier.stdin.close()
+    for applier in appliers:
+        if applier.wait(300) != 0:
+            refused = applier.stderr.read() if applier.stderr else ""
+            raise RuntimeError(f"kubectl apply failed: {refused}")
+
+    def available() -> bool:
+        listing = json.loads(
+            plane.kubectl("get", "deployments", "-n", CHILDREN_NAMESPACE, "-o", "json").stdout
+        )
+        done = [
+            d for d in listing["items"] if (d.get("status") or {}).get("availableReplicas") == 1
+        ]
+        return len(done) == n
+
+    wait(available, 600, f"{n} resources' children, their Deployments available")
+    elapsed = time.monotonic() - started
+    plane.kubectl("delete", "namespace", CHILDREN_NAMESPACE, "--wait=false")
+    return elapsed
+
+
 def start_operator(plane: ControlPlane, kubeconfig: Path) -> subprocess.Popen[bytes]:
     # `switchboard operator`, except that it calls Describe on loopback addresses
     # only (see bench/operator_process.py): kwok's pod IPs lead off this machine.
@@ -233,6 +303,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             "seconds_until_all_available": round(floor, 1),
             "deployments_per_second": round(args.resources / floor, 2),
         }
+        children_floor = children_baseline_seconds(plane, args.resources)
+        results["children_baseline"] = {
+            "resources": args.resources,
+            "objects": args.resources * len(operator_children(0)),
+            "seconds_until_all_available": round(children_floor, 1),
+        }
         kubeconfig = plane.kubeconfig_for(OPERATOR_USER, ["system:masters"])
         operator = start_operator(plane, kubeconfig)
         try:
@@ -253,6 +329,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 "seconds_until_all_ready": round(elapsed, 1),
                 "resources_per_second": round(n / elapsed, 2),
                 "time_over_baseline": round(elapsed / floor, 2),
+                "time_over_children_baseline": round(elapsed / children_floor, 2),
                 "api_writes_per_resource": round(sum(writes.values()) / n, 2),
                 "writes_by_kind": dict(sorted(writes.items())),
             }
