@@ -146,6 +146,12 @@ def plain_deployment(index: int) -> dict[str, Any]:
     }
 
 
+def available(plane: ControlPlane, namespace: str) -> int:
+    """How many Deployments of the namespace have their one replica available."""
+    listing = json.loads(plane.kubectl("get", "deployments", "-n", namespace, "-o", "json").stdout)
+    return sum(1 for d in listing["items"] if (d.get("status") or {}).get("availableReplicas") == 1)
+
+
 def baseline_seconds(plane: ControlPlane, n: int) -> float:
     """How long this control plane takes to make n plain Deployments available."""
     plane.kubectl("create", "namespace", BASELINE_NAMESPACE)
@@ -160,16 +166,7 @@ def baseline_seconds(plane: ControlPlane, n: int) -> float:
         timeout=300,
     )
 
-    def available() -> bool:
-        listing = json.loads(
-            plane.kubectl("get", "deployments", "-n", BASELINE_NAMESPACE, "-o", "json").stdout
-        )
-        done = [
-            d for d in listing["items"] if (d.get("status") or {}).get("availableReplicas") == 1
-        ]
-        return len(done) == n
-
-    wait(available, 600, f"{n} plain Deployments available")
+    wait(lambda: available(plane, BASELINE_NAMESPACE) == n, 600, f"{n} Deployments available")
     elapsed = time.monotonic() - started
     plane.kubectl("delete", "namespace", BASELINE_NAMESPACE, "--wait=false")
     return elapsed
@@ -227,16 +224,11 @@ def children_baseline_seconds(plane: ControlPlane, n: int) -> float:
             refused = applier.stderr.read() if applier.stderr else ""
             raise RuntimeError(f"kubectl apply failed: {refused}")
 
-    def available() -> bool:
-        listing = json.loads(
-            plane.kubectl("get", "deployments", "-n", CHILDREN_NAMESPACE, "-o", "json").stdout
-        )
-        done = [
-            d for d in listing["items"] if (d.get("status") or {}).get("availableReplicas") == 1
-        ]
-        return len(done) == n
-
-    wait(available, 600, f"{n} resources' children, their Deployments available")
+    wait(
+        lambda: available(plane, CHILDREN_NAMESPACE) == n,
+        600,
+        f"{n} resources' children, their Deployments available",
+    )
     elapsed = time.monotonic() - started
     plane.kubectl("delete", "namespace", CHILDREN_NAMESPACE, "--wait=false")
     return elapsed

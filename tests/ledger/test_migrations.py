@@ -14,9 +14,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 
 from switchboard.ledger import (
     AttemptRecord,
@@ -29,8 +26,8 @@ from switchboard.ledger import (
     State,
     payload_hash,
 )
-from switchboard.ledger.store import MIGRATIONS
 from switchboard.router.settings import RouterSettings
+from tests.ledger.schema_versions import FOREIGN_AUDIT_TABLE, head, migrate
 
 SENT_ID = "5e0d1f0c9a8b4c7d8e6f5a4b3c2d1e0f"
 WAITING_ID = "7a6b5c4d3e2f41a0b9c8d7e6f5a4b3c2"
@@ -142,28 +139,21 @@ ROWS: dict[str, list[dict[str, Any]]] = {
 
 def _write_a_0001_ledger(url: str) -> None:
     """Migrate an empty database to 0001 with Alembic and fill it with plain SQL."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS))
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0001")
-            for table, rows in ROWS.items():
-                for row in rows:
-                    if table == "events":
-                        row = {"tenant": "default", "detail": None, **row}
-                    columns = ", ".join(row)
-                    values = ", ".join(f":{name}" for name in row)
-                    statement = sa.text(f"INSERT INTO {table} ({columns}) VALUES ({values})")  # noqa: S608 - names are ours
-                    if "payload" in row:
-                        statement = statement.bindparams(sa.bindparam("payload", type_=sa.JSON))
-                    conn.execute(statement, row)
-        with engine.connect() as conn:
-            version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0001"
-    finally:
-        engine.dispose()
+
+    def fill(conn: sa.Connection) -> None:
+        for table, rows in ROWS.items():
+            for row in rows:
+                if table == "events":
+                    row = {"tenant": "default", "detail": None, **row}
+                columns = ", ".join(row)
+                values = ", ".join(f":{name}" for name in row)
+                statement = sa.text(f"INSERT INTO {table} ({columns}) VALUES ({values})")  # noqa: S608 - names are ours
+                if "payload" in row:
+                    statement = statement.bindparams(sa.bindparam("payload", type_=sa.JSON))
+                conn.execute(statement, row)
+
+    migrate(url, "0001", fill)
+    assert _version(url)[0] == "0001"
 
 
 def _version(url: str) -> tuple[str | None, list[str]]:
@@ -174,12 +164,6 @@ def _version(url: str) -> tuple[str | None, list[str]]:
         return version, sorted(sa.inspect(engine).get_table_names())
     finally:
         engine.dispose()
-
-
-def _head() -> str | None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(config).get_current_head()
 
 
 async def _open_as_the_router_does(url: str) -> Ledger:
@@ -226,7 +210,7 @@ async def test_a_0001_ledger_with_messages_is_upgraded_to_head_and_reads_the_sam
         await ledger.close()
     version, tables = _version(ledger_url)
 
-    assert version == _head() != "0001"
+    assert version == head() != "0001"
     assert {"audit", "messages", "attempts", "events", "provider_ids", "receipts"} <= set(tables)
     assert sent is not None and waiting is not None
     assert (
@@ -305,22 +289,13 @@ async def test_a_migration_the_database_refuses_is_a_migration_error_not_an_outa
     ledger_url: str,
 ) -> None:
     """SQLite reports "table ... already exists" as an OperationalError, like a lost database."""
-    engine = sa.create_engine(ledger_url)
-    try:
-        with engine.begin() as conn:
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS))
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0001")
-            conn.execute(sa.text("CREATE TABLE audit (note TEXT)"))  # added by hand
-    finally:
-        engine.dispose()
+    migrate(ledger_url, "0001", lambda conn: conn.execute(FOREIGN_AUDIT_TABLE))
 
     with pytest.raises(LedgerError) as refused:
         await _open_as_the_router_does(ledger_url)
     version, _ = _version(ledger_url)
 
     assert isinstance(refused.value, LedgerMigrationError), repr(refused.value)
-    assert f"from revision 0001 to {_head()}" in str(refused.value)
+    assert f"from revision 0001 to {head()}" in str(refused.value)
     assert "audit" in str(refused.value) and "then start again" in str(refused.value)
     assert version == "0001", "the refused migration was left half-applied"

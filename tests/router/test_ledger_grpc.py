@@ -110,6 +110,19 @@ async def _until_healthy(stub: Any, channel: str, seconds: float) -> None:
         await asyncio.sleep(0.1)
 
 
+async def _send(
+    stub: Any, content: str, *, channel: str = "sms", recipient: str = RECIPIENT, **fields: Any
+) -> Any:
+    """SendMessage in the test tenant (``fields``: asynchronous, idempotency_key, ...)."""
+    return await stub.SendMessage(
+        router_pb2.SendMessageRequest(
+            channel=channel, recipient=recipient, content=content, namespace=TENANT, **fields
+        ),
+        metadata=AUTH,
+        timeout=30,
+    )
+
+
 def _error_json(error: grpc.aio.AioRpcError) -> dict[str, Any]:
     trailers = dict(error.trailing_metadata() or ())
     body: dict[str, Any] = json.loads(trailers["switchboard-error-json"])["error"]
@@ -126,23 +139,11 @@ async def test_an_asynchronous_send_answers_at_once_and_get_and_watch_follow_it_
     router = ledger_router([provider.route()], engine_url)
     stub = await stub_for(router.grpc_target)
     # A first message gives a sequence number to watch from: no race with the stream's start.
-    first = await stub.SendMessage(
-        router_pb2.SendMessageRequest(
-            channel="sms", recipient=RECIPIENT, content="first", namespace=TENANT
-        ),
-        metadata=AUTH,
-        timeout=30,
-    )
+    first = await _send(stub, "first")
     watched_from = (await _get(stub, first.id))["history"][-1]["seq"]
     provider.set("slow", delay=2)
 
-    accepted = await stub.SendMessage(
-        router_pb2.SendMessageRequest(
-            channel="sms", recipient=RECIPIENT, content="later", namespace=TENANT, asynchronous=True
-        ),
-        metadata=AUTH,
-        timeout=30,
-    )
+    accepted = await _send(stub, "later", asynchronous=True)
     delivered_when_answered = [d["content"] for d in provider.deliveries()]
     events = await _watch(stub, after=watched_from, count=3)
     final = await _until(stub, accepted.id, FINAL, seconds=30)
@@ -184,21 +185,9 @@ async def test_list_messages_filters_by_state_and_channel(
     )
     stub = await stub_for(router.grpc_target)
 
-    sms = await stub.SendMessage(
-        router_pb2.SendMessageRequest(
-            channel="sms", recipient=RECIPIENT, content="hello", namespace=TENANT
-        ),
-        metadata=AUTH,
-        timeout=30,
-    )
+    sms = await _send(stub, "hello")
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await stub.SendMessage(
-            router_pb2.SendMessageRequest(
-                channel="email", recipient="ann@example.org", content="hi", namespace=TENANT
-            ),
-            metadata=AUTH,
-            timeout=30,
-        )
+        await _send(stub, "hi", channel="email", recipient="ann@example.org")
     email_id = _error_json(refused.value)["messageId"]
     everything = await _list(stub)
     failed = await _list(stub, state="failed")
@@ -230,18 +219,7 @@ async def test_replaying_an_expired_message_sends_the_same_message_again(
     router = ledger_router([provider.route(max_delivery_seconds=1.5)], engine_url)
     stub = await stub_for(router.grpc_target)
 
-    accepted = await stub.SendMessage(
-        router_pb2.SendMessageRequest(
-            channel="sms",
-            recipient=RECIPIENT,
-            content="dead letter",
-            namespace=TENANT,
-            asynchronous=True,
-            idempotency_key="order-42",
-        ),
-        metadata=AUTH,
-        timeout=30,
-    )
+    accepted = await _send(stub, "dead letter", asynchronous=True, idempotency_key="order-42")
     expired = await _until(stub, accepted.id, FINAL, seconds=30)
     provider.set("ok")
     await _until_healthy(stub, "sms", seconds=30)  # its failures had ejected the plugin
@@ -295,13 +273,7 @@ async def test_replaying_a_sent_message_is_refused_as_a_failed_precondition(
     provider = start_provider("only")
     router = ledger_router([provider.route()], engine_url)
     stub = await stub_for(router.grpc_target)
-    sent = await stub.SendMessage(
-        router_pb2.SendMessageRequest(
-            channel="sms", recipient=RECIPIENT, content="once", namespace=TENANT
-        ),
-        metadata=AUTH,
-        timeout=30,
-    )
+    sent = await _send(stub, "once")
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.ReplayMessage(

@@ -17,13 +17,10 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 
 from switchboard.ledger import Ledger
-from switchboard.ledger.store import MIGRATIONS
 from tests.ledger.conftest import ledger_postgres  # noqa: F401 - fixture
+from tests.ledger.schema_versions import FOREIGN_AUDIT_TABLE, head, migrate
 from tests.router.ledger_process import (
     LedgerRouter,
     engine_url_fixture,  # noqa: F401 - fixture
@@ -99,37 +96,17 @@ def test_a_ledger_migrated_by_a_newer_version_stops_the_router_with_the_reason(
     assert _set_version(engine_url, "") == "9999", "the refused schema was changed"
 
 
-def _config() -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return config
-
-
-def _at_0001_with_a_foreign_audit_table(url: str) -> None:
-    """A 0001 ledger someone added an `audit` table to by hand: 0002 cannot create its own."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            config = _config()
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0001")
-            conn.execute(sa.text("CREATE TABLE audit (note TEXT)"))
-    finally:
-        engine.dispose()
-
-
 def test_a_ledger_whose_migration_fails_stops_the_router_saying_it_could_not_migrate(
     engine_url: str, tmp_path: Path
 ) -> None:
-    _at_0001_with_a_foreign_audit_table(engine_url)
+    migrate(engine_url, "0001", lambda conn: conn.execute(FOREIGN_AUDIT_TABLE))
     router = LedgerRouter(tmp_path, [], engine_url)
 
     code, output, listened = _run_until_exit(router, tmp_path / "refused.log")
 
     assert code not in (None, 0, -9), (code, output[-3000:])
     assert "The router did not start: Could not migrate the ledger" in output, output[-3000:]
-    head = ScriptDirectory.from_config(_config()).get_current_head()
-    assert f"from revision 0001 to {head}" in output and "audit" in output, output[-3000:]
+    assert f"from revision 0001 to {head()}" in output and "audit" in output, output[-3000:]
     assert "Cannot reach" not in output, "a schema conflict is not an unreachable database"
     assert "Traceback" not in output, output[-3000:]
     assert not listened, "the router opened a port although it could not migrate its ledger"

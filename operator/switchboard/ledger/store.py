@@ -1055,6 +1055,15 @@ def _finish_statement(clear_payload: bool) -> Any:
     )
 
 
+def migrations(connection: Connection | None = None) -> Config:
+    """Alembic's configuration of the ledger's migrations, run on ``connection`` if given."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
 def _upgrade(connection: Connection) -> None:
     """Migrate to head; a migration the database refuses is ``LedgerMigrationError``.
 
@@ -1062,9 +1071,7 @@ def _upgrade(connection: Connection) -> None:
     reports a schema conflict ("table ... already exists") as an
     ``OperationalError``, the class a refused connection has too.
     """
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = connection
+    config = migrations(connection)
     current = MigrationContext.configure(connection).get_current_revision()
     head = ScriptDirectory.from_config(config).get_current_head()
     try:

@@ -121,6 +121,8 @@ class Router:
 
     def _table_changed(self, table: RoutingTable) -> None:
         addresses = {e for route in table.routes for e in route.endpoints}
+        for gone in self.dispatcher.problems.keys() - {route.id for route in table.routes}:
+            del self.dispatcher.problems[gone]  # a deleted plugin has nothing left to fix
         if self._sync_task is not None and not self._sync_task.done():
             self._sync_task.cancel()
         self._sync_task = asyncio.ensure_future(self.pool.sync(addresses))
