@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from switchboard.controller import metrics as metrics_
 from switchboard.controller.main import Operator, describe_over_grpc, operate
 from switchboard.controller.settings import OperatorSettings
 from switchboard.kubeclient import kube_config
+from tests.support import loops
 from tests.support.controlplane import ControlPlane
 from tests.support.netns import LIVE_ADDRESSES
 
@@ -49,7 +49,7 @@ def start_in_thread(operator: Operator, name: str) -> tuple[threading.Event, thr
 
     def run() -> None:
         try:
-            asyncio.run(main())
+            loops.run(main())
         except BaseException as error:  # surfaced to the test session below
             failure.append(error)
             ready.set()

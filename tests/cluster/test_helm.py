@@ -9,7 +9,6 @@ permission the chart forgot makes it fail.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime
 import json
@@ -47,6 +46,7 @@ from switchboard.logs import extra_fields, render_fields
 from switchboard.router.settings import RouterSettings
 from tests.cluster.conftest import start_in_thread
 from tests.conftest import REPO_ROOT
+from tests.support import loops
 from tests.support.controlplane import ControlPlane
 from tests.support.resources import communication_plugin, vendor_integration
 from tests.support.wait import wait_for
@@ -942,7 +942,7 @@ def test_operator_service_account_holds_the_leadership_lease(release: Release) -
         finally:
             await kube.close()
 
-    asyncio.run(elect())
+    loops.run(elect())
     # Only its own Lease, only in its own namespace.
     plane, operator = release.plane, release.operator
     assert can_i(plane, operator, "update", "leases/switchboard-operator", "-n", release.namespace)

@@ -22,6 +22,7 @@ from switchboard.controller.reconciler import Reconciler
 from switchboard.controller.runtime import Key
 from switchboard.kubeclient import kube_config
 from tests.cluster.conftest import RunningOperator
+from tests.support import loops
 from tests.support.controlplane import ControlPlane
 from tests.support.resources import communication_plugin, vendor_integration
 from tests.support.wait import wait_for
@@ -533,7 +534,7 @@ def test_reconciling_a_settled_resource_writes_nothing(
         await kube.close()
         return kube
 
-    kube = asyncio.run(reconcile_twice())
+    kube = loops.run(reconcile_twice())
     assert sum(kube.writes.values()) == 0, kube.writes
 
 
@@ -558,7 +559,7 @@ def test_only_one_replica_holds_the_lease_and_a_standby_takes_over(cluster: Clus
         assert not await first.try_acquire()
         await kube.close()
 
-    asyncio.run(elect())
+    loops.run(elect())
     lease = k8s.CoordinationV1Api(cluster.api).read_namespaced_lease(
         "switchboard-operator", cluster.namespace
     )

@@ -28,6 +28,7 @@ from switchboard.kubeclient import kube_config
 from tests.cluster.conftest import API_SERVER_CIDRS, RunningOperator
 from tests.cluster.test_helm import CHART, objects
 from tests.cluster.test_operator import Cluster
+from tests.support import loops
 from tests.support.controlplane import ControlPlane
 from tests.support.resources import communication_plugin, vendor_integration
 from tests.support.wait import wait_for
@@ -287,6 +288,7 @@ async def test_the_operator_trusts_the_admission_policy_only_while_it_is_in_forc
         await missing.kube.close()
     finally:
         await operator.kube.close()
+        await loops.connections_closed()
 
 
 def test_the_operator_refuses_a_level_above_the_namespace_ceiling_until_the_namespace_allows_it(
