@@ -468,7 +468,7 @@ def _health_name(serving: bool) -> str:
 def _fail(code: ExitCode, reason: str, settings: RuntimeSettings) -> int:
     """Log ``reason`` and leave it, on one line, where Kubernetes shows it in the pod status."""
     one_line = " ".join(reason.split())
-    logger.error(one_line, extra={"exit_code": int(code)})
+    logger.error("Plugin stopped", extra={"exit_code": int(code), "reason": one_line})
     path = settings.termination_log
     if settings.termination_log_explicit or path.exists():
         with contextlib.suppress(OSError):
