@@ -8,6 +8,7 @@ file, so "sent twice" and "lost" are counted at the provider, not guessed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -112,14 +113,28 @@ async def test_a_message_past_its_max_delivery_time_expires_and_a_replay_sends_i
 
     accepted = await client.send_message(*SMS, "dead letter", wait=False)
     expired = await client.wait_for_message(accepted.id, states={"expired"}, timeout=20)
+    # Replayed while the channel still fails (the provider, or its plugin still
+    # ejected): one round, answered with that round's own failure.
+    with pytest.raises(DeliveryFailed) as still_down:
+        await client.replay_message(accepted.id)
+    failed = await client.get_message(accepted.id)
     provider.set("ok")
-    replayed = await client.replay_message(accepted.id)
+    for _ in range(40):  # until the plugin is routable again (ejection runs out)
+        with contextlib.suppress(DeliveryFailed):
+            replayed = await client.replay_message(accepted.id)
+            break
+        await asyncio.sleep(0.25)
     final = await client.get_message(accepted.id)
 
     assert expired.error_code == "EXPIRED"
     assert "maxDeliveryTime" in expired.error_message
+    assert still_down.value.code in ("UNAVAILABLE", "NO_ENDPOINT"), still_down.value
+    assert "maxDeliveryTime" not in str(still_down.value)
+    assert (failed.state, failed.error_code) == ("failed", still_down.value.code)
     assert replayed.state == "sent" and replayed.id == accepted.id
-    assert [h["state"] for h in final.history][-3:] == ["expired", "sending", "sent"]
+    states = [h["state"] for h in final.history]
+    assert states[states.index("expired") + 1 :][:2] == ["sending", "failed"]
+    assert states[-2:] == ["sending", "sent"] and "expired" not in states[-3:]
     assert len(provider.deliveries()) == 1
     with pytest.raises(Conflict, match="only failed, unknown or expired") as again:
         await client.replay_message(accepted.id)

@@ -282,11 +282,13 @@ class Delivery:
         exclude: frozenset[str] = frozenset(),
         channel: str | None = None,
         resent: bool = False,
+        last: bool = False,
     ) -> Outcome:
         """One round of attempts for a message this router holds; record how it ended.
 
         ``resent``: an earlier round may have reached a provider, so whatever this
-        one sends is a possible duplicate.
+        one sends is a possible duplicate. ``last``: no round follows this one, so a
+        failure that could be retried ends the message failed, in the failure's words.
         """
         routed: Routed | None = None
         error: DispatchError | None = None
@@ -302,7 +304,7 @@ class Delivery:
             )
         except DispatchError as failed:
             error = failed
-        finish = self._finish_of(record, routed, error)
+        finish = self._finish_of(record, routed, error, last=last)
         if resent:
             finish = replace(finish, possible_duplicate=True)
         stored = await self.ledger.finish_round(record.id, self.owner, finish)
@@ -316,7 +318,12 @@ class Delivery:
         return Outcome(stored or record, routed, error)
 
     def _finish_of(
-        self, record: MessageRecord, routed: Routed | None, error: DispatchError | None
+        self,
+        record: MessageRecord,
+        routed: Routed | None,
+        error: DispatchError | None,
+        *,
+        last: bool = False,
     ) -> Finish:
         if routed is not None:
             route = self.table.plugin(*routed.plugin.split("/", 1))
@@ -340,7 +347,7 @@ class Delivery:
                 error=error.message,
                 keep_payload=True,
             )
-        if error.code in _FINAL_FAILURES or not record.asynchronous:
+        if error.code in _FINAL_FAILURES or not record.asynchronous or last:
             return Finish(
                 State.FAILED,
                 attempts,
@@ -556,7 +563,10 @@ class Delivery:
         )
         if taken is None or taken.payload is None:
             raise ReplayRefused(f"Message {record.id} is being sent by a router right now.")
-        return await self._round(taken, from_payload(taken.payload))
+        # Past its maxDeliveryTime, a replay is one more round and no retries: its
+        # failure is the provider's (or the channel's), not "expired" once again.
+        overdue = taken.deliver_by is not None and taken.deliver_by <= time.time()
+        return await self._round(taken, from_payload(taken.payload), last=overdue)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.create_task(work)
