@@ -124,6 +124,8 @@ async def test_a_message_past_its_max_delivery_time_expires_and_a_replay_sends_i
             replayed = await client.replay_message(accepted.id)
             break
         await asyncio.sleep(0.25)
+    else:
+        raise AssertionError("no replay was sent within 10 s of the provider recovering")
     final = await client.get_message(accepted.id)
 
     assert expired.error_code == "EXPIRED"
